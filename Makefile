@@ -1,0 +1,38 @@
+# jaxfit: `make run` runs the seed, `make test` runs the tests. Both set themselves up.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint format bench bench-gpu clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m jaxfit --config configs/b3.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check jaxfit tests
+	$(BIN)/ruff format --check jaxfit tests
+
+format: $(STAMP)
+	$(BIN)/ruff format jaxfit tests
+	$(BIN)/ruff check --fix jaxfit tests
+
+bench: $(STAMP)
+	$(BIN)/python -m jaxfit bench
+
+bench-gpu:
+	$(PYTHON) -m jaxfit bench --gpu
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,154 @@
+"""``python -m jaxfit``: run a config, print its results, write a run directory.
+
+Exit codes: 0 the run completed (whatever the fits' statuses); 1 with ``--strict``
+when some fit did not converge; 2 a user error (one line on stderr); 130
+interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from jaxfit.config import ConfigError, load_config
+
+USER_ERROR, STRICT_FAILED, INTERRUPTED = 2, 1, 130
+
+
+class UsageError(Exception):
+    """A bad command line (argparse's own errors also exit 2)."""
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m jaxfit",
+        description="JIT-compiled gradient-descent fits of the seed's softplus network. "
+        "Other commands: schema, bench (python -m jaxfit COMMAND --help).",
+    )
+    p.add_argument("--config", "-c", help="YAML config (default: the seed's run)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. train.learning_rate=0.05 (repeatable)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("text", "json", "csv"),
+        default="text",
+        help="stdout format (csv: a single fit's trace or a batch's per-fit table)",
+    )
+    p.add_argument("--output", "-o", type=Path, help="write a run directory here")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output directory")
+    p.add_argument("--devices", type=int, help="use at most N local devices for a batch")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any fit did not converge")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    return p
+
+
+def _configure_jax(batch: bool) -> None:
+    """Before JAX starts: one CPU device per core for batches (XLA:CPU runs one block
+    per device at a time), unless the environment already says otherwise."""
+    if batch:
+        os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count() or 1))
+
+
+def _fit_single(args: argparse.Namespace, config, source: str) -> int:
+    from jaxfit.fitting import fit
+    from jaxfit.report import fit_csv, fit_text
+    from jaxfit.status import Status
+
+    result = fit(config)
+    if args.format == "json":
+        print(json.dumps(result.to_dict()))
+    elif args.format == "csv":
+        sys.stdout.write(fit_csv(result))
+    else:
+        print(fit_text(result, config, source))
+    if args.output:
+        from jaxfit.config import dump_yaml
+        from jaxfit.rundir import write_atomic, write_json
+
+        write_atomic(args.output / "config.yaml", dump_yaml(config))
+        write_atomic(args.output / "trace.csv", fit_csv(result))
+        write_json(args.output / "result.json", result.to_dict())
+    return STRICT_FAILED if args.strict and result.status != Status.CONVERGED else 0
+
+
+def _fit_batch(args: argparse.Namespace, config, source: str) -> int:
+    from jaxfit.report import batch_text
+    from jaxfit.runner import fit_batch
+
+    result = fit_batch(config, devices=args.devices)
+    summary = result.summary()
+    if args.format == "json":
+        print(json.dumps(summary))
+    elif args.format == "csv":
+        from jaxfit.output import per_fit_columns
+        from jaxfit.rundir import csv_text
+
+        sys.stdout.write(csv_text(per_fit_columns(result)))
+    else:
+        print(batch_text(result, source))
+    if args.output:
+        from jaxfit.output import write_batch
+
+        write_batch(args.output, config, result)
+    converged = summary["status_counts"]["converged"] == summary["fits"]
+    return STRICT_FAILED if args.strict and not converged else 0
+
+
+def run(argv: Sequence[str]) -> int:
+    args = _run_parser().parse_args(argv)
+    source = args.config or "<seed defaults>"
+    config = load_config(args.config, args.overrides)
+    if args.devices is not None and args.devices < 1:
+        raise UsageError("--devices: must be at least 1")
+    if args.output:
+        from jaxfit.rundir import prepare
+
+        prepare(args.output, args.overwrite)
+    _configure_jax(config.batch is not None)
+    if config.batch is None:
+        return _fit_single(args, config, source)
+    return _fit_batch(args, config, source)
+
+
+def schema(argv: Sequence[str]) -> int:
+    argparse.ArgumentParser(
+        prog="python -m jaxfit schema", description="Print the config's JSON Schema."
+    ).parse_args(argv)
+    from jaxfit.config import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def bench(argv: Sequence[str]) -> int:
+    from jaxfit.bench import main as bench_main
+
+    return bench_main(argv)
+
+
+COMMANDS = {"schema": schema, "bench": bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = COMMANDS.get(argv[0]) if argv else None
+    try:
+        return command(argv[1:]) if command else run(argv)
+    except (ConfigError, UsageError, FileExistsError) as err:
+        print(f"jaxfit: error: {err}", file=sys.stderr)
+        return USER_ERROR
+    except KeyboardInterrupt:
+        print("jaxfit: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,158 @@
+"""The fit engine: pure functions of explicit state.
+
+    init_state(spec, params, problem) -> FitState
+    step(spec, state, problem)        -> FitState     one gradient-descent step
+    run(spec, state, problem)         -> FitState     lax.while_loop until stopped
+    run_traced(spec, state, problem, trace_limit) -> (FitState, Trace)
+
+``spec`` (a ``Spec``) is static: the trainable set and the optimizer kind. Everything
+numeric (data, frozen params, initial values, learning rate, tolerance, max_steps)
+is a traced argument, so changing it never retraces or recompiles.
+
+Gradients are taken with respect to the trainable parameters only; the frozen ones
+are never differentiated and come back bit-identical. ``loss`` and ``grad`` in a
+state always belong to that state's ``params``, so a step is: ``step_size`` from
+the optimizer, ``new = old - step_size``, then loss and gradient at ``new``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from jaxfit.model import Data, Params, ssr
+from jaxfit.optim import Hyper, OptimizerKind, make_optimizer
+from jaxfit.status import Status
+
+
+class Spec(NamedTuple):
+    """What forces a compile: which parameters train and how (hashable, static)."""
+
+    trainable: tuple[str, ...] = ("b3",)
+    optimizer: OptimizerKind = OptimizerKind()
+
+
+class Problem(NamedTuple):
+    """Traced inputs shared by every step of a fit."""
+
+    data: Data
+    frozen: Params
+    """Values of the parameters that do not train."""
+    hyper: Hyper
+
+
+class FitState(NamedTuple):
+    """The state of one fit (every leaf gains a leading axis under ``vmap``).
+
+    ``loss`` and ``grad`` are evaluated at ``params``; ``step_size`` is the update
+    that the last step applied (zeros before the first step).
+    """
+
+    params: Params
+    """Trainable parameters, by name."""
+    opt_state: optax.OptState
+    loss: jax.Array
+    grad: Params
+    step_size: Params
+    step: jax.Array
+    """Steps taken so far (int32)."""
+    status: jax.Array
+    """A ``Status`` code (int32); ``RUNNING`` until the fit stops."""
+
+
+class Trace(NamedTuple):
+    """The first ``trace_limit`` steps of one fit: row ``k`` is step ``k + 1``.
+
+    ``params``, ``loss`` and ``grad`` are taken *before* that step's update;
+    rows past the last step taken hold NaN.
+    """
+
+    params: Params
+    loss: jax.Array
+    grad: Params
+    step_size: Params
+
+
+def _loss_and_grad(spec: Spec, params: Params, problem: Problem) -> tuple[jax.Array, Params]:
+    def loss_of_trainable(trainable: Params) -> jax.Array:
+        return ssr({**problem.frozen, **trainable}, problem.data)
+
+    return jax.value_and_grad(loss_of_trainable)(params)
+
+
+def _all_finite(*trees: object) -> jax.Array:
+    leaves = jax.tree.leaves(trees)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+def init_state(spec: Spec, params: Params, problem: Problem) -> FitState:
+    """The state before the first step, from the trainable ``params`` (by name)."""
+    params = {name: jnp.asarray(params[name]) for name in spec.trainable}
+    loss, grad = _loss_and_grad(spec, params, problem)
+    status = jnp.where(
+        _all_finite(loss, grad, params),
+        jnp.where(problem.hyper.max_steps > 0, Status.RUNNING, Status.MAX_STEPS),
+        Status.DIVERGED,
+    ).astype(jnp.int32)
+    return FitState(
+        params=params,
+        opt_state=make_optimizer(spec.optimizer, problem.hyper).init(params),
+        loss=loss,
+        grad=grad,
+        step_size=jax.tree.map(jnp.zeros_like, params),
+        step=jnp.zeros((), jnp.int32),
+        status=status,
+    )
+
+
+def step(spec: Spec, state: FitState, problem: Problem) -> FitState:
+    """One gradient-descent step; sets ``status`` to why the fit should stop, if it should.
+
+    A step is always taken, whatever ``state.status`` says: loops stop on status.
+    """
+    hyper = problem.hyper
+    updates, opt_state = make_optimizer(spec.optimizer, hyper).update(
+        state.grad, state.opt_state, state.params
+    )
+    step_size = jax.tree.map(jnp.negative, updates)
+    params = jax.tree.map(jnp.subtract, state.params, step_size)
+    loss, grad = _loss_and_grad(spec, params, problem)
+    count = state.step + 1
+    # Non-finite first: a NaN must never look converged (nan < tol is False anyway).
+    small = jnp.all(jnp.stack([jnp.abs(s) < hyper.tolerance for s in jax.tree.leaves(step_size)]))
+    status = jnp.select(
+        [~_all_finite(loss, grad, params, step_size), small, count >= hyper.max_steps],
+        [Status.DIVERGED, Status.CONVERGED, Status.MAX_STEPS],
+        Status.RUNNING,
+    ).astype(jnp.int32)
+    return FitState(params, opt_state, loss, grad, step_size, count, status)
+
+
+def _running(state: FitState) -> jax.Array:
+    return state.status == Status.RUNNING
+
+
+def run(spec: Spec, state: FitState, problem: Problem) -> FitState:
+    """Step until the fit stops (converged, max_steps or diverged), compiled as one loop."""
+    return lax.while_loop(_running, lambda s: step(spec, s, problem), state)
+
+
+def run_traced(spec: Spec, state: FitState, problem: Problem, trace_limit: int) -> tuple[FitState, Trace]:
+    """Like ``run``, also recording the first ``trace_limit`` steps (static) in a ``Trace``."""
+    nan = jnp.full((trace_limit,), jnp.nan, state.loss.dtype)
+    by_name = {name: nan for name in spec.trainable}
+    trace0 = Trace(by_name, nan, by_name, by_name)
+
+    def body(carry: tuple[FitState, Trace]) -> tuple[FitState, Trace]:
+        before, trace = carry
+        after = step(spec, before, problem)
+        row = Trace(before.params, before.loss, before.grad, after.step_size)
+        # Out-of-range rows (past trace_limit) are dropped by the scatter.
+        trace = jax.tree.map(lambda buf, v: buf.at[before.step].set(v, mode="drop"), trace, row)
+        return after, trace
+
+    return lax.while_loop(lambda c: _running(c[0]), body, (state, trace0))

@@ -1,0 +1,56 @@
+"""The seed's network: one input, two softplus hidden nodes, one output.
+
+    predicted(x) = w3 * softplus(w1*x + b1)     # "blue" curve (top node)
+                 + w4 * softplus(w2*x + b2)     # "orange" curve (bottom node)
+                 + b3                           # moves the "green squiggle"
+
+Parameters are a pytree: a dict from name to a scalar array (or, under ``vmap``,
+one value per fit). Every function here is pure and works under ``jit``, ``grad``
+and ``vmap``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxfit.seed import PARAM_NAMES, SEED_PARAMS, SEED_X, SEED_Y
+
+__all__ = ["PARAM_NAMES", "SEED_PARAMS", "SEED_X", "SEED_Y", "Data", "Params", "predict", "ssr"]
+
+Params = dict[str, jax.Array]
+
+
+class Data(NamedTuple):
+    """Observations: ``x`` (dosage) and ``y`` (efficacy), both shape ``(n,)``."""
+
+    x: jax.Array
+    y: jax.Array
+
+
+def softplus(z: jax.Array) -> jax.Array:
+    """``log(1 + e^z)``, computed stably for large ``|z|``."""
+    return jnp.logaddexp(z, 0.0)
+
+
+def blue(params: Params, x: jax.Array) -> jax.Array:
+    """Top node's contribution: ``w3 * softplus(w1*x + b1)``."""
+    return params["w3"] * softplus(params["w1"] * x + params["b1"])
+
+
+def orange(params: Params, x: jax.Array) -> jax.Array:
+    """Bottom node's contribution: ``w4 * softplus(w2*x + b2)``."""
+    return params["w4"] * softplus(params["w2"] * x + params["b2"])
+
+
+def predict(params: Params, x: jax.Array) -> jax.Array:
+    """The green squiggle: ``blue + orange + b3``, same shape as ``x``."""
+    return blue(params, x) + orange(params, x) + params["b3"]
+
+
+def ssr(params: Params, data: Data) -> jax.Array:
+    """Sum of squared residuals ``sum_i (y_i - predicted(x_i))^2`` (a scalar)."""
+    residual = data.y - predict(params, data.x)
+    return jnp.sum(residual * residual)

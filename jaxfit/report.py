@@ -1,0 +1,166 @@
+"""Host-side presentation: aligned terminal tables, JSON and CSV of results."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from jaxfit.results import BatchResult, FitResult
+
+
+def num(value: float, digits: int = 6) -> str:
+    """A number with ``digits`` significant digits; scientific only when very small/large."""
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return str(value)
+    if value != 0 and (abs(value) < 1e-4 or abs(value) >= 1e7):
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}g}"
+
+
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[bool] | None = None
+) -> str:
+    """An aligned plain-text table: numbers right-aligned, text left-aligned."""
+    cells = [[str(c) for c in row] for row in rows]
+    numeric = numeric or [True] * len(headers)
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric)).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule] + [line(r) for r in cells])
+
+
+def _optimizer_line(result_precision: str, config: Any) -> str:
+    t = config.train
+    return (
+        f"optimizer {t.optimizer.name}, learning rate {num(t.learning_rate)}, "
+        f"tolerance {num(t.tolerance)}, max {t.max_steps} steps, {result_precision}"
+    )
+
+
+def fit_text(result: FitResult, config: Any, source: str, head: int = 30, tail: int = 5) -> str:
+    """The seed's story for one fit: start, step table, end."""
+    out = [
+        f"jaxfit: {source}",
+        f"  trains {', '.join(result.trainable)}; " + _optimizer_line(result.precision, config),
+    ]
+    out.append(f"\nStarting SSR: {num(result.init_loss)}\n")
+    steps = result.trace_rows()
+    shown = steps if len(steps) <= head + tail else steps[:head] + steps[-tail:]
+    rows, many = [], len(result.trainable) > 1
+    for i, row in enumerate(shown):
+        if i == head and len(shown) < len(steps):
+            rows.append(
+                [
+                    "...",
+                    f"({len(steps) - head - tail} steps not shown; --format json has them all)",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
+        for j, name in enumerate(result.trainable):
+            value, size = row["params"][name], row["step_size"][name]
+            rows.append(
+                [
+                    row["step"] if j == 0 else "",
+                    name,
+                    num(value),
+                    num(row["grad"][name]),
+                    num(size),
+                    num(value - size),
+                    num(row["loss"]) if j == 0 else "",
+                ]
+            )
+        if many and i < len(shown) - 1:
+            rows.append([""] * 7)
+    out.append(
+        table(
+            ["step", "param", "value", "dSSR/dparam", "step size", "new value", "SSR before"],
+            rows,
+            [True, False, True, True, True, True, True],
+        )
+    )
+    if not result.trace_complete:
+        out.append(f"(trace thinned: the first {len(steps)} of {result.steps} steps are recorded)")
+    out.append("\nFinal parameters:")
+    out.append(
+        table(
+            ["param", "start", "final", "trained"],
+            [
+                [n, num(result.init[n]), num(result.params[n]), "yes" if n in result.trainable else ""]
+                for n in result.params
+            ],
+            [False, True, True, False],
+        )
+    )
+    out.append(f"\nSSR {num(result.loss)} after {result.steps} steps: {result.status.label}")
+    return "\n".join(out)
+
+
+def batch_text(result: BatchResult, source: str) -> str:
+    """Summary of a batch: status counts, minima, speed, devices."""
+    s = result.summary()
+    out = [
+        f"jaxfit: {source}",
+        f"  {s['fits']:,} fits, training {', '.join(result.trainable)}, {result.precision}",
+        "",
+    ]
+    out.append(
+        table(
+            ["status", "fits", "share"],
+            [[k, f"{v:,}", f"{100 * v / max(s['fits'], 1):.2f}%"] for k, v in s["status_counts"].items()],
+            [False, True, True],
+        )
+    )
+    if s["minima"]:
+        names = list(result.trainable)
+        out.append(
+            f"\nDistinct minima reached by converged fits ({s['minima_total']} in all, top {len(s['minima'])}):"
+        )
+        out.append(
+            table(
+                names + ["SSR", "fits"],
+                [
+                    [num(m["params"][n]) for n in names] + [num(m["loss"]), f"{m['fits']:,}"]
+                    for m in s["minima"]
+                ],
+            )
+        )
+    if s["best"]:
+        b = s["best"]
+        out.append(
+            f"\nBest fit #{b['index']}: SSR {num(b['loss'])}, {b['steps']} steps, {b['status']}; "
+            + ", ".join(f"{n}={num(v)}" for n, v in b["params"].items())
+        )
+    rate = s["fits_per_s"]
+    out.append(
+        f"\n{s['steps']['total']:,} steps (mean {s['steps']['mean']:.1f}, max {s['steps']['max']:,}); "
+        f"run {s['run_s']:.3f} s"
+        + (f" ({rate:,.0f} fits/s)" if rate else "")
+        + f", compile {s['compile_s']:.3f} s; {s['devices']} x {s['device_kind']} device(s), block {s['block_size']}"
+    )
+    return "\n".join(out)
+
+
+def fit_csv(result: FitResult) -> str:
+    """The trace of one fit as CSV: step, loss, then value/grad/step_size per parameter."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    names = result.trainable
+    w.writerow(["step", "loss"] + [f"{k}_{n}" for n in names for k in ("value", "grad", "step_size")])
+    for row in result.trace_rows():
+        w.writerow(
+            [row["step"], repr(row["loss"])]
+            + [repr(row[k][n]) for n in names for k in ("params", "grad", "step_size")]
+        )
+    return buf.getvalue()

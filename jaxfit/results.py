@@ -1,0 +1,183 @@
+"""Results of fits as host-side values, ready for tables and JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from jaxfit.status import Status
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """One finished fit.
+
+    ``trace_*`` arrays have one row per recorded step (step ``k`` is row ``k - 1``):
+    parameter values, loss (SSR) and gradient *before* that step's update, and the
+    step size it applied. At most ``trace_limit`` steps are recorded; ``trace_complete``
+    says whether every step taken is there.
+    """
+
+    params: dict[str, float]
+    """Final values of all seven parameters."""
+    init: dict[str, float]
+    """Starting values of all seven parameters."""
+    trainable: tuple[str, ...]
+    loss: float
+    """SSR at the final parameters."""
+    init_loss: float
+    """SSR at the starting parameters."""
+    steps: int
+    status: Status
+    trace_params: dict[str, np.ndarray]
+    trace_loss: np.ndarray
+    trace_grad: dict[str, np.ndarray]
+    trace_step_size: dict[str, np.ndarray]
+    precision: str = "float32"
+
+    @property
+    def trace_complete(self) -> bool:
+        """True when the trace holds every step taken."""
+        return len(self.trace_loss) >= self.steps
+
+    def trace_rows(self) -> list[dict[str, Any]]:
+        """The trace as a list of dicts: ``step`` (1-based), ``params``, ``grad``,
+        ``step_size`` (by trainable name) and ``loss``."""
+        return [
+            {
+                "step": k + 1,
+                "params": {n: float(self.trace_params[n][k]) for n in self.trainable},
+                "grad": {n: float(self.trace_grad[n][k]) for n in self.trainable},
+                "step_size": {n: float(self.trace_step_size[n][k]) for n in self.trainable},
+                "loss": float(self.trace_loss[k]),
+            }
+            for k in range(min(self.steps, len(self.trace_loss)))
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary: params, loss, steps, status, trace (and whether it is thinned)."""
+        return {
+            "params": self.params,
+            "init": self.init,
+            "trainable": list(self.trainable),
+            "loss": self.loss,
+            "init_loss": self.init_loss,
+            "steps": self.steps,
+            "status": self.status.label,
+            "precision": self.precision,
+            "trace_complete": self.trace_complete,
+            "trace_steps": min(self.steps, len(self.trace_loss)),
+            "trace": self.trace_rows(),
+        }
+
+
+@dataclasses.dataclass
+class BatchResult:
+    """Per-fit arrays of a batch (index ``i`` is fit ``i``) plus run facts.
+
+    Quantities that do not vary across fits are stored as read-only broadcast views,
+    so they cost no memory.
+    """
+
+    params: dict[str, np.ndarray]
+    """Final values of all seven parameters, by name."""
+    init: dict[str, np.ndarray]
+    """Starting values of all seven parameters, by name."""
+    loss: np.ndarray
+    steps: np.ndarray
+    status: np.ndarray
+    """``Status`` codes (int8)."""
+    learning_rate: np.ndarray
+    tolerance: np.ndarray
+    max_steps: np.ndarray
+    trainable: tuple[str, ...]
+    devices: int = 1
+    device_kind: str = ""
+    block_size: int = 0
+    compile_s: float = 0.0
+    run_s: float = 0.0
+    precision: str = "float32"
+
+    @property
+    def fits(self) -> int:
+        return int(self.loss.shape[0])
+
+    def status_counts(self) -> dict[str, int]:
+        """Number of fits by status label (every status listed, zeros included)."""
+        counts = np.bincount(self.status.astype(np.int64), minlength=len(Status))
+        return {s.label: int(counts[s]) for s in Status if s != Status.RUNNING}
+
+    def best(self) -> int | None:
+        """Index of the finite fit with the lowest loss (None if every fit diverged)."""
+        loss = np.where(np.isfinite(self.loss), self.loss, np.inf)
+        return None if not np.isfinite(loss).any() else int(np.argmin(loss))
+
+    def minima(self, decimals: int = 2) -> list[dict[str, Any]]:
+        """Distinct end points of the converged fits, most-reached first.
+
+        Fits whose trainable parameters agree after rounding to ``decimals`` places
+        count as one minimum; each entry gives the mean parameters, the lowest loss and
+        how many fits reached it.
+        """
+        done = np.flatnonzero(self.status == Status.CONVERGED)
+        if done.size == 0:
+            return []
+        values = np.stack([self.params[n][done] for n in self.trainable], axis=1).astype(np.float64)
+        keys, inverse, counts = np.unique(
+            np.round(values, decimals), axis=0, return_inverse=True, return_counts=True
+        )
+        inverse = inverse.ravel()
+        loss = self.loss[done].astype(np.float64)
+        sums = np.zeros_like(keys)
+        np.add.at(sums, inverse, values)
+        low = np.full(len(keys), np.inf)
+        np.minimum.at(low, inverse, loss)
+        order = np.argsort(-counts, kind="stable")
+        return [
+            {
+                "params": {n: float(sums[k, j] / counts[k]) for j, n in enumerate(self.trainable)},
+                "loss": float(low[k]),
+                "fits": int(counts[k]),
+            }
+            for k in order
+        ]
+
+    def fit_row(self, i: int) -> dict[str, Any]:
+        """One fit as a dict."""
+        return {
+            "index": i,
+            "params": {n: float(v[i]) for n, v in self.params.items()},
+            "init": {n: float(v[i]) for n, v in self.init.items()},
+            "loss": float(self.loss[i]),
+            "steps": int(self.steps[i]),
+            "status": Status(int(self.status[i])).label,
+            "learning_rate": float(self.learning_rate[i]),
+        }
+
+    def summary(self, minima_limit: int = 20) -> dict[str, Any]:
+        """JSON-ready summary: counts by status, best fit, distinct minima, timing."""
+        best = self.best()
+        minima = self.minima()
+        run_s = self.run_s
+        return {
+            "fits": self.fits,
+            "trainable": list(self.trainable),
+            "status_counts": self.status_counts(),
+            "best": None if best is None else self.fit_row(best),
+            "minima": minima[:minima_limit],
+            "minima_total": len(minima),
+            "steps": {
+                "mean": float(self.steps.mean()) if self.fits else 0.0,
+                "max": int(self.steps.max()) if self.fits else 0,
+                "total": int(self.steps.sum(dtype=np.int64)),
+            },
+            "devices": self.devices,
+            "device_kind": self.device_kind,
+            "block_size": self.block_size,
+            "precision": self.precision,
+            "compile_s": self.compile_s,
+            "run_s": run_s,
+            "fits_per_s": self.fits / run_s if run_s > 0 else None,
+        }

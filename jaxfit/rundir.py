@@ -1,0 +1,66 @@
+"""The run directory: every file written atomically (temp file + rename), so an
+interrupted run never leaves a half-written file that looks complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, value: Any) -> None:
+    write_atomic(path, json.dumps(value, indent=2, allow_nan=True) + "\n")
+
+
+def write_columns(path: Path, columns: dict[str, np.ndarray]) -> None:
+    """Columns as an uncompressed ``.npz`` (one array per column), atomically."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in columns.items()})
+    write_atomic(path, buf.getvalue())
+
+
+def csv_text(columns: dict[str, np.ndarray]) -> str:
+    """Columns as CSV text, full precision (``repr`` of each value)."""
+    names = list(columns)
+    cols = [np.asarray(columns[n]) for n in names]
+    lines = [",".join(names)]
+    for i in range(len(cols[0]) if cols else 0):
+        lines.append(",".join(repr(c[i].item()) for c in cols))
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: Path, columns: dict[str, np.ndarray]) -> None:
+    """Columns as CSV, atomically."""
+    write_atomic(path, csv_text(columns))
+
+
+def prepare(path: Path, overwrite: bool, resume: bool = False) -> None:
+    """Make sure ``path`` can take a run: refuse a non-empty folder unless told."""
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path}: exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
+        raise FileExistsError(
+            f"{path}: directory is not empty; pass --overwrite to replace it or --resume to continue it"
+        )
+    path.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,139 @@
+"""``fit_batch``: run a config's batch on the local devices and gather a ``BatchResult``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxfit.batch import Chunk, Layout, Timing, default_layout, run_chunks
+from jaxfit.config import Config, ConfigError, load_config
+from jaxfit.model import PARAM_NAMES
+from jaxfit.problem import dtype_of, hyper_of, make_problem, precision, spec_of
+from jaxfit.results import BatchResult
+from jaxfit.sweep import HYPER_NAMES, plan_of, tables_as
+
+
+def select_devices(config: Config, devices: int | None = None) -> list[jax.Device]:
+    """The local devices a batch runs on: all of them, or the first ``devices``."""
+    available = jax.local_devices()
+    wanted = devices or config.devices or len(available)
+    if wanted > len(available):
+        raise ConfigError(
+            f"devices: {wanted} requested but only {len(available)} "
+            f"{available[0].platform.upper()} device(s) are visible"
+        )
+    return available[:wanted]
+
+
+def layout_of(config: Config, devices: Sequence[jax.Device], block_size: int | None = None) -> Layout:
+    """Chunk layout for ``devices`` (block size from the argument, the config or the platform)."""
+    return default_layout(devices[0].platform, len(devices), block_size or config.block_size)
+
+
+def fit_batch(
+    config: Config | Mapping[str, Any] | str | Path,
+    *,
+    devices: int | None = None,
+    block_size: int | None = None,
+    ranges: Sequence[tuple[int, int]] | None = None,
+    on_chunk: Callable[[int, Chunk], None] | None = None,
+) -> BatchResult:
+    """Run every fit of the config's ``batch`` (one fit if it has none).
+
+    Args:
+        config: the run's config.
+        devices: use the first ``devices`` local devices (default: config, else all).
+        block_size: fits per vmapped block (default: config, else by platform).
+        ranges: run only these ``[lo, hi)`` fit-index ranges (for resuming or for one
+            process's share); fits outside them are left as ``RUNNING`` with NaN loss.
+        on_chunk: called with ``(first_index, chunk)`` as each chunk reaches the host.
+
+    Returns:
+        a ``BatchResult`` with per-fit arrays in fit-index order.
+
+    Example:
+        >>> r = fit_batch({"batch": {"init": {"b3": {"linspace": [-10, 10, 101]}}}})
+        >>> r.status_counts()["converged"], round(r.minima()[0]["params"]["b3"], 3)
+        (101, 2.609)
+    """
+    config = load_config(config)
+    spec = spec_of(config)
+    n = config.batch.fits if config.batch else 1
+    ranges = [(0, n)] if ranges is None else list(ranges)
+    used = select_devices(config, devices)
+    layout = layout_of(config, used, block_size)
+    dtype = dtype_of(config)
+    plan, tables = plan_of(config)
+    varying = plan.varying()
+
+    store: dict[str, np.ndarray] = {
+        **{f"params.{p}": np.full(n, np.nan, dtype) for p in spec.trainable},
+        **{f"init.{q}": np.full(n, np.nan, np.int32 if q == "max_steps" else dtype) for q in varying},
+        "loss": np.full(n, np.nan, dtype),
+        "steps": np.zeros(n, np.int32),
+        "status": np.zeros(n, np.int8),
+    }
+
+    def gather(first: int, chunk: Chunk) -> None:
+        rows = slice(first, first + len(chunk.loss))
+        for p in spec.trainable:
+            store[f"params.{p}"][rows] = chunk.params[p]
+        for q in varying:
+            store[f"init.{q}"][rows] = chunk.init[q]
+        store["loss"][rows] = chunk.loss
+        store["steps"][rows] = chunk.steps
+        store["status"][rows] = chunk.status
+        if on_chunk is not None:
+            on_chunk(first, chunk)
+
+    timing: list[Timing] = []
+    with precision(config):
+        problem = make_problem(config)
+        common = hyper_of(config)
+        run_chunks(
+            spec, plan, tables_as(tables, dtype), common, problem.data, layout, used, ranges, gather, timing
+        )
+    return assemble(config, store, n, used, layout, timing[0])
+
+
+def assemble(
+    config: Config,
+    store: Mapping[str, np.ndarray],
+    n: int,
+    used: Sequence[jax.Device],
+    layout: Layout,
+    timing: Timing,
+) -> BatchResult:
+    """A ``BatchResult`` from stored columns (``params.P``, ``init.Q``, loss, steps, status)."""
+    dtype = dtype_of(config)
+    spec = spec_of(config)
+    base = {**config.params.model_dump(), **config.train.model_dump(include=set(HYPER_NAMES))}
+
+    def column(name: str, q: str, kind: type = dtype) -> np.ndarray:
+        if name in store:
+            return store[name]
+        return np.broadcast_to(np.asarray(base[q], kind), (n,))
+
+    init = {p: column(f"init.{p}", p) for p in PARAM_NAMES}
+    params = {p: store[f"params.{p}"] if p in spec.trainable else init[p] for p in PARAM_NAMES}
+    return BatchResult(
+        params=params,
+        init=init,
+        loss=store["loss"],
+        steps=store["steps"],
+        status=store["status"],
+        learning_rate=column("init.learning_rate", "learning_rate"),
+        tolerance=column("init.tolerance", "tolerance"),
+        max_steps=column("init.max_steps", "max_steps", np.int32),
+        trainable=spec.trainable,
+        devices=len(used),
+        device_kind=used[0].device_kind,
+        block_size=layout.block_size,
+        compile_s=timing.compile_s,
+        run_s=timing.run_s,
+        precision=config.precision,
+    )

@@ -1,0 +1,22 @@
+"""Per-fit outcome codes. Status is data (a small int per fit), never an exception."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Status(enum.IntEnum):
+    """How a fit ended (``RUNNING`` only while it is still in the loop)."""
+
+    RUNNING = 0
+    CONVERGED = 1
+    """Every trainable parameter's |step size| fell below ``tolerance``."""
+    MAX_STEPS = 2
+    """``max_steps`` steps were taken without converging."""
+    DIVERGED = 3
+    """The loss, a gradient or a parameter became non-finite (NaN or inf)."""
+
+    @property
+    def label(self) -> str:
+        """Lower-case name used in JSON and tables, e.g. ``"converged"``."""
+        return self.name.lower()

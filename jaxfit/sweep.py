@@ -1,0 +1,151 @@
+"""The initial values and hyperparameters of every fit in a batch, as a pure
+function of the fit's global index.
+
+A ``Plan`` (static, hashable) says how each quantity varies; ``Tables`` (traced)
+hold the numbers. ``draw(plan, tables, index)`` gives fit ``index``'s starting
+parameters and hyperparameters, on the device, independent of block size, device
+count or process layout: random draws use ``fold_in(seed, quantity, index)``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxfit.config import BatchConfig, Config, Linspace, Normal, Uniform, Values
+from jaxfit.model import PARAM_NAMES, Params
+
+HYPER_NAMES: tuple[str, ...] = ("learning_rate", "tolerance", "max_steps")
+QUANTITIES: tuple[str, ...] = PARAM_NAMES + HYPER_NAMES
+"""Everything that may vary across fits, in grid order (last varies fastest)."""
+
+FIXED, LINSPACE, VALUES, NORMAL, UNIFORM = "fixed", "linspace", "values", "normal", "uniform"
+
+
+class Plan(NamedTuple):
+    """Static: how each quantity in ``QUANTITIES`` varies, and the values-table width."""
+
+    kinds: tuple[str, ...]
+    capacity: int = 8
+
+    def varying(self) -> tuple[str, ...]:
+        """Names of the quantities that are not fixed."""
+        return tuple(q for q, k in zip(QUANTITIES, self.kinds) if k != FIXED)
+
+
+class Tables(NamedTuple):
+    """Traced numbers behind a ``Plan`` (row ``q`` belongs to ``QUANTITIES[q]``)."""
+
+    coef: jax.Array
+    """(Q, 3): fixed value | start, stop, num | mean, std | low, high."""
+    values: jax.Array
+    """(Q, capacity): explicit grid values, padded."""
+    size: jax.Array
+    """(Q,) int32: grid size of each quantity (1 if not a grid axis)."""
+    stride: jax.Array
+    """(Q,) int32: grid index stride of each quantity."""
+    count: jax.Array
+    """() int32: fits per grid point."""
+    seed: jax.Array
+    """() uint32."""
+
+
+class Draw(NamedTuple):
+    params: Params
+    learning_rate: jax.Array
+    tolerance: jax.Array
+    max_steps: jax.Array
+
+
+def _kind(spec: object) -> str:
+    for kind, cls in ((LINSPACE, Linspace), (VALUES, Values), (NORMAL, Normal), (UNIFORM, Uniform)):
+        if isinstance(spec, cls):
+            return kind
+    return FIXED
+
+
+def plan_of(config: Config) -> tuple[Plan, Tables]:
+    """The plan and tables of a config's batch (a batch of one if it has none)."""
+    batch = config.batch or BatchConfig()
+    base = {**config.params.model_dump(), **config.train.model_dump(include=set(HYPER_NAMES))}
+    kinds, coef, tables_values, sizes = [], [], [], []
+    for q in QUANTITIES:
+        spec = batch.init.get(q) if q in PARAM_NAMES else getattr(batch, q)
+        if isinstance(spec, list):
+            spec = Values(values=[float(v) for v in spec])
+        kind = _kind(spec)
+        kinds.append(kind)
+        row, values, size = [base[q], 0.0, 0.0], [], 1
+        if kind == LINSPACE:
+            row, size = list(spec.linspace), spec.linspace[2]
+        elif kind == VALUES:
+            values, size = spec.values, len(spec.values)
+        elif kind == NORMAL:
+            row = [spec.normal.mean, spec.normal.std, 0.0]
+        elif kind == UNIFORM:
+            row = [spec.uniform.low, spec.uniform.high, 0.0]
+        coef.append(row)
+        tables_values.append(values)
+        sizes.append(size)
+    capacity = 8
+    while capacity < max(len(v) for v in tables_values):
+        capacity *= 2
+    padded = np.zeros((len(QUANTITIES), capacity), np.float64)
+    for i, v in enumerate(tables_values):
+        padded[i, : len(v)] = v
+    strides = np.ones(len(QUANTITIES), np.int64)
+    for i in range(len(QUANTITIES) - 2, -1, -1):
+        strides[i] = strides[i + 1] * sizes[i + 1]
+    tables = Tables(
+        coef=np.asarray(coef, np.float64),
+        values=padded,
+        size=np.asarray(sizes, np.int32),
+        stride=strides.clip(max=2**31 - 1).astype(np.int32),
+        count=np.asarray(batch.count, np.int32),
+        seed=np.asarray(batch.seed, np.uint32),
+    )
+    return Plan(tuple(kinds), capacity), tables
+
+
+def tables_as(tables: Tables, dtype: np.dtype) -> Tables:
+    """Tables with float rows in ``dtype`` (host arrays)."""
+    return tables._replace(coef=np.asarray(tables.coef, dtype), values=np.asarray(tables.values, dtype))
+
+
+def draw(plan: Plan, tables: Tables, index: jax.Array) -> Draw:
+    """Starting values and hyperparameters of fits ``index`` (int32 array, any shape)."""
+    dtype = tables.coef.dtype
+    point = index // tables.count
+    key = jax.random.key(tables.seed)
+    out = {}
+    for q, (name, kind) in enumerate(zip(QUANTITIES, plan.kinds)):
+        c = tables.coef[q]
+        if kind == FIXED:
+            value = jnp.broadcast_to(c[0], index.shape)
+        elif kind in (LINSPACE, VALUES):
+            k = (point // tables.stride[q]) % tables.size[q]
+            if kind == VALUES:
+                value = tables.values[q][k]
+            else:
+                step = (c[1] - c[0]) / jnp.maximum(c[2] - 1, 1).astype(dtype)
+                value = c[0] + k.astype(dtype) * step
+        else:
+            keys = jax.vmap(lambda i, q=q: jax.random.fold_in(jax.random.fold_in(key, q), i))(
+                index.ravel()
+            ).reshape(index.shape)
+            if kind == NORMAL:
+                z = jax.vmap(lambda k: jax.random.normal(k, (), dtype))(keys.ravel())
+                value = c[0] + c[1] * z.reshape(index.shape)
+            else:
+                u = jax.vmap(lambda k: jax.random.uniform(k, (), dtype))(keys.ravel())
+                value = c[0] + (c[1] - c[0]) * u.reshape(index.shape)
+        out[name] = value
+    return Draw(
+        params={n: out[n] for n in PARAM_NAMES},
+        learning_rate=out["learning_rate"],
+        tolerance=out["tolerance"],
+        max_steps=jnp.round(out["max_steps"]).astype(jnp.int32),
+    )

@@ -1,0 +1,76 @@
+"""Independent float64 NumPy reference: the seed's network, its hand-derived
+gradient, and gradient descent with jaxfit's stopping rule."""
+
+from __future__ import annotations
+
+import numpy as np
+
+NAMES = ("w1", "b1", "w2", "b2", "w3", "w4", "b3")
+SEED = {"w1": 3.34, "b1": -1.43, "w2": -3.53, "b2": 0.57, "w3": -1.22, "w4": -2.30, "b3": 0.0}
+X = np.array([0.0, 0.5, 1.0])
+Y = np.array([0.0, 1.0, 0.0])
+CONVERGED, MAX_STEPS, DIVERGED = 1, 2, 3
+
+
+def softplus(z):
+    return np.logaddexp(z, 0.0)
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def predict(p, x=X):
+    return p["w3"] * softplus(p["w1"] * x + p["b1"]) + p["w4"] * softplus(p["w2"] * x + p["b2"]) + p["b3"]
+
+
+def ssr(p, x=X, y=Y):
+    return float(np.sum((y - predict(p, x)) ** 2))
+
+
+def grad(p, x=X, y=Y):
+    """Analytic dSSR/dparam for every parameter (chain rule, by hand)."""
+    z1, z2 = p["w1"] * x + p["b1"], p["w2"] * x + p["b2"]
+    d = -2.0 * (y - predict(p, x))  # dSSR/dpredicted
+    return {
+        "w1": float(np.sum(d * p["w3"] * sigmoid(z1) * x)),
+        "b1": float(np.sum(d * p["w3"] * sigmoid(z1))),
+        "w2": float(np.sum(d * p["w4"] * sigmoid(z2) * x)),
+        "b2": float(np.sum(d * p["w4"] * sigmoid(z2))),
+        "w3": float(np.sum(d * softplus(z1))),
+        "w4": float(np.sum(d * softplus(z2))),
+        "b3": float(np.sum(d)),
+    }
+
+
+def gradient_descent(p0, trainable, lr, tol, max_steps, x=X, y=Y):
+    """Plain GD: step size = lr * grad; stop when every |step size| < tol, at
+    max_steps, or on a non-finite value. Returns (params, steps, status, trace)."""
+    p = dict(p0)
+    g = grad(p, x, y)
+    trace = []
+    for k in range(1, max_steps + 1):
+        steps = {n: lr * g[n] for n in trainable}
+        trace.append(
+            {
+                "params": {n: p[n] for n in trainable},
+                "loss": ssr(p, x, y),
+                "grad": {n: g[n] for n in trainable},
+                "step_size": steps,
+            }
+        )
+        for n in trainable:
+            p[n] = p[n] - steps[n]
+        loss, g = ssr(p, x, y), grad(p, x, y)
+        values = [loss] + [g[n] for n in trainable] + [p[n] for n in trainable] + list(steps.values())
+        if not np.all(np.isfinite(values)):
+            return p, k, DIVERGED, trace
+        if all(abs(s) < tol for s in steps.values()):
+            return p, k, CONVERGED, trace
+    return p, max_steps, MAX_STEPS, trace
+
+
+def closed_form_b3(p=SEED, x=X, y=Y):
+    """The exact minimiser of SSR over b3 alone: mean(y - blue - orange)."""
+    rest = predict({**p, "b3": 0.0}, x)
+    return float(np.mean(y - rest))

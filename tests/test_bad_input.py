@@ -1,0 +1,117 @@
+"""Every user error: exit 2, one line naming the file and the field, no traceback,
+nothing written."""
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+from test_cli import ENV
+
+import jaxfit
+
+# (file content, expected words in the message)
+BAD_YAML = [
+    ("train: {learning_rate: -0.1}", "train.learning_rate"),
+    ("train: {learning_rate: 0}", "train.learning_rate"),
+    ("train: {learning_rate: .nan}", "train.learning_rate"),
+    ("train: {learning_rate: .inf}", "train.learning_rate"),
+    ("train: {learning_rate: fast}", "train.learning_rate"),
+    ("train: {learning_rate: true}", "train.learning_rate"),
+    ("train: {tolerance: -1}", "train.tolerance"),
+    ("train: {tolerance: 0}", "train.tolerance"),
+    ("train: {max_steps: 0}", "train.max_steps"),
+    ("train: {max_steps: 1.5}", "train.max_steps"),
+    ("train: {max_steps: 100000000000}", "train.max_steps"),
+    ("train: {trainable: []}", "train.trainable"),
+    ("train: {trainable: [b9]}", "train.trainable"),
+    ("train: {trainable: [b3, b3]}", "train.trainable"),
+    ("train: {trainable: b3}", "train.trainable"),
+    ("train: {optimizer: rmsprop}", "train.optimizer"),
+    ("train: {optimizer: {name: adam, b1: 1.5}}", "train.optimizer.b1"),
+    ("train: {optimizer: {name: sgd, momentum: 0.9}}", "train.optimizer.momentum"),
+    ("train: {learnin_rate: 0.1}", "train.learnin_rate"),
+    ("trian: {}", "trian"),
+    ("params: {w5: 1.0}", "params.w5"),
+    ("params: {w1: abc}", "params.w1"),
+    ("data: {x: [0, 1], y: [0]}", "data"),
+    ("data: {x: [], y: []}", "data.x"),
+    ("data: {x: [0, .nan, 1], y: [0, 1, 0]}", "data.x"),
+    ("data: {x: [0, 1, 2], y: [0, .inf, 0]}", "data.y"),
+    ("precision: float16", "precision"),
+    ("batch: {init: {b3: {linspace: [0, 1, 0]}}}", "batch.init.b3.linspace"),
+    ("batch: {init: {b3: {normal: {std: -1}}}}", "batch.init.b3.normal.std"),
+    ("batch: {init: {b3: {uniform: {low: 1, high: 0}}}}", "batch.init.b3.uniform"),
+    ("batch: {init: {b3: {gauss: {}}}}", "batch.init.b3"),
+    ("batch: {init: {b9: {values: [1]}}}", "batch.init.b9"),
+    ("batch: {init: {b3: {linspace: [0, 1, 100000]}}, count: 100000}", "batch"),
+    ("batch: {learning_rate: [0.1, -0.1]}", "batch.learning_rate"),
+    ("- 1\n- 2\n", "mapping"),
+    ("train: [1, 2", "invalid YAML"),
+    ("!!python/object/apply:os.system ['echo pwned']", "invalid YAML"),
+    ("a: !!python/name:os.system", "invalid YAML"),
+]
+
+
+@pytest.mark.parametrize(("text", "field"), BAD_YAML)
+def test_api_raises_config_error(tmp_path, text, field):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(jaxfit.ConfigError) as err:
+        jaxfit.load_config(path)
+    message = str(err.value)
+    assert isinstance(err.value, ValueError)
+    assert message.startswith(str(path)) and field in message and "\n" not in message
+
+
+def test_yaml_line_is_reported(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("# comment\ntrain:\n  trainable: [b3]\n  learning_rate: -1\n")
+    with pytest.raises(jaxfit.ConfigError, match=r"train\.learning_rate \(line 4\).*got -1"):
+        jaxfit.load_config(path)
+
+
+def test_python_tags_are_never_constructed(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"x: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(jaxfit.ConfigError):
+        jaxfit.load_config(path)
+    assert not marker.exists()
+
+
+def test_dict_api_errors():
+    with pytest.raises(jaxfit.ConfigError, match=r"<dict>: train\.tolerance"):
+        jaxfit.fit({"train": {"tolerance": -1}})
+
+
+CLI_CASES = [
+    (["--config", "{bad}"], "train.learning_rate"),
+    (["--config", "missing.yaml"], "no such file"),
+    (["--config", "{dir}"], "directory"),
+    (["--set", "train.learning_rate=-3"], "train.learning_rate"),
+    (["--set", "train.max_steps=many"], "train.max_steps"),
+    (["--set", "nonsense"], "KEY.PATH=VALUE"),
+    (["--set", "train.trainable.x=1"], "train.trainable"),
+    (["--config", "{bad}", "--format", "xml"], "--format"),
+]
+
+
+@pytest.mark.parametrize(("args", "needle"), CLI_CASES)
+def test_cli_user_errors_exit_2_with_one_line(tmp_path, args, needle):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  learning_rate: -0.1\n")
+    out = tmp_path / "out"
+    args = [a.format(bad=bad, dir=tmp_path) for a in args]
+    p = subprocess.run(
+        [sys.executable, "-m", "jaxfit", *args, "--output", str(out)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 2
+    assert needle in p.stderr and "Traceback" not in p.stderr
+    assert p.stdout == ""
+    assert not out.exists() or not any(out.iterdir())

@@ -1,0 +1,70 @@
+"""The command line, run as a real process."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import reference as ref
+from conftest import ROOT
+
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+
+
+def jaxfit(*args, cwd=ROOT):
+    return subprocess.run(
+        [sys.executable, "-m", "jaxfit", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_seed_run_prints_the_seed_table():
+    p = jaxfit("--config", "configs/b3.yaml")
+    assert p.returncode == 0, p.stderr
+    assert "Starting SSR: 20.4236" in p.stdout
+    assert "-15.6551" in p.stdout and "-1.56551" in p.stdout and "2.19172" in p.stdout
+    assert "after 10 steps: converged" in p.stdout
+
+
+def test_json_output():
+    p = jaxfit("--config", "configs/b3.yaml", "--format", "json", "--set", "train.learning_rate=0.05")
+    out = json.loads(p.stdout)
+    assert set(out["params"]) == set(ref.NAMES) and out["status"] == "converged"
+    assert out["trace"][0]["step"] == 1 and out["trace"][0]["loss"] == pytest.approx(20.424, abs=0.01)
+    assert out["trace"][0]["step_size"]["b3"] == pytest.approx(0.05 * -15.655, abs=1e-3)
+    assert out["steps"] == len(out["trace"])
+
+
+def test_schema_is_json_schema():
+    p = jaxfit("schema")
+    schema = json.loads(p.stdout)
+    assert p.returncode == 0 and "train" in schema["properties"]
+
+
+def test_batch_json_summary(tmp_path):
+    p = jaxfit(
+        "--config",
+        "configs/b3_sweep.yaml",
+        "--set",
+        "batch.init.b3.linspace=[-10, 10, 5001]",
+        "--format",
+        "json",
+        "--output",
+        str(tmp_path / "run"),
+    )
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["fits"] == 5001 and s["status_counts"]["converged"] == 5001
+    assert len(s["minima"]) == 1 and s["minima"][0]["params"]["b3"] == pytest.approx(2.609185, abs=2e-4)
+    for key in ("best", "devices", "compile_s", "run_s"):
+        assert key in s
+    assert {"config.yaml", "fits.npz", "fits.csv", "summary.json"} <= {
+        f.name for f in (tmp_path / "run").iterdir()
+    }
+
+
+def test_refuses_non_empty_output(tmp_path):
+    (tmp_path / "x").write_text("keep")
+    p = jaxfit("--output", str(tmp_path), "--format", "json")
+    assert p.returncode == 2 and "--overwrite" in p.stderr
+    assert (tmp_path / "x").read_text() == "keep"
