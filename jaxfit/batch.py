@@ -132,7 +132,7 @@ def executable(
     spec: Spec, plan: Plan, layout: Layout, devices: tuple[jax.Device, ...], args: tuple
 ) -> jax.stages.Compiled:
     """The compiled chunk for these static choices and argument shapes (cached)."""
-    shapes = jax.tree.map(lambda a: f"{np.shape(a)}{np.result_type(a)}", args)
+    shapes = jax.tree.map(lambda a: f"{np.shape(a)}{np.asarray(a).dtype}", args)
     key = (spec, plan, layout, devices, str(jax.tree.structure(args)), tuple(jax.tree.leaves(shapes)))
     if key not in _EXECUTABLES:
         fn = compiled_chunk(spec, plan, layout, devices)

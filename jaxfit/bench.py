@@ -1,0 +1,345 @@
+"""``python -m jaxfit bench``: jaxfit against peers measured in the same process.
+
+Workloads (from the issue tracker's definition):
+  W1 seed sweep      N initial b3 in [-10, 10], b3 only, sgd lr 0.1, tol 1e-4, float32
+  W2 random restarts N fits of all seven params from N(0, 1) (seed 0), sgd lr 0.05,
+                     tol 1e-5, max 5000 steps, float32 (agreement checked in float64)
+
+Peers: vectorised NumPy gradient descent with the same stopping rule (always),
+PyTorch ``torch.func.vmap`` (when torch is installed), SciPy per-fit BFGS (small N).
+Times are end to end through ``fit_batch`` after its first (compiling) call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from jaxfit.seed import PARAM_NAMES, SEED_PARAMS, SEED_X, SEED_Y
+
+CONVERGED, MAX_STEPS, DIVERGED = 1, 2, 3
+
+
+def w1_config(n: int, precision: str = "float32") -> dict[str, Any]:
+    return {
+        "precision": precision,
+        "train": {"trainable": ["b3"], "learning_rate": 0.1, "tolerance": 1e-4, "max_steps": 1000},
+        "batch": {"init": {"b3": {"linspace": [-10.0, 10.0, n]}}},
+    }
+
+
+def w2_config(n: int, precision: str = "float32") -> dict[str, Any]:
+    return {
+        "precision": precision,
+        "train": {
+            "trainable": list(PARAM_NAMES),
+            "learning_rate": 0.05,
+            "tolerance": 1e-5,
+            "max_steps": 5000,
+        },
+        "batch": {
+            "init": {p: {"normal": {"mean": 0.0, "std": 1.0}} for p in PARAM_NAMES},
+            "seed": 0,
+            "count": n,
+        },
+    }
+
+
+# -- the NumPy peer: all fits at once, finished ones dropped from the active set
+
+
+def _np_forward(p: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, ...]:
+    z1 = p["w1"][:, None] * x + p["b1"][:, None]
+    z2 = p["w2"][:, None] * x + p["b2"][:, None]
+    s1, s2 = np.logaddexp(z1, 0), np.logaddexp(z2, 0)
+    pred = p["w3"][:, None] * s1 + p["w4"][:, None] * s2 + p["b3"][:, None]
+    return z1, z2, s1, s2, pred
+
+
+def _np_loss_grad(p: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, trainable: Sequence[str]):
+    z1, z2, s1, s2, pred = _np_forward(p, x)
+    r = y - pred
+    loss = np.sum(r * r, axis=1)
+    d = -2 * r
+    g: dict[str, np.ndarray] = {}
+    if "b3" in trainable:
+        g["b3"] = d.sum(1)
+    if "w3" in trainable:
+        g["w3"] = (d * s1).sum(1)
+    if "w4" in trainable:
+        g["w4"] = (d * s2).sum(1)
+    if {"w1", "b1"} & set(trainable):
+        t1 = d * p["w3"][:, None] / (1 + np.exp(-z1))
+        g["w1"], g["b1"] = (t1 * x).sum(1), t1.sum(1)
+    if {"w2", "b2"} & set(trainable):
+        t2 = d * p["w4"][:, None] / (1 + np.exp(-z2))
+        g["w2"], g["b2"] = (t2 * x).sum(1), t2.sum(1)
+    return loss, {n: g[n] for n in trainable}
+
+
+def numpy_gd(
+    init: dict[str, np.ndarray], trainable: Sequence[str], lr: float, tol: float, max_steps: int, dtype: Any
+):
+    """Vectorised gradient descent with jaxfit's stopping rule; returns (params, loss, steps, status)."""
+    x, y = np.asarray(SEED_X, dtype), np.asarray(SEED_Y, dtype)
+    n = len(next(iter(init.values())))
+    p = {k: np.array(v, dtype) for k, v in init.items()}
+    lr, tol = dtype(lr), dtype(tol)
+    steps, status = np.zeros(n, np.int32), np.zeros(n, np.int8)
+    loss = np.empty(n, dtype)
+    active = np.arange(n)
+    with np.errstate(all="ignore"):
+        cur = {k: v[active] for k, v in p.items()}
+        lo, g = _np_loss_grad(cur, x, y, trainable)
+        while active.size:
+            sizes = {k: lr * g[k] for k in trainable}
+            for k in trainable:
+                cur[k] = cur[k] - sizes[k]
+            lo, g = _np_loss_grad(cur, x, y, trainable)
+            count = steps[active] + 1
+            finite = np.isfinite(lo)
+            small = np.ones(active.size, bool)
+            for k in trainable:
+                finite &= np.isfinite(g[k]) & np.isfinite(cur[k]) & np.isfinite(sizes[k])
+                small &= np.abs(sizes[k]) < tol
+            st = np.select([~finite, small, count >= max_steps], [DIVERGED, CONVERGED, MAX_STEPS], 0)
+            steps[active] = count
+            done = st != 0
+            if done.any():
+                idx = active[done]
+                status[idx], loss[idx] = st[done], lo[done]
+                for k in trainable:
+                    p[k][idx] = cur[k][done]
+                keep = ~done
+                active = active[keep]
+                cur = {k: v[keep] for k, v in cur.items()}
+                g = {k: v[keep] for k, v in g.items()}
+    return p, loss, steps, status
+
+
+def torch_peer(
+    init: dict[str, np.ndarray], trainable: Sequence[str], lr: float, tol: float, max_steps: int
+) -> float | None:
+    """Seconds for the same fits with ``torch.func.vmap(grad)`` (fixed-shape masked loop)."""
+    try:
+        import torch
+        from torch.func import grad, vmap
+    except ImportError:
+        return None
+    x, y = torch.tensor(SEED_X), torch.tensor(SEED_Y)
+
+    def ssr(tr, fr):
+        p = {**fr, **tr}
+        pred = (
+            p["w3"] * torch.nn.functional.softplus(p["w1"] * x + p["b1"])
+            + p["w4"] * torch.nn.functional.softplus(p["w2"] * x + p["b2"])
+            + p["b3"]
+        )
+        return ((y - pred) ** 2).sum()
+
+    g_fn = vmap(grad(ssr))
+    t0 = time.perf_counter()
+    tr = {k: torch.tensor(init[k]) for k in trainable}
+    fr = {k: torch.tensor(v) for k, v in init.items() if k not in trainable}
+    running = torch.ones(len(init["b3"]), dtype=torch.bool)
+    with torch.no_grad():
+        for _ in range(max_steps):
+            g = g_fn(tr, fr)
+            small = torch.ones_like(running)
+            for k in trainable:
+                s = lr * g[k]
+                tr[k] = torch.where(running, tr[k] - s, tr[k])
+                small &= s.abs() < tol
+            running &= ~small & torch.isfinite(sum(tr.values()))
+            if not running.any():
+                break
+    return time.perf_counter() - t0
+
+
+def scipy_peer(init: dict[str, np.ndarray], trainable: Sequence[str], n: int) -> float | None:
+    """Seconds for ``n`` per-fit SciPy BFGS minimisations (a different algorithm: a speed reference)."""
+    try:
+        from scipy.optimize import minimize
+    except ImportError:
+        return None
+    x, y = np.asarray(SEED_X), np.asarray(SEED_Y)
+    t0 = time.perf_counter()
+    for i in range(n):
+        base = {k: np.asarray([float(v[i])]) for k, v in init.items()}
+
+        def f(v, base=base):
+            p = {**base, **{k: np.asarray([v[j]]) for j, k in enumerate(trainable)}}
+            loss, g = _np_loss_grad(p, x, y, trainable)
+            return float(loss[0]), np.array([g[k][0] for k in trainable])
+
+        minimize(
+            f,
+            np.array([float(init[k][i]) for k in trainable]),
+            jac=True,
+            method="BFGS",
+            options={"gtol": 1e-5},
+        )
+    return time.perf_counter() - t0
+
+
+def _timed(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _inits(result: Any) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v) for k, v in result.init.items()}
+
+
+def run_workload(
+    name: str,
+    cfg: dict[str, Any],
+    trainable: Sequence[str],
+    lr: float,
+    tol: float,
+    max_steps: int,
+    scipy_n: int,
+) -> dict[str, Any]:
+    from jaxfit.runner import fit_batch
+
+    first = fit_batch(cfg)  # compiles
+    t_jax, res = _timed(lambda: fit_batch(cfg))
+    inits = _inits(res)
+    t_np, (_p, _l, np_steps, np_status) = _timed(
+        lambda: numpy_gd(inits, trainable, lr, tol, max_steps, np.float32), repeat=1
+    )
+    row = {
+        "workload": name,
+        "fits": res.fits,
+        "jaxfit_s": t_jax,
+        "jaxfit_fits_per_s": res.fits / t_jax,
+        "fit_steps_per_s": float(res.steps.sum(dtype=np.int64)) / t_jax,
+        "compile_s": first.compile_s,
+        "numpy_s": t_np,
+        "speedup_vs_numpy": t_np / t_jax,
+        "same_steps": float(np.mean(np_steps == res.steps)),
+        "same_status": float(np.mean(np_status == res.status)),
+        "peak_rss_mb": _rss_mb(),
+        "devices": res.devices,
+    }
+    t_torch = torch_peer(inits, trainable, lr, tol, max_steps) if res.fits <= 100_000 else None
+    row["torch_s"] = t_torch
+    sub = {k: v[:scipy_n] for k, v in inits.items()}
+    t_scipy = scipy_peer(sub, trainable, scipy_n)
+    row["scipy_fits_per_s"] = scipy_n / t_scipy if t_scipy else None
+    if name == "W1":
+        final = numpy_gd(inits, trainable, lr, tol, max_steps, np.float32)[0]["b3"]
+        row["max_abs_diff_b3"] = float(np.max(np.abs(final - res.params["b3"])))
+    return row
+
+
+def w2_float64_agreement(n: int) -> dict[str, float]:
+    from jaxfit.runner import fit_batch
+
+    res = fit_batch(w2_config(n, "float64"))
+    _p, loss, steps, status = numpy_gd(_inits(res), PARAM_NAMES, 0.05, 1e-5, 5000, np.float64)
+    both = (status == CONVERGED) & (res.status == CONVERGED)
+    return {
+        "same_status": float(np.mean(status == res.status)),
+        "same_steps": float(np.mean(steps == res.steps)),
+        "max_loss_diff_converged": float(np.max(np.abs(loss[both] - res.loss[both]))) if both.any() else 0.0,
+    }
+
+
+def main(argv: Sequence[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m jaxfit bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
+    ap.add_argument("--gpu", action="store_true", help="GPU sizes: W1 at 1e8, W2 at 1e6 (jaxfit only)")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count() or 1))
+    import jax
+
+    from jaxfit.report import table
+    from jaxfit.runner import fit_batch
+
+    dev = jax.local_devices()
+    print(
+        f"jaxfit bench: {len(dev)} x {dev[0].device_kind} ({dev[0].platform}), jax {jax.__version__}, python {sys.version.split()[0]}"
+    )
+    if args.gpu:
+        for name, cfg in (("W1", w1_config(100_000_000)), ("W2", w2_config(1_000_000))):
+            first = fit_batch(cfg)
+            t, res = _timed(lambda cfg=cfg: fit_batch(cfg), repeat=2)
+            print(
+                f"{name}: {res.fits:,} fits in {t:.3f} s = {res.fits / t:,.0f} fits/s; compile {first.compile_s:.2f} s; {res.status_counts()}"
+            )
+        return 0
+    n1, n2, scipy_n = (20_000, 500, 50) if args.quick else (1_000_000, 10_000, 300)
+    rows = [
+        run_workload("W1", w1_config(n1), ["b3"], 0.1, 1e-4, 1000, scipy_n),
+        run_workload("W2", w2_config(n2), PARAM_NAMES, 0.05, 1e-5, 5000, scipy_n // 3),
+    ]
+
+    def f(v: float | None, fmt: str = "{:,.0f}") -> str:
+        return "-" if v is None else fmt.format(v)
+
+    print(
+        table(
+            [
+                "workload",
+                "fits",
+                "jaxfit fits/s",
+                "fit-steps/s",
+                "NumPy fits/s",
+                "jaxfit/NumPy",
+                "torch fits/s",
+                "SciPy BFGS fits/s",
+                "compile s",
+                "peak RSS MB",
+            ],
+            [
+                [
+                    r["workload"],
+                    f"{r['fits']:,}",
+                    f(r["jaxfit_fits_per_s"]),
+                    f(r["fit_steps_per_s"]),
+                    f(r["fits"] / r["numpy_s"]),
+                    f(r["speedup_vs_numpy"], "{:.1f}x"),
+                    f(r["fits"] / r["torch_s"] if r["torch_s"] else None),
+                    f(r["scipy_fits_per_s"]),
+                    f(r["compile_s"], "{:.2f}"),
+                    f(r["peak_rss_mb"]),
+                ]
+                for r in rows
+            ],
+        )
+    )
+    w1, w2 = rows
+    print(
+        f"\nW1 agreement with NumPy (float32): same steps {100 * w1['same_steps']:.3f}% of fits, max |b3 diff| {w1['max_abs_diff_b3']:.2e}"
+    )
+    agree = w2_float64_agreement(n2 if not args.quick else 200)
+    print(
+        f"W2 agreement with NumPy (float64): same status {100 * agree['same_status']:.2f}%, same steps {100 * agree['same_steps']:.2f}%, max loss diff (converged in both) {agree['max_loss_diff_converged']:.2e}"
+    )
+    print("\nW1 scaling (jaxfit, end to end after compile):")
+    scale = []
+    for n in [10**3, 10**4, 10**5] if args.quick else [10**3, 10**4, 10**5, 10**6, 10**7]:
+        t, res = _timed(lambda n=n: fit_batch(w1_config(n)), repeat=2)
+        scale.append([f"{n:,}", f"{t:.4f}", f(n / t), f(_rss_mb())])
+    print(table(["N", "seconds", "fits/s", "peak RSS MB"], scale))
+    return 0

@@ -1,0 +1,116 @@
+"""The batch engine: vmap == loop, per-fit stopping, one compilation, determinism."""
+
+import jax
+import numpy as np
+import pytest
+import reference as ref
+from test_fit import compiles  # noqa: F401 - fixture
+
+import jaxfit
+from jaxfit import Status
+
+
+def single(cfg, **params):
+    return jaxfit.fit(jaxfit.load_config(cfg, [f"params.{k}={v}" for k, v in params.items()]))
+
+
+def test_vmap_equals_loop_of_single_fits_with_mixed_statuses():
+    # lr 0.1 converges; lr 0.45 is slow (max_steps); lr 1.0 diverges; all in one batch
+    cfg = {
+        "train": {"max_steps": 60},
+        "batch": {"init": {"b3": {"values": [-5.0, 0.0, 4.0]}}, "learning_rate": [0.1, 0.33, 1.0]},
+    }
+    b = jaxfit.fit_batch(cfg, block_size=4)
+    assert set(b.status.tolist()) == {Status.CONVERGED, Status.MAX_STEPS, Status.DIVERGED}
+    for i in range(b.fits):
+        lr, b3 = float(b.learning_rate[i]), float(b.init["b3"][i])
+        r = single({**cfg, "batch": None, "train": {"max_steps": 60, "learning_rate": lr}}, b3=b3)
+        assert (int(b.steps[i]), int(b.status[i])) == (r.steps, int(r.status))
+        if r.status != Status.DIVERGED:
+            assert float(b.params["b3"][i]) == r.params["b3"]
+            assert float(b.loss[i]) == r.loss
+
+
+def test_seed_sweep_finds_the_single_minimum_from_every_start():
+    b = jaxfit.fit_batch(
+        {"train": {"tolerance": 1e-4}, "batch": {"init": {"b3": {"linspace": [-10, 10, 20001]}}}}
+    )
+    assert b.status_counts()["converged"] == 20001
+    minima = b.minima()
+    assert len(minima) == 1 and minima[0]["fits"] == 20001
+    assert minima[0]["params"]["b3"] == pytest.approx(ref.closed_form_b3(), abs=2e-4)
+    np.testing.assert_allclose(b.init["b3"], np.linspace(-10, 10, 20001), atol=2e-6)
+
+
+def test_all_params_batch_matches_float64_numpy_fits():
+    cfg = {
+        "precision": "float64",
+        "train": {"trainable": list(ref.NAMES), "learning_rate": 0.05, "tolerance": 1e-5, "max_steps": 3000},
+        "batch": {"init": {n: {"normal": {"mean": ref.SEED[n], "std": 0.3}} for n in ref.NAMES}, "count": 12},
+    }
+    b = jaxfit.fit_batch(cfg)
+    for i in range(b.fits):
+        start = {n: float(b.init[n][i]) for n in ref.NAMES}
+        p, steps, status, _ = ref.gradient_descent(start, ref.NAMES, 0.05, 1e-5, 3000)
+        assert (int(b.steps[i]), int(b.status[i])) == (steps, status)
+        for n in ref.NAMES:
+            assert float(b.params[n][i]) == pytest.approx(p[n], abs=1e-8)
+
+
+def test_one_compilation_serves_every_batch_size(compiles):  # noqa: F811
+    base = {
+        "train": {"trainable": ["b2", "b3"]},
+        "batch": {"init": {"b3": {"linspace": [-1, 1, 10]}}, "learning_rate": [0.1, 0.05]},
+    }
+    for n, lo, lrs in [(10, -1, [0.1, 0.05]), (3000, -4, [0.2, 0.01]), (70000, 2, [0.07, 0.03])]:
+        cfg = jaxfit.load_config(
+            base, [f"batch.init.b3.linspace=[{lo}, 5, {n}]", f"batch.learning_rate={lrs}"]
+        )
+        b = jaxfit.fit_batch(cfg)
+        assert b.fits == 2 * n and (b.status == Status.CONVERGED).all()
+    assert compiles.count("backend_compile_duration") == 1
+
+
+def test_results_are_bit_identical_across_block_sizes_and_devices():
+    cfg = {
+        "train": {"trainable": ["w1", "b3"], "max_steps": 500},
+        "batch": {
+            "init": {"b3": {"uniform": {"low": -5, "high": 5}}, "w1": {"normal": {"mean": 3, "std": 1}}},
+            "count": 3001,
+            "seed": 7,
+        },
+    }
+    runs = [
+        jaxfit.fit_batch(cfg, devices=d, block_size=bs) for d, bs in [(1, 1024), (4, 1024), (2, 128), (3, 7)]
+    ]
+    assert len(jax.local_devices()) >= 4
+    first = runs[0]
+    for other in runs[1:]:
+        for n in ref.NAMES:
+            np.testing.assert_array_equal(first.params[n], other.params[n])
+            np.testing.assert_array_equal(first.init[n], other.init[n])
+        np.testing.assert_array_equal(first.steps, other.steps)
+        np.testing.assert_array_equal(first.status, other.status)
+        np.testing.assert_array_equal(first.loss, other.loss)
+
+
+def test_random_draws_depend_on_seed():
+    cfg = {"batch": {"init": {"b3": {"normal": {"mean": 0, "std": 1}}}, "count": 2000}}
+    a, b = jaxfit.fit_batch(cfg), jaxfit.fit_batch({**cfg, "batch": {**cfg["batch"], "seed": 1}})
+    assert not np.array_equal(a.init["b3"], b.init["b3"])
+    assert abs(float(np.mean(a.init["b3"]))) < 0.1 and abs(float(np.std(a.init["b3"])) - 1) < 0.1
+    assert (a.status == Status.CONVERGED).all()
+
+
+def test_grid_is_a_cartesian_product():
+    cfg = {
+        "batch": {
+            "init": {"w1": {"values": [1.0, 2.0]}, "b3": {"linspace": [0, 1, 3]}},
+            "learning_rate": [0.1, 0.2],
+            "count": 2,
+        }
+    }
+    b = jaxfit.fit_batch(cfg)
+    got = list(zip(b.init["w1"].tolist(), b.init["b3"].tolist(), np.round(b.learning_rate, 6).tolist()))
+    want = [(w, x, lr) for w in (1.0, 2.0) for x in (0.0, 0.5, 1.0) for lr in (0.1, 0.2) for _ in range(2)]
+    assert got == [(w, x, pytest.approx(lr)) for w, x, lr in want]

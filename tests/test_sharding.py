@@ -1,0 +1,45 @@
+"""Sharding over simulated CPU devices: local loops, padding, same results."""
+
+import jax
+import numpy as np
+
+import jaxfit
+from jaxfit.batch import compiled_chunk, default_layout
+from jaxfit.problem import hyper_of, make_problem, spec_of
+from jaxfit.sweep import plan_of, tables_as
+
+CFG = {"train": {"trainable": ["w3", "b3"]}, "batch": {"init": {"b3": {"linspace": [-8, 8, 4099]}}}}
+
+
+def test_four_devices_are_visible():
+    assert len(jax.devices()) == 4
+
+
+def test_compiled_chunk_has_no_cross_device_reduction():
+    cfg = jaxfit.load_config(CFG)
+    devices = tuple(jax.local_devices())
+    layout = default_layout("cpu", len(devices), 256)
+    plan, tables = plan_of(cfg)
+    fn = compiled_chunk(spec_of(cfg), plan, layout, devices)
+    args = (tables_as(tables, np.float32), hyper_of(cfg), make_problem(cfg).data)
+    hlo = fn.lower(np.int32(0), np.int32(10), *args).compile().as_text()
+    assert "while" in hlo
+    for collective in ("all-reduce", "all-gather", "collective-permute", "all-to-all", "reduce-scatter"):
+        assert collective not in hlo
+
+
+def test_padding_for_batch_not_divisible_by_devices():
+    b4 = jaxfit.fit_batch(CFG, devices=4, block_size=64)  # 4099 = 16 * 256 + 3: padded
+    b1 = jaxfit.fit_batch(CFG, devices=1, block_size=64)
+    assert b4.fits == 4099 and b4.devices == 4
+    for name in ("w3", "b3"):
+        np.testing.assert_array_equal(b4.params[name], b1.params[name])
+    np.testing.assert_array_equal(b4.steps, b1.steps)
+    assert (b4.status == jaxfit.Status.CONVERGED).all()
+
+
+def test_too_many_devices_is_a_config_error():
+    import pytest
+
+    with pytest.raises(jaxfit.ConfigError, match="devices"):
+        jaxfit.fit_batch(CFG, devices=64)
