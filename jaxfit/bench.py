@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxfit.seed import PARAM_NAMES, SEED_PARAMS, SEED_X, SEED_Y
+from jaxfit.seed import PARAM_NAMES, SEED_X, SEED_Y
 
 CONVERGED, MAX_STEPS, DIVERGED = 1, 2, 3
 
@@ -328,7 +328,7 @@ def main(argv: Sequence[str]) -> int:
             ],
         )
     )
-    w1, w2 = rows
+    w1 = rows[0]
     print(
         f"\nW1 agreement with NumPy (float32): same steps {100 * w1['same_steps']:.3f}% of fits, max |b3 diff| {w1['max_abs_diff_b3']:.2e}"
     )
