@@ -59,15 +59,18 @@ class Chunk(NamedTuple):
     status: np.ndarray
 
 
-def default_layout(platform: str, devices: int, block_size: int | None = None) -> Layout:
-    """Block size and blocks per call that suit ``platform``.
+def default_layout(platform: str, devices: int, block_size: int | None = None, trainable: int = 1) -> Layout:
+    """Block size and blocks per call that suit ``platform`` and the fits.
 
-    XLA:CPU runs one block at a time per device and is fastest around 1024 fits per
-    block; a GPU wants far wider blocks to fill its cores.
+    A block runs until its slowest fit stops. Fits of one parameter (a convex
+    problem) take similar step counts, so wide blocks amortise the loop best; fits of
+    several parameters vary widely, so narrow blocks waste less. Measured on a 2-core
+    CPU: one parameter ran fastest at 8192 fits per block, seven at 128. A GPU wants
+    far wider blocks to fill its cores.
     """
     if platform == "cpu":
-        return Layout(devices, 16, block_size or 1024)
-    return Layout(devices, 4, block_size or 262_144)
+        return Layout(devices, 16, block_size or (8192 if trainable == 1 else 128))
+    return Layout(devices, 4, block_size or (1 << 20 if trainable == 1 else 1 << 16))
 
 
 def _fit_block(spec: Spec, plan: Plan, tables: Tables, common: Hyper, data: Data, index: jax.Array) -> Chunk:

@@ -17,6 +17,7 @@ the optimizer, ``new = old - step_size``, then loss and gradient at ``new``.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -84,9 +85,13 @@ def _loss_and_grad(spec: Spec, params: Params, problem: Problem) -> tuple[jax.Ar
     return jax.value_and_grad(loss_of_trainable)(params)
 
 
+def _all(flags: list[jax.Array]) -> jax.Array:
+    # an elementwise chain of `&` (not stack + reduce), so XLA fuses it into the step
+    return functools.reduce(jnp.logical_and, flags)
+
+
 def _all_finite(*trees: object) -> jax.Array:
-    leaves = jax.tree.leaves(trees)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+    return _all([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(trees)])
 
 
 def init_state(spec: Spec, params: Params, problem: Problem) -> FitState:
@@ -123,11 +128,13 @@ def step(spec: Spec, state: FitState, problem: Problem) -> FitState:
     loss, grad = _loss_and_grad(spec, params, problem)
     count = state.step + 1
     # Non-finite first: a NaN must never look converged (nan < tol is False anyway).
-    small = jnp.all(jnp.stack([jnp.abs(s) < hyper.tolerance for s in jax.tree.leaves(step_size)]))
-    status = jnp.select(
-        [~_all_finite(loss, grad, params, step_size), small, count >= hyper.max_steps],
-        [Status.DIVERGED, Status.CONVERGED, Status.MAX_STEPS],
-        Status.RUNNING,
+    small = _all([jnp.abs(s) < hyper.tolerance for s in jax.tree.leaves(step_size)])
+    status = jnp.where(
+        ~_all_finite(loss, grad, params, step_size),
+        Status.DIVERGED,
+        jnp.where(
+            small, Status.CONVERGED, jnp.where(count >= hyper.max_steps, Status.MAX_STEPS, Status.RUNNING)
+        ),
     ).astype(jnp.int32)
     return FitState(params, opt_state, loss, grad, step_size, count, status)
 

@@ -163,3 +163,20 @@ def test_step_loop_equals_fit_and_vmaps():
 def test_float64_api_needs_x64_said_clearly():
     with pytest.raises(jaxfit.ConfigError, match="float64"):
         jaxfit.make_problem({"precision": "float64"})
+
+
+def test_larger_data_sets_match_numpy_reference():
+    # more observations than SMALL_DATA: the vectorised loss path
+    x = np.linspace(0, 1, 25)
+    y = np.sin(3 * x) ** 2
+    cfg = {
+        "precision": "float64",
+        "data": {"x": x.tolist(), "y": y.tolist()},
+        "train": {"trainable": ["w3", "b3"], "tolerance": 1e-6, "learning_rate": 0.01},
+    }
+    r = jaxfit.fit(cfg)
+    p, steps, status, _ = ref.gradient_descent(ref.SEED, ["w3", "b3"], 0.01, 1e-6, 1000, x, y)
+    assert (r.steps, int(r.status)) == (steps, status)
+    assert r.params["w3"] == pytest.approx(p["w3"], abs=1e-9) and r.params["b3"] == pytest.approx(
+        p["b3"], abs=1e-9
+    )
