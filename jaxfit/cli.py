@@ -46,6 +46,9 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", "-o", type=Path, help="write a run directory here")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output directory")
+    p.add_argument(
+        "--resume", action="store_true", help="continue an interrupted batch in --output (same config)"
+    )
     p.add_argument("--devices", type=int, help="use at most N local devices for a batch")
     p.add_argument("--strict", action="store_true", help="exit 1 when any fit did not converge")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
@@ -78,14 +81,64 @@ def _fit_single(args: argparse.Namespace, config, source: str) -> int:
         write_atomic(args.output / "config.yaml", dump_yaml(config))
         write_atomic(args.output / "trace.csv", fit_csv(result))
         write_json(args.output / "result.json", result.to_dict())
+        from jaxfit.output import environment
+
+        write_json(args.output / "env.json", environment(precision=config.precision))
     return STRICT_FAILED if args.strict and result.status != Status.CONVERGED else 0
 
 
 def _fit_batch(args: argparse.Namespace, config, source: str) -> int:
-    from jaxfit.report import batch_text
-    from jaxfit.runner import fit_batch
+    import time
 
-    result = fit_batch(config, devices=args.devices)
+    from jaxfit import output
+    from jaxfit.progress import Progress
+    from jaxfit.report import batch_text
+    from jaxfit.runner import assemble, chunk_columns, empty_store, facts_of, fit_batch
+
+    t0 = time.perf_counter()
+    n = config.batch.fits
+    ranges = output.start(args.output, config, args.resume) if args.output else [(0, n)]
+    if args.output and not ranges:
+        print(f"jaxfit: {args.output} is already complete; its summary:", file=sys.stderr)
+        sys.stdout.write((args.output / "summary.json").read_text())
+        return 0
+    todo = sum(hi - lo for lo, hi in ranges)
+    progress = Progress(n, enabled=not args.quiet)
+    done = n - todo
+
+    def on_chunk(first: int, chunk) -> None:
+        nonlocal done
+        if args.output:
+            output.write_part(args.output, first, chunk_columns(chunk))
+        done += len(chunk.loss)
+        progress.update(done)
+
+    try:
+        result = fit_batch(config, devices=args.devices, ranges=ranges, on_chunk=on_chunk)
+    except KeyboardInterrupt:
+        progress.close()
+        if args.output:
+            again = " ".join(
+                [
+                    "python -m jaxfit",
+                    *(["--config", args.config] if args.config else []),
+                    *[f"--set {o}" for o in args.overrides],
+                    "--output",
+                    str(args.output),
+                    "--resume",
+                ]
+            )
+            print(
+                f"jaxfit: interrupted after {done:,} of {n:,} fits; finished chunks are saved. Resume with: {again}",
+                file=sys.stderr,
+            )
+        raise
+    progress.close()
+    if args.output:
+        store = empty_store(config, n)
+        output.read_parts(args.output, store)
+        result = assemble(config, store, facts_of(result))
+        output.finish(args.output, config, result, time.perf_counter() - t0)
     summary = result.summary()
     if args.format == "json":
         print(json.dumps(summary))
@@ -96,12 +149,12 @@ def _fit_batch(args: argparse.Namespace, config, source: str) -> int:
         sys.stdout.write(csv_text(per_fit_columns(result)))
     else:
         print(batch_text(result, source))
-    if args.output:
-        from jaxfit.output import write_batch
-
-        write_batch(args.output, config, result)
     converged = summary["status_counts"]["converged"] == summary["fits"]
     return STRICT_FAILED if args.strict and not converged else 0
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def run(argv: Sequence[str]) -> int:
@@ -110,10 +163,14 @@ def run(argv: Sequence[str]) -> int:
     config = load_config(args.config, args.overrides)
     if args.devices is not None and args.devices < 1:
         raise UsageError("--devices: must be at least 1")
+    if args.resume and not args.output:
+        raise UsageError("--resume needs --output DIR (the run to continue)")
+    if args.resume and config.batch is None:
+        raise UsageError("--resume applies to batch runs (a config with a batch: section)")
     if args.output:
         from jaxfit.rundir import prepare
 
-        prepare(args.output, args.overwrite)
+        prepare(args.output, args.overwrite, args.resume)
     _configure_jax(config.batch is not None)
     if config.batch is None:
         return _fit_single(args, config, source)
@@ -141,6 +198,9 @@ COMMANDS = {"schema": schema, "bench": bench}
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
     command = COMMANDS.get(argv[0]) if argv else None
     try:
         return command(argv[1:]) if command else run(argv)

@@ -1,18 +1,102 @@
-"""What a batch run leaves in its run directory."""
+"""The run directory of a batch: written as it goes, so nothing is lost when a run is cut.
+
+    manifest.json       config hash and size, written first
+    config.yaml         the resolved config
+    parts/LO-HI.npz     per-fit columns of fits [LO, HI), one file per finished chunk
+    fits.npz            the per-fit table (columnar: the columns that vary), at the end
+    fits.csv            the same as CSV, for batches up to CSV_LIMIT fits
+    summary.json        the summary (written last: its presence means complete)
+    env.json            versions, devices, precision, timings
+
+Every file is written atomically. ``--resume`` reads the parts back, runs only the
+missing fits, and the merged result is bit-identical to an uninterrupted run.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from jaxfit.config import Config, dump_yaml
+from jaxfit.config import Config, ConfigError, dump_yaml
 from jaxfit.results import BatchResult
 from jaxfit.rundir import write_atomic, write_columns, write_csv, write_json
 from jaxfit.status import Status
 
 CSV_LIMIT = 100_000
-"""Batches up to this many fits also get a CSV per-fit table (all get ``fits.npz``)."""
+"""Batches up to this many fits also get ``fits.csv`` (all get ``fits.npz``)."""
+PART = re.compile(r"^(\d+)-(\d+)\.npz$")
+RESULTS_AFFECTING = {"devices", "block_size"}
+"""Config fields that never change results (excluded from the config hash)."""
+
+
+def config_hash(config: Config) -> str:
+    """SHA-256 of the resolved config, less the fields that cannot change results."""
+    text = json.dumps(config.model_dump(mode="json", exclude=RESULTS_AFFECTING), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def start(path: Path, config: Config, resume: bool) -> list[tuple[int, int]]:
+    """Begin (or continue) a batch run in ``path``; returns the fit ranges still to run
+    (none when the run there is already complete)."""
+    n = config.batch.fits if config.batch else 1
+    digest = config_hash(config)
+    manifest = path / "manifest.json"
+    if resume and manifest.exists():
+        try:
+            old = json.loads(manifest.read_text())
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"{manifest}: cannot read the run's manifest ({err})") from None
+        if old.get("config_hash") != digest:
+            raise ConfigError(
+                f"{path}: --resume refused: this run was made by a different config "
+                f"(hash {str(old.get('config_hash'))[:12]}, now {digest[:12]}); use the same config or a new --output"
+            )
+        for stale in (path / "parts").glob(".*.tmp"):  # a write cut by SIGKILL
+            stale.unlink()
+        return [] if (path / "summary.json").exists() else missing(path, n)
+    write_json(manifest, {"config_hash": digest, "fits": n, "format": 1})
+    write_atomic(path / "config.yaml", dump_yaml(config))
+    return [(0, n)]
+
+
+def done_ranges(path: Path) -> list[tuple[int, int]]:
+    """Fit ranges that finished parts hold, sorted."""
+    parts = path / "parts"
+    found = [PART.match(p.name) for p in parts.iterdir()] if parts.is_dir() else []
+    return sorted((int(m[1]), int(m[2])) for m in found if m)
+
+
+def missing(path: Path, n: int) -> list[tuple[int, int]]:
+    """Fit ranges in ``[0, n)`` that no finished part covers."""
+    gaps, at = [], 0
+    for lo, hi in done_ranges(path):
+        if lo > at:
+            gaps.append((at, lo))
+        at = max(at, hi)
+    if at < n:
+        gaps.append((at, n))
+    return gaps
+
+
+def write_part(path: Path, first: int, columns: dict[str, np.ndarray]) -> None:
+    """One finished chunk's columns, as ``parts/FIRST-END.npz``."""
+    end = first + len(columns["loss"])
+    write_columns(path / "parts" / f"{first:012d}-{end:012d}.npz", columns)
+
+
+def read_parts(path: Path, store: dict[str, np.ndarray]) -> None:
+    """Fill ``store`` from every finished part."""
+    from jaxfit.runner import put
+
+    for lo, hi in done_ranges(path):
+        with np.load(path / "parts" / f"{lo:012d}-{hi:012d}.npz") as part:
+            put(store, lo, {k: part[k] for k in part.files})
 
 
 def per_fit_columns(result: BatchResult) -> dict[str, np.ndarray]:
@@ -29,11 +113,59 @@ def per_fit_columns(result: BatchResult) -> dict[str, np.ndarray]:
     }
 
 
-def write_batch(path: Path, config: Config, result: BatchResult) -> None:
-    """Resolved config, summary JSON, per-fit table (``fits.npz``; ``fits.csv`` when small)."""
-    write_atomic(path / "config.yaml", dump_yaml(config))
+def environment(result: BatchResult | None = None, **extra: Any) -> dict[str, Any]:
+    """Versions, devices and timings, for ``env.json``."""
+    import platform
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    import jax
+
+    def ver(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    devices = jax.local_devices()
+    env = {
+        "versions": {n: ver(n) for n in ("jaxfit", "jax", "jaxlib", "optax", "pydantic", "numpy")},
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "devices": {
+            "platform": devices[0].platform,
+            "kind": devices[0].device_kind,
+            "local_count": len(devices),
+            "process_count": jax.process_count(),
+        },
+    }
+    if result is not None:
+        env.update(
+            precision=result.precision,
+            devices_used=result.devices,
+            block_size=result.block_size,
+            compile_s=result.compile_s,
+            run_s=result.run_s,
+        )
+    env.update(extra)
+    return env
+
+
+def finish(path: Path, config: Config, result: BatchResult, wall_s: float) -> None:
+    """Write the merged table, the environment and (last) the summary; drop the parts."""
     cols = per_fit_columns(result)
-    write_columns(path / "fits.npz", {k: (v.astype(str) if k == "status" else v) for k, v in cols.items()})
+    # columnar: status as int8 codes (labels alongside); columns constant across the
+    # batch are left out (config.yaml has their value)
+    varying = {k: v for k, v in cols.items() if k not in ("index", "status") and v.strides != (0,)}
+    labels = np.array([s.label for s in Status])
+    write_columns(path / "fits.npz", {"status": result.status, "status_labels": labels, **varying})
     if result.fits <= CSV_LIMIT:
         write_csv(path / "fits.csv", cols)
+    write_json(path / "env.json", environment(result, wall_s=wall_s))
     write_json(path / "summary.json", result.summary())
+    shutil.rmtree(path / "parts", ignore_errors=True)
+
+
+def complete(path: Path, n: int) -> bool:
+    """Whether every fit of an ``n``-fit batch has a finished part."""
+    return not missing(path, n)

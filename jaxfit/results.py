@@ -134,7 +134,7 @@ class BatchResult:
         np.add.at(sums, inverse, values)
         low = np.full(len(keys), np.inf)
         np.minimum.at(low, inverse, loss)
-        order = np.argsort(-counts, kind="stable")
+        order = np.lexsort((low, -counts))  # most-reached first, then lowest loss
         return [
             {
                 "params": {n: float(sums[k, j] / counts[k]) for j, n in enumerate(self.trainable)},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,21 @@ def write_csv(path: Path, columns: dict[str, np.ndarray]) -> None:
     write_atomic(path, csv_text(columns))
 
 
+RUN_FILES = (
+    "manifest.json",
+    "config.yaml",
+    "parts",
+    "fits.npz",
+    "fits.csv",
+    "summary.json",
+    "env.json",
+    "result.json",
+    "trace.csv",
+    "plots",
+)
+"""Everything a run may write in its directory (what ``--overwrite`` replaces)."""
+
+
 def prepare(path: Path, overwrite: bool, resume: bool = False) -> None:
     """Make sure ``path`` can take a run: refuse a non-empty folder unless told."""
     if path.exists() and not path.is_dir():
@@ -63,4 +79,12 @@ def prepare(path: Path, overwrite: bool, resume: bool = False) -> None:
         raise FileExistsError(
             f"{path}: directory is not empty; pass --overwrite to replace it or --resume to continue it"
         )
+    if overwrite and not resume:
+        # remove only what a run writes: never a user's other files
+        for name in RUN_FILES:
+            target = path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
     path.mkdir(parents=True, exist_ok=True)

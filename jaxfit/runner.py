@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -70,25 +70,12 @@ def fit_batch(
     layout = layout_of(config, used, block_size)
     dtype = dtype_of(config)
     plan, tables = plan_of(config)
-    varying = plan.varying()
 
-    store: dict[str, np.ndarray] = {
-        **{f"params.{p}": np.full(n, np.nan, dtype) for p in spec.trainable},
-        **{f"init.{q}": np.full(n, np.nan, np.int32 if q == "max_steps" else dtype) for q in varying},
-        "loss": np.full(n, np.nan, dtype),
-        "steps": np.zeros(n, np.int32),
-        "status": np.zeros(n, np.int8),
-    }
+    store = empty_store(config, n)
 
     def gather(first: int, chunk: Chunk) -> None:
-        rows = slice(first, first + len(chunk.loss))
-        for p in spec.trainable:
-            store[f"params.{p}"][rows] = chunk.params[p]
-        for q in varying:
-            store[f"init.{q}"][rows] = chunk.init[q]
-        store["loss"][rows] = chunk.loss
-        store["steps"][rows] = chunk.steps
-        store["status"][rows] = chunk.status
+        columns = chunk_columns(chunk)
+        put(store, first, columns)
         if on_chunk is not None:
             on_chunk(first, chunk)
 
@@ -99,20 +86,64 @@ def fit_batch(
         run_chunks(
             spec, plan, tables_as(tables, dtype), common, problem.data, layout, used, ranges, gather, timing
         )
-    return assemble(config, store, n, used, layout, timing[0])
+    facts = RunFacts(len(used), used[0].device_kind, layout.block_size, *timing[0])
+    return assemble(config, store, facts)
 
 
-def assemble(
-    config: Config,
-    store: Mapping[str, np.ndarray],
-    n: int,
-    used: Sequence[jax.Device],
-    layout: Layout,
-    timing: Timing,
-) -> BatchResult:
+def empty_store(config: Config, n: int) -> dict[str, np.ndarray]:
+    """Per-fit columns for ``n`` fits, not yet run (status ``RUNNING``, NaN loss)."""
+    dtype = dtype_of(config)
+    varying = plan_of(config)[0].varying()
+    return {
+        **{f"params.{p}": np.full(n, np.nan, dtype) for p in config.train.trainable},
+        **{
+            f"init.{q}": np.full(
+                n, np.nan if q != "max_steps" else 0, np.int32 if q == "max_steps" else dtype
+            )
+            for q in varying
+        },
+        "loss": np.full(n, np.nan, dtype),
+        "steps": np.zeros(n, np.int32),
+        "status": np.zeros(n, np.int8),
+    }
+
+
+def chunk_columns(chunk: Chunk) -> dict[str, np.ndarray]:
+    """A chunk's per-fit arrays under their store column names."""
+    return {
+        **{f"params.{p}": v for p, v in chunk.params.items()},
+        **{f"init.{q}": v for q, v in chunk.init.items()},
+        "loss": chunk.loss,
+        "steps": chunk.steps,
+        "status": chunk.status,
+    }
+
+
+def put(store: dict[str, np.ndarray], first: int, columns: Mapping[str, np.ndarray]) -> None:
+    """Copy ``columns`` (fits ``first ..``) into ``store``."""
+    for name, values in columns.items():
+        store[name][first : first + len(values)] = values
+
+
+class RunFacts(NamedTuple):
+    """How a batch ran (copied into its ``BatchResult``)."""
+
+    devices: int
+    device_kind: str
+    block_size: int
+    compile_s: float
+    run_s: float
+
+
+def facts_of(result: BatchResult) -> RunFacts:
+    return RunFacts(*(getattr(result, f) for f in RunFacts._fields))
+
+
+def assemble(config: Config, store: Mapping[str, np.ndarray], facts: RunFacts) -> BatchResult:
     """A ``BatchResult`` from stored columns (``params.P``, ``init.Q``, loss, steps, status)."""
     dtype = dtype_of(config)
     spec = spec_of(config)
+    n = len(store["loss"])
     base = {**config.params.model_dump(), **config.train.model_dump(include=set(HYPER_NAMES))}
 
     def column(name: str, q: str, kind: type = dtype) -> np.ndarray:
@@ -132,10 +163,6 @@ def assemble(
         tolerance=column("init.tolerance", "tolerance"),
         max_steps=column("init.max_steps", "max_steps", np.int32),
         trainable=spec.trainable,
-        devices=len(used),
-        device_kind=used[0].device_kind,
-        block_size=layout.block_size,
-        compile_s=timing.compile_s,
-        run_s=timing.run_s,
         precision=config.precision,
+        **facts._asdict(),
     )
