@@ -28,6 +28,8 @@ _EXPORTS = {
     "make_problem": "jaxfit.fitting",
     "fit_batch": "jaxfit.runner",
     "FitResult": "jaxfit.results",
+    "load_exported": "jaxfit.exported",
+    "export_config": "jaxfit.exported",
     "BatchResult": "jaxfit.results",
     "FitState": "jaxfit.engine",
     "Problem": "jaxfit.engine",
@@ -54,8 +56,10 @@ __all__ = [
     "Spec",
     "Status",
     "fit",
+    "export_config",
     "fit_batch",
     "load_config",
+    "load_exported",
     "make_problem",
     "make_state",
     "make_step",
@@ -66,6 +70,7 @@ __all__ = [
 if TYPE_CHECKING:
     from jaxfit.config import Config, ConfigError, load_config
     from jaxfit.engine import FitState, Problem, Spec
+    from jaxfit.exported import export_config, load_exported
     from jaxfit.fitting import fit, make_problem, make_state, make_step
     from jaxfit.model import Data, predict, ssr
     from jaxfit.optim import Hyper

@@ -52,14 +52,53 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", type=int, help="use at most N local devices for a batch")
     p.add_argument("--strict", action="store_true", help="exit 1 when any fit did not converge")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="do not use the persistent compilation cache (see JAXFIT_CACHE_DIR)",
+    )
+    dist = p.add_argument_group("many hosts (jax.distributed)")
+    dist.add_argument(
+        "--distributed",
+        action="store_true",
+        help="call jax.distributed.initialize(); each process runs its slice of the batch into the shared --output",
+    )
+    dist.add_argument(
+        "--coordinator", metavar="HOST:PORT", help="coordinator address (default: detected, e.g. from SLURM)"
+    )
+    dist.add_argument(
+        "--num-processes", type=int, metavar="N", help="number of processes (default: detected)"
+    )
+    dist.add_argument("--process-id", type=int, metavar="I", help="this process's index (default: detected)")
+    dist.add_argument(
+        "--merge-timeout",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="how long process 0 waits for the others' parts before merging (default 3600)",
+    )
     return p
 
 
-def _configure_jax(batch: bool) -> None:
+def _configure_jax(args: argparse.Namespace, batch: bool) -> None:
     """Before JAX starts: one CPU device per core for batches (XLA:CPU runs one block
-    per device at a time), unless the environment already says otherwise."""
+    per device at a time) unless the environment says otherwise; the persistent
+    compilation cache; ``jax.distributed`` when asked."""
     if batch:
         os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count() or 1))
+    if not args.no_cache:
+        from jaxfit import cache
+
+        try:
+            cache.enable()
+        except OSError as err:
+            print(f"jaxfit: warning: compilation cache off: {err}", file=sys.stderr)
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize(
+            coordinator_address=args.coordinator, num_processes=args.num_processes, process_id=args.process_id
+        )
 
 
 def _fit_single(args: argparse.Namespace, config, source: str) -> int:
@@ -98,6 +137,10 @@ def _fit_batch(args: argparse.Namespace, config, source: str) -> int:
     t0 = time.perf_counter()
     n = config.batch.fits
     ranges = output.start(args.output, config, args.resume) if args.output else [(0, n)]
+    if args.distributed:
+        import jax
+
+        ranges = output.share(ranges, n, jax.process_index(), jax.process_count())
     if args.output and not ranges:
         print(f"jaxfit: {args.output} is already complete; its summary:", file=sys.stderr)
         sys.stdout.write((args.output / "summary.json").read_text())
@@ -134,6 +177,21 @@ def _fit_batch(args: argparse.Namespace, config, source: str) -> int:
             )
         raise
     progress.close()
+    if args.distributed:
+        import jax
+
+        if jax.process_index() != 0:
+            print(
+                f"jaxfit: process {jax.process_index()} finished its share; process 0 merges {args.output}",
+                file=sys.stderr,
+            )
+            return 0
+        if not output.wait_complete(args.output, n, args.merge_timeout):
+            print(
+                f"jaxfit: error: parts of {args.output} are still missing after {args.merge_timeout:.0f} s; merge later with: python -m jaxfit merge {args.output}",
+                file=sys.stderr,
+            )
+            return USER_ERROR
     if args.output:
         store = empty_store(config, n)
         output.read_parts(args.output, store)
@@ -171,7 +229,9 @@ def run(argv: Sequence[str]) -> int:
         from jaxfit.rundir import prepare
 
         prepare(args.output, args.overwrite, args.resume)
-    _configure_jax(config.batch is not None)
+    if args.distributed and (config.batch is None or not args.output):
+        raise UsageError("--distributed needs a batch config and a shared --output DIR")
+    _configure_jax(args, config.batch is not None)
     if config.batch is None:
         return _fit_single(args, config, source)
     return _fit_batch(args, config, source)
@@ -193,7 +253,59 @@ def bench(argv: Sequence[str]) -> int:
     return bench_main(argv)
 
 
-COMMANDS = {"schema": schema, "bench": bench}
+def merge(argv: Sequence[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m jaxfit merge",
+        description="Merge the parts of a (multi-process) batch run directory into its per-fit table and summary.",
+    )
+    ap.add_argument("output", type=Path, help="the run directory")
+    ap.add_argument("--format", choices=("text", "json"), default="text")
+    args = ap.parse_args(argv)
+    from jaxfit import output
+    from jaxfit.report import batch_text
+    from jaxfit.runner import RunFacts, assemble, empty_store
+
+    if not (args.output / "manifest.json").exists():
+        raise UsageError(f"{args.output}: not a jaxfit batch run directory (no manifest.json)")
+    config = load_config(args.output / "config.yaml")
+    n = config.batch.fits if config.batch else 1
+    gaps = output.missing(args.output, n)
+    if gaps and not (args.output / "summary.json").exists():
+        todo = sum(hi - lo for lo, hi in gaps)
+        raise UsageError(
+            f"{args.output}: {todo:,} of {n:,} fits have no finished part yet; finish them with --resume"
+        )
+    if (args.output / "summary.json").exists():
+        sys.stdout.write((args.output / "summary.json").read_text())
+        return 0
+    store = empty_store(config, n)
+    output.read_parts(args.output, store)
+    result = assemble(config, store, RunFacts(0, "", 0, 0.0, 0.0))
+    output.finish(args.output, config, result, 0.0)
+    print(json.dumps(result.summary()) if args.format == "json" else batch_text(result, str(args.output)))
+    return 0
+
+
+def export(argv: Sequence[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m jaxfit export",
+        description="Serialise the compiled step and batched fit of a config with jax.export.",
+    )
+    ap.add_argument("--config", "-c", help="YAML config (default: the seed's run)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--output", "-o", type=Path, required=True, help="file to write, e.g. step.jaxexport")
+    args = ap.parse_args(argv)
+    config = load_config(args.config, args.overrides)
+    from jaxfit.exported import export_config
+
+    size = export_config(config, args.output)
+    print(
+        f"jaxfit: wrote {args.output} ({size:,} bytes): step and batched fit for {', '.join(config.train.trainable)} ({config.precision})"
+    )
+    return 0
+
+
+COMMANDS = {"schema": schema, "bench": bench, "merge": merge, "export": export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

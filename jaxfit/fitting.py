@@ -8,6 +8,7 @@ max_steps reuses the same executable.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 
 from jaxfit import engine
 from jaxfit import problem as _problem
+from jaxfit.compiled import executable
 from jaxfit.config import Config, load_config
 from jaxfit.engine import FitState, Problem, Spec
 from jaxfit.model import PARAM_NAMES, Params
@@ -109,7 +111,11 @@ def fit(config: Config | Mapping[str, Any] | str | Path | None = None) -> FitRes
     with precision(config):
         problem = _problem.make_problem(config)
         init = initial_params(config)
-        final, trace, init_loss = jax.device_get(_compiled_traced_fit(spec, TRACE_LIMIT)(init, problem))
+        fn = _compiled_traced_fit(spec, TRACE_LIMIT)
+        compiled, compile_s = executable(fn, (spec, TRACE_LIMIT), (init, problem))
+        t0 = time.perf_counter()
+        final, trace, init_loss = jax.device_get(compiled(init, problem))
+        run_s = time.perf_counter() - t0
     start = config.params.model_dump()
     end = {**start, **{n: float(final.params[n]) for n in spec.trainable}}
     steps = int(final.step)
@@ -131,4 +137,6 @@ def fit(config: Config | Mapping[str, Any] | str | Path | None = None) -> FitRes
         trace_grad=cut(trace.grad),
         trace_step_size=cut(trace.step_size),
         precision=config.precision,
+        compile_s=compile_s,
+        run_s=run_s,
     )

@@ -169,3 +169,25 @@ def finish(path: Path, config: Config, result: BatchResult, wall_s: float) -> No
 def complete(path: Path, n: int) -> bool:
     """Whether every fit of an ``n``-fit batch has a finished part."""
     return not missing(path, n)
+
+
+def share(ranges: list[tuple[int, int]], n: int, process: int, processes: int) -> list[tuple[int, int]]:
+    """Process ``process``'s part of ``ranges``: the fits of its fixed slice of ``[0, n)``.
+
+    Slices depend only on ``n`` and the process count, so processes that start at
+    different times (or resume) never leave a gap between them.
+    """
+    lo, hi = n * process // processes, n * (process + 1) // processes
+    return [(max(a, lo), min(b, hi)) for a, b in ranges if max(a, lo) < min(b, hi)]
+
+
+def wait_complete(path: Path, n: int, timeout_s: float, poll_s: float = 0.2) -> bool:
+    """Wait until finished parts cover all ``n`` fits; False on timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while missing(path, n):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll_s)
+    return True

@@ -36,6 +36,8 @@ class FitResult:
     trace_grad: dict[str, np.ndarray]
     trace_step_size: dict[str, np.ndarray]
     precision: str = "float32"
+    compile_s: float = 0.0
+    run_s: float = 0.0
 
     @property
     def trace_complete(self) -> bool:
@@ -67,6 +69,8 @@ class FitResult:
             "steps": self.steps,
             "status": self.status.label,
             "precision": self.precision,
+            "compile_s": self.compile_s,
+            "run_s": self.run_s,
             "trace_complete": self.trace_complete,
             "trace_steps": min(self.steps, len(self.trace_loss)),
             "trace": self.trace_rows(),

@@ -1,0 +1,197 @@
+"""Serialised compiled fits (``jax.export``): run them elsewhere without re-tracing.
+
+``export_config(config, path)`` writes one file (a zip) holding, for the config's
+trainable set, optimizer and precision:
+
+- ``init(params, problem) -> state``  the state before the first step;
+- ``step(state, problem) -> state``   one gradient-descent step;
+- ``fit_many(init, hyper, data) -> results`` a vmapped batch of whole fits, for any
+  number of fits (a symbolic batch dimension);
+
+each lowered for CPU and CUDA, plus the resolved config. ``load_exported(path)``
+gives them back as an ``ExportedFit``; calling them runs the serialised StableHLO
+and never traces the model.
+
+Serialised functions take and return plain dicts of arrays (optimizer state as a
+list of arrays), since only built-in containers survive serialisation.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxfit.config import Config, ConfigError, load_config
+from jaxfit.engine import FitState, Problem, Spec
+from jaxfit.engine import init_state as _init_state
+from jaxfit.engine import run as _run
+from jaxfit.engine import step as _step
+from jaxfit.model import PARAM_NAMES, Data
+from jaxfit.optim import Hyper, make_optimizer
+from jaxfit.problem import dtype_of, hyper_of, make_problem, precision, spec_of
+
+PLATFORMS = ("cpu", "cuda")
+FORMAT = 1
+
+
+def _problem_dict(problem: Problem) -> dict[str, Any]:
+    return {
+        "data": {"x": problem.data.x, "y": problem.data.y},
+        "frozen": dict(problem.frozen),
+        "hyper": problem.hyper._asdict(),
+    }
+
+
+def _problem_of(d: Mapping[str, Any]) -> Problem:
+    return Problem(Data(d["data"]["x"], d["data"]["y"]), dict(d["frozen"]), Hyper(**d["hyper"]))
+
+
+def _state_dict(state: FitState) -> dict[str, Any]:
+    return {**state._asdict(), "opt_state": jax.tree.leaves(state.opt_state)}
+
+
+def _opt_tree(spec: Spec, dtype: np.dtype) -> Any:
+    """The optimizer state's structure (built from zeros: no model is traced)."""
+    zeros = {n: jnp.zeros((), dtype) for n in spec.trainable}
+    hyper = Hyper(*(jnp.zeros((), jnp.int32 if f == "max_steps" else dtype) for f in Hyper._fields))
+    return jax.tree.structure(make_optimizer(spec.optimizer, hyper).init(zeros))
+
+
+def _state_of(d: Mapping[str, Any], opt_tree: Any) -> FitState:
+    return FitState(**{**d, "opt_state": jax.tree.unflatten(opt_tree, d["opt_state"])})
+
+
+def _functions(spec: Spec, opt_tree: Any) -> dict[str, Any]:
+    def init(params: dict, problem: dict) -> dict:
+        return _state_dict(_init_state(spec, params, _problem_of(problem)))
+
+    def step(state: dict, problem: dict) -> dict:
+        return _state_dict(_step(spec, _state_of(state, opt_tree), _problem_of(problem)))
+
+    def fit_many(params: dict, hyper: dict, data: dict) -> dict:
+        def one(p: dict, h: dict) -> FitState:
+            problem = Problem(
+                Data(data["x"], data["y"]),
+                {n: p[n] for n in PARAM_NAMES if n not in spec.trainable},
+                Hyper(**h),
+            )
+            return _run(spec, _init_state(spec, {n: p[n] for n in spec.trainable}, problem), problem)
+
+        final = jax.vmap(one)(params, hyper)
+        return {"params": final.params, "loss": final.loss, "steps": final.step, "status": final.status}
+
+    return {"init": init, "step": step, "fit_many": fit_many}
+
+
+def export_config(config: Config | Mapping[str, Any] | str | Path, path: Path) -> int:
+    """Write the exported functions of ``config`` to ``path``; returns the file size."""
+    config = load_config(config)
+    spec = spec_of(config)
+    with precision(config):
+        dtype = dtype_of(config)
+        problem = _problem_dict(make_problem(config))
+        params = {n: jnp.zeros((), dtype) for n in spec.trainable}
+        opt_tree = _opt_tree(spec, dtype)
+        fns = _functions(spec, opt_tree)
+        state = jax.eval_shape(fns["init"], params, problem)
+        (n,) = jax.export.symbolic_shape("n")
+
+        def batch(x: Any) -> jax.ShapeDtypeStruct:
+            return jax.ShapeDtypeStruct((n, *jnp.shape(x)), jnp.result_type(x))
+
+        specs = {
+            "init": (params, problem),
+            "step": (state, problem),
+            "fit_many": (
+                {p: batch(jnp.zeros((), dtype)) for p in PARAM_NAMES},
+                jax.tree.map(batch, problem["hyper"]),
+                problem["data"],
+            ),
+        }
+        blobs = {
+            name: jax.export.export(jax.jit(fn), platforms=PLATFORMS)(*specs[name]).serialize()
+            for name, fn in fns.items()
+        }
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        manifest = {
+            "format": FORMAT,
+            "config": config.model_dump(mode="json"),
+            "jax": jax.__version__,
+            "platforms": list(PLATFORMS),
+        }
+        z.writestr("manifest.json", json.dumps(manifest, indent=2))
+        for name, blob in blobs.items():
+            z.writestr(f"{name}.bin", bytes(blob))
+    from jaxfit.rundir import write_atomic
+
+    write_atomic(Path(path), buf.getvalue())
+    return len(buf.getvalue())
+
+
+class ExportedFit:
+    """Serialised fits loaded back: ``init``, ``step`` and ``fit_many`` run without tracing the model."""
+
+    def __init__(self, config: Config, functions: dict[str, jax.export.Exported]):
+        self.config = config
+        self.spec = spec_of(config)
+        self._fns = functions
+        self._opt_tree = _opt_tree(self.spec, dtype_of(config))
+
+    def problem(self) -> Problem:
+        """The config's data, frozen values and hyperparameters."""
+        return make_problem(self.config)
+
+    def init(self, problem: Problem, params: Mapping[str, Any] | None = None) -> FitState:
+        """The state before the first step (default: the config's starting values)."""
+        start = self.config.params.model_dump()
+        dtype = dtype_of(self.config)
+        params = {
+            n: jnp.asarray(start[n] if params is None else params[n], dtype) for n in self.spec.trainable
+        }
+        return _state_of(self._fns["init"].call(params, _problem_dict(problem)), self._opt_tree)
+
+    def step(self, state: FitState, problem: Problem) -> FitState:
+        """One step, exactly as ``jaxfit.make_step(config)`` takes it."""
+        return _state_of(self._fns["step"].call(_state_dict(state), _problem_dict(problem)), self._opt_tree)
+
+    def fit_many(self, init: Mapping[str, Any], learning_rate: Any = None) -> dict[str, np.ndarray]:
+        """Whole fits from per-fit starting values ``init`` (name -> (n,) array; names
+        left out take the config's value). Returns final trainable params, loss, steps, status."""
+        dtype = dtype_of(self.config)
+        n = len(next(iter(init.values())))
+        start = self.config.params.model_dump()
+        params = {p: jnp.broadcast_to(jnp.asarray(init.get(p, start[p]), dtype), (n,)) for p in PARAM_NAMES}
+        hyper = {k: jnp.broadcast_to(v, (n,)) for k, v in hyper_of(self.config)._asdict().items()}
+        if learning_rate is not None:
+            hyper["learning_rate"] = jnp.broadcast_to(jnp.asarray(learning_rate, dtype), (n,))
+        data = _problem_dict(self.problem())["data"]
+        return jax.device_get(self._fns["fit_many"].call(params, hyper, data))
+
+
+def load_exported(path: str | Path) -> ExportedFit:
+    """Load a file written by ``export_config`` / ``python -m jaxfit export``.
+
+    For ``precision: float64`` exports, call it (and the functions) with 64-bit JAX
+    enabled (``with jax.enable_x64(True):``).
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            manifest = json.loads(z.read("manifest.json"))
+            blobs = {name: z.read(f"{name}.bin") for name in ("init", "step", "fit_many")}
+    except (OSError, KeyError, zipfile.BadZipFile, ValueError) as err:
+        raise ConfigError(f"{path}: not a jaxfit export ({err})") from None
+    if manifest.get("format") != FORMAT:
+        raise ConfigError(
+            f"{path}: export format {manifest.get('format')} is not supported (expected {FORMAT})"
+        )
+    config = load_config(manifest["config"])
+    return ExportedFit(config, {k: jax.export.deserialize(bytearray(v)) for k, v in blobs.items()})

@@ -1,0 +1,198 @@
+"""Many hosts (2 processes on loopback), the compilation cache, exported fits."""
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from test_cli import ENV
+
+import jaxfit
+
+SWEEP = [
+    "--config",
+    "configs/b3_sweep.yaml",
+    "--set",
+    "batch.init.b3.linspace=[-10, 10, 30001]",
+    "--set",
+    "block_size=512",
+    "--quiet",
+]
+
+
+def run(args, env=None, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "jaxfit", *args],
+        cwd=ROOT,
+        env=env or ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kw,
+    )
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_on_loopback_equal_one_process(tmp_path):
+    single = run([*SWEEP, "--output", str(tmp_path / "one"), "--format", "json"])
+    assert single.returncode == 0, single.stderr
+    port, out = free_port(), tmp_path / "two"
+    env = {**ENV, "JAX_NUM_CPU_DEVICES": "2"}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jaxfit",
+                *SWEEP,
+                "--output",
+                str(out),
+                "--distributed",
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "process 1 finished its share" in outs[1][1]
+    with np.load(tmp_path / "one" / "fits.npz") as a, np.load(out / "fits.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k])
+    assert (
+        json.loads((out / "summary.json").read_text())["status_counts"]
+        == json.loads(single.stdout)["status_counts"]
+    )
+
+
+def test_share_covers_every_fit_once():
+    from jaxfit.output import share
+
+    n = 1001
+    for processes in (1, 2, 3, 7):
+        covered = np.zeros(n, int)
+        for p in range(processes):
+            for lo, hi in share([(0, 400), (600, n)], n, p, processes):
+                covered[lo:hi] += 1
+        assert (covered[:400] == 1).all() and (covered[400:600] == 0).all() and (covered[600:] == 1).all()
+
+
+def test_merge_command_refuses_incomplete_and_merges(tmp_path):
+    out = tmp_path / "run"
+    p = run([*SWEEP, "--output", str(out)])
+    assert p.returncode == 0
+    p = run(["merge", str(out), "--format", "json"])
+    assert p.returncode == 0 and json.loads(p.stdout)["fits"] == 30001
+    p = run(["merge", str(tmp_path)])
+    assert p.returncode == 2 and "manifest.json" in p.stderr
+
+
+CACHE_PROBE = """
+import sys, jax, jax.monitoring as m
+from jaxfit import cache
+hits = []
+m.register_event_listener(lambda name, **kw: hits.append(name) if name.endswith("cache_hits") else None)
+cache.enable()
+import jaxfit
+jaxfit.fit({"train": {"trainable": ["w2", "b3"]}})
+print(len(hits))
+"""
+
+
+def test_compilation_cache_is_private_and_reused(tmp_path):
+    cache_dir = tmp_path / "cache"
+    env = {**ENV, "JAXFIT_CACHE_DIR": str(cache_dir)}
+    first = subprocess.run(
+        [sys.executable, "-c", CACHE_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert first.returncode == 0, first.stderr
+    assert stat.S_IMODE(os.stat(cache_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(cache_dir / "xla").st_mode) == 0o700
+    entries = sorted(p.name for p in (cache_dir / "xla").iterdir())
+    assert entries
+    second = subprocess.run(
+        [sys.executable, "-c", CACHE_PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert int(first.stdout) == 0 and int(second.stdout) >= 1  # the second run hit the cache
+    assert sorted(p.name for p in (cache_dir / "xla").iterdir()) == entries
+
+
+def test_cache_tightens_loose_permissions(tmp_path):
+    from jaxfit import cache
+
+    loose = tmp_path / "loose"
+    loose.mkdir(mode=0o777)
+    os.chmod(loose, 0o777)
+    cache.private_dir(loose)
+    assert stat.S_IMODE(os.stat(loose).st_mode) == 0o700
+
+
+def test_cli_runs_with_cache_and_without(tmp_path):
+    env = {**ENV, "JAXFIT_CACHE_DIR": str(tmp_path / "c")}
+    assert run(["--format", "json"], env=env).returncode == 0
+    assert (tmp_path / "c" / "xla").is_dir()
+    env_off = {**ENV, "JAXFIT_CACHE_DIR": str(tmp_path / "d")}
+    assert run(["--format", "json", "--no-cache"], env=env_off).returncode == 0
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("cfg", ["configs/b3.yaml", "configs/all_params.yaml"])
+def test_exported_step_loads_in_a_fresh_process(tmp_path, cfg):
+    path = tmp_path / "step.jaxexport"
+    p = run(["export", "--config", cfg, "--set", "train.optimizer=adam", "-o", str(path)])
+    assert p.returncode == 0, p.stderr
+    probe = f"""
+import json, numpy as np, jax, jax.monitoring as m
+traced = []
+m.register_event_duration_secs_listener(lambda name, d, **kw: traced.append(name) if name.endswith("jaxpr_trace_duration") else None)
+import jaxfit
+e = jaxfit.load_exported({str(path)!r})
+p = e.problem(); s = e.init(p)
+for _ in range(7):
+    s = e.step(s, p)
+r = e.fit_many({{"b3": np.linspace(-3, 3, 11)}})
+print(json.dumps({{"b3": float(s.params["b3"]), "steps": r["steps"].tolist(), "final": r["params"]["b3"].tolist()}}))
+"""
+    p = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120
+    )
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout)
+    config = jaxfit.load_config(cfg, ["train.optimizer=adam"])
+    step, problem = jaxfit.make_step(config), jaxfit.make_problem(config)
+    state = jaxfit.make_state(config, problem)
+    for _ in range(7):
+        state = step(state, problem)
+    assert got["b3"] == float(state.params["b3"])
+    batch = jaxfit.fit_batch({**config.model_dump(), "batch": {"init": {"b3": {"linspace": [-3, 3, 11]}}}})
+    assert got["steps"] == batch.steps.tolist()
+    # a separately compiled program: equal up to float32 rounding (XLA may fuse differently)
+    np.testing.assert_allclose(got["final"], batch.params["b3"], rtol=1e-6)
+
+
+def test_load_exported_rejects_other_files(tmp_path):
+    bad = tmp_path / "x.jaxexport"
+    bad.write_text("not a zip")
+    with pytest.raises(jaxfit.ConfigError, match="not a jaxfit export"):
+        jaxfit.load_exported(bad)
