@@ -14,8 +14,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jaxfit.config import ConfigError, load_config
-
 USER_ERROR, STRICT_FAILED, INTERRUPTED = 2, 1, 130
 
 
@@ -83,10 +81,11 @@ def _run_parser() -> argparse.ArgumentParser:
 def _configure_jax(args: argparse.Namespace, batch: bool) -> None:
     """Before JAX starts: one CPU device per core for batches (XLA:CPU runs one block
     per device at a time) unless the environment says otherwise; the persistent
-    compilation cache; ``jax.distributed`` when asked."""
+    compilation cache for batches; ``jax.distributed`` when asked."""
     if batch:
         os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count() or 1))
-    if not args.no_cache:
+    if batch and not args.no_cache:
+        # single fits keep their own whole executable instead (see jaxfit.warm)
         from jaxfit import cache
 
         try:
@@ -101,29 +100,58 @@ def _configure_jax(args: argparse.Namespace, batch: bool) -> None:
         )
 
 
-def _fit_single(args: argparse.Namespace, config, source: str) -> int:
-    from jaxfit.fitting import fit
+def _print_fit(args: argparse.Namespace, result, config: dict, source: str) -> int:
     from jaxfit.report import fit_csv, fit_text
     from jaxfit.status import Status
 
-    result = fit(config)
     if args.format == "json":
         print(json.dumps(result.to_dict()))
     elif args.format == "csv":
         sys.stdout.write(fit_csv(result))
     else:
         print(fit_text(result, config, source))
+    return STRICT_FAILED if args.strict and result.status != Status.CONVERGED else 0
+
+
+def _warm_fit(args: argparse.Namespace, source: str) -> int | None:
+    """The warm start: a single fit seen before, from its saved executable (None: not warm)."""
+    if args.no_cache or args.output or args.distributed:
+        return None
+    from jaxfit import warm
+
+    digest = warm.key(args.config, args.overrides)
+    saved = warm.load(digest) if digest else None
+    if saved is None:
+        return None
+    from jaxfit.results import fit_result
+
+    config, outputs = saved
+    return _print_fit(args, fit_result(config, outputs), config, source)
+
+
+def _fit_single(args: argparse.Namespace, config, source: str) -> int:
+    from jaxfit.fitting import fit_and_executable
+    from jaxfit.report import fit_csv
+
+    result, compiled, inputs, outputs = fit_and_executable(config)
+    plain = config.model_dump(mode="json")
+    code = _print_fit(args, result, plain, source)
     if args.output:
         from jaxfit.config import dump_yaml
+        from jaxfit.output import environment
         from jaxfit.rundir import write_atomic, write_json
 
         write_atomic(args.output / "config.yaml", dump_yaml(config))
         write_atomic(args.output / "trace.csv", fit_csv(result))
         write_json(args.output / "result.json", result.to_dict())
-        from jaxfit.output import environment
-
         write_json(args.output / "env.json", environment(precision=config.precision))
-    return STRICT_FAILED if args.strict and result.status != Status.CONVERGED else 0
+    if not args.no_cache:
+        from jaxfit import warm
+
+        digest = warm.key(args.config, args.overrides)
+        if digest:
+            warm.save(digest, plain, compiled, inputs, outputs)
+    return code
 
 
 def _fit_batch(args: argparse.Namespace, config, source: str) -> int:
@@ -180,9 +208,11 @@ def _fit_batch(args: argparse.Namespace, config, source: str) -> int:
     if args.distributed:
         import jax
 
-        if jax.process_index() != 0:
+        me = jax.process_index()
+        jax.distributed.shutdown()  # waits for every process to finish its slice
+        if me != 0:
             print(
-                f"jaxfit: process {jax.process_index()} finished its share; process 0 merges {args.output}",
+                f"jaxfit: process {me} finished its share; process 0 merges {args.output}",
                 file=sys.stderr,
             )
             return 0
@@ -217,7 +247,14 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 def run(argv: Sequence[str]) -> int:
     args = _run_parser().parse_args(argv)
+    # this process loads no pydantic plugins: skips an entry-point scan at start-up
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     source = args.config or "<seed defaults>"
+    warm_code = _warm_fit(args, source)
+    if warm_code is not None:
+        return warm_code
+    from jaxfit.config import load_config
+
     config = load_config(args.config, args.overrides)
     if args.devices is not None and args.devices < 1:
         raise UsageError("--devices: must be at least 1")
@@ -267,6 +304,8 @@ def merge(argv: Sequence[str]) -> int:
 
     if not (args.output / "manifest.json").exists():
         raise UsageError(f"{args.output}: not a jaxfit batch run directory (no manifest.json)")
+    from jaxfit.config import load_config
+
     config = load_config(args.output / "config.yaml")
     n = config.batch.fits if config.batch else 1
     gaps = output.missing(args.output, n)
@@ -295,8 +334,10 @@ def export(argv: Sequence[str]) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--output", "-o", type=Path, required=True, help="file to write, e.g. step.jaxexport")
     args = ap.parse_args(argv)
-    config = load_config(args.config, args.overrides)
+    from jaxfit.config import load_config
     from jaxfit.exported import export_config
+
+    config = load_config(args.config, args.overrides)
 
     size = export_config(config, args.output)
     print(
@@ -305,7 +346,13 @@ def export(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"schema": schema, "bench": bench, "merge": merge, "export": export}
+def startup(argv: Sequence[str]) -> int:
+    from jaxfit.startup import main as startup_main
+
+    return startup_main(argv)
+
+
+COMMANDS = {"schema": schema, "bench": bench, "merge": merge, "export": export, "startup": startup}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -316,7 +363,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = COMMANDS.get(argv[0]) if argv else None
     try:
         return command(argv[1:]) if command else run(argv)
-    except (ConfigError, UsageError, FileExistsError) as err:
+    except (UsageError, FileExistsError) as err:
+        print(f"jaxfit: error: {err}", file=sys.stderr)
+        return USER_ERROR
+    except ValueError as err:
+        from jaxfit.config import ConfigError
+
+        if not isinstance(err, ConfigError):
+            raise
         print(f"jaxfit: error: {err}", file=sys.stderr)
         return USER_ERROR
     except KeyboardInterrupt:

@@ -21,10 +21,9 @@ from jaxfit import problem as _problem
 from jaxfit.compiled import executable
 from jaxfit.config import Config, load_config
 from jaxfit.engine import FitState, Problem, Spec
-from jaxfit.model import PARAM_NAMES, Params
+from jaxfit.model import Params
 from jaxfit.problem import initial_params, precision, spec_of
-from jaxfit.results import FitResult
-from jaxfit.status import Status
+from jaxfit.results import FitResult, fit_result
 
 TRACE_LIMIT = 1000
 """Steps recorded in a single fit's trace (longer runs are marked as thinned)."""
@@ -43,13 +42,49 @@ def _compiled_init(spec: Spec) -> Callable[[Params, Problem], FitState]:
 
 
 @functools.cache
-def _compiled_traced_fit(spec: Spec, trace_limit: int) -> Callable[..., Any]:
-    def fit_one(params: Params, problem: Problem) -> tuple[FitState, engine.Trace, Any]:
+def compiled_fit(spec: Spec, trace_limit: int, in_tree: Any) -> Callable[..., dict[str, jax.Array]]:
+    """A whole traced fit as a jitted function of flat arrays (the leaves of
+    ``(params, problem)``) returning named arrays (see ``results.fit_result``).
+
+    Flat in, named out: the compiled executable can be serialised and called back
+    without rebuilding any jaxfit or optax pytree (the CLI's warm start does this).
+    """
+
+    def fit_one(*leaves: jax.Array) -> dict[str, jax.Array]:
+        params, problem = jax.tree.unflatten(in_tree, leaves)
         state0 = engine.init_state(spec, params, problem)
         final, trace = engine.run_traced(spec, state0, problem, trace_limit)
-        return final, trace, state0.loss
+        named = {
+            "loss": final.loss,
+            "init_loss": state0.loss,
+            "steps": final.step,
+            "status": final.status,
+            "trace.loss": trace.loss,
+        }
+        for n in spec.trainable:
+            named |= {f"params.{n}": final.params[n], f"trace.params.{n}": trace.params[n]}
+            named |= {f"trace.grad.{n}": trace.grad[n], f"trace.step_size.{n}": trace.step_size[n]}
+        return named
 
     return jax.jit(fit_one)
+
+
+def fit_inputs(config: Config) -> list[np.ndarray]:
+    """The flat inputs of ``compiled_fit`` for ``config`` (host arrays)."""
+    with precision(config):
+        leaves = jax.tree.leaves((initial_params(config), _problem.make_problem(config)))
+    return [np.asarray(leaf) for leaf in leaves]
+
+
+def fit_compiled(config: Config) -> tuple[jax.stages.Compiled, float, list[np.ndarray]]:
+    """``(executable, compile seconds, inputs)`` of the traced fit of ``config``."""
+    spec = spec_of(config)
+    with precision(config):
+        args = (initial_params(config), _problem.make_problem(config))
+        leaves, tree = jax.tree.flatten(args)
+        fn = compiled_fit(spec, TRACE_LIMIT, tree)
+        compiled, compile_s = executable(fn, (spec, TRACE_LIMIT, str(tree)), tuple(leaves))
+    return compiled, compile_s, [np.asarray(leaf) for leaf in leaves]
 
 
 def make_step(config: Config | Mapping[str, Any] | str | Path) -> StepFn:
@@ -106,37 +141,16 @@ def fit(config: Config | Mapping[str, Any] | str | Path | None = None) -> FitRes
         >>> r.status.label, r.steps, round(r.params["b3"], 3)
         ('converged', 10, 2.609)
     """
-    config = load_config(config)
-    spec = spec_of(config)
+    return fit_and_executable(load_config(config))[0]
+
+
+def fit_and_executable(
+    config: Config,
+) -> tuple[FitResult, jax.stages.Compiled, list[np.ndarray], dict[str, Any]]:
+    """``fit`` that also returns the executable, its flat inputs and named outputs."""
+    compiled, compile_s, inputs = fit_compiled(config)
     with precision(config):
-        problem = _problem.make_problem(config)
-        init = initial_params(config)
-        fn = _compiled_traced_fit(spec, TRACE_LIMIT)
-        compiled, compile_s = executable(fn, (spec, TRACE_LIMIT), (init, problem))
         t0 = time.perf_counter()
-        final, trace, init_loss = jax.device_get(compiled(init, problem))
+        outputs = jax.device_get(compiled(*inputs))
         run_s = time.perf_counter() - t0
-    start = config.params.model_dump()
-    end = {**start, **{n: float(final.params[n]) for n in spec.trainable}}
-    steps = int(final.step)
-    rows = min(steps, TRACE_LIMIT)
-
-    def cut(by_name: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {n: np.asarray(by_name[n][:rows]) for n in spec.trainable}
-
-    return FitResult(
-        params={n: end[n] for n in PARAM_NAMES},
-        init={n: start[n] for n in PARAM_NAMES},
-        trainable=spec.trainable,
-        loss=float(final.loss),
-        init_loss=float(init_loss),
-        steps=steps,
-        status=Status(int(final.status)),
-        trace_params=cut(trace.params),
-        trace_loss=np.asarray(trace.loss[:rows]),
-        trace_grad=cut(trace.grad),
-        trace_step_size=cut(trace.step_size),
-        precision=config.precision,
-        compile_s=compile_s,
-        run_s=run_s,
-    )
+    return fit_result(config.model_dump(mode="json"), outputs, compile_s, run_s), compiled, inputs, outputs

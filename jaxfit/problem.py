@@ -1,5 +1,5 @@
 """From a validated ``Config`` to what the engine takes: a static ``Spec`` and
-traced arrays. No pydantic past this point."""
+arrays (NumPy, so building them compiles nothing). No pydantic past this point."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxfit.config import Config, ConfigError
@@ -51,13 +50,13 @@ def hyper_of(config: Config) -> Hyper:
     dtype = dtype_of(config)
     train, opt = config.train, config.train.optimizer
 
-    def scalar(v: float) -> jax.Array:
-        return jnp.asarray(v, dtype)
+    def scalar(v: float) -> np.ndarray:
+        return np.asarray(v, dtype)
 
     return Hyper(
         learning_rate=scalar(train.learning_rate),
         tolerance=scalar(train.tolerance),
-        max_steps=jnp.asarray(train.max_steps, jnp.int32),
+        max_steps=np.asarray(train.max_steps, np.int32),
         momentum=scalar(getattr(opt, "momentum", 0.0)),
         b1=scalar(getattr(opt, "b1", 0.9)),
         b2=scalar(getattr(opt, "b2", 0.999)),
@@ -75,8 +74,8 @@ def make_problem(config: Config) -> Problem:
     spec = spec_of(config)
     values = config.params.model_dump()
     return Problem(
-        data=Data(jnp.asarray(config.data.x, dtype), jnp.asarray(config.data.y, dtype)),
-        frozen={n: jnp.asarray(values[n], dtype) for n in PARAM_NAMES if n not in spec.trainable},
+        data=Data(np.asarray(config.data.x, dtype), np.asarray(config.data.y, dtype)),
+        frozen={n: np.asarray(values[n], dtype) for n in PARAM_NAMES if n not in spec.trainable},
         hyper=hyper_of(config),
     )
 
@@ -85,4 +84,4 @@ def initial_params(config: Config) -> Params:
     """Starting values of the trainable parameters, by name."""
     _check_precision(config)
     values = config.params.model_dump()
-    return {n: jnp.asarray(values[n], dtype_of(config)) for n in config.train.trainable}
+    return {n: np.asarray(values[n], dtype_of(config)) for n in config.train.trainable}

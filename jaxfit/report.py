@@ -37,16 +37,16 @@ def table(
     return "\n".join([line(headers), rule] + [line(r) for r in cells])
 
 
-def _optimizer_line(result_precision: str, config: Any) -> str:
-    t = config.train
+def _optimizer_line(result_precision: str, config: dict[str, Any]) -> str:
+    t = config["train"]
     return (
-        f"optimizer {t.optimizer.name}, learning rate {num(t.learning_rate)}, "
-        f"tolerance {num(t.tolerance)}, max {t.max_steps} steps, {result_precision}"
+        f"optimizer {t['optimizer']['name']}, learning rate {num(t['learning_rate'])}, "
+        f"tolerance {num(t['tolerance'])}, max {t['max_steps']} steps, {result_precision}"
     )
 
 
-def fit_text(result: FitResult, config: Any, source: str, head: int = 30, tail: int = 5) -> str:
-    """The seed's story for one fit: start, step table, end."""
+def fit_text(result: FitResult, config: dict[str, Any], source: str, head: int = 30, tail: int = 5) -> str:
+    """The seed's story for one fit: start, step table, end (``config`` as a plain dict)."""
     out = [
         f"jaxfit: {source}",
         f"  trains {', '.join(result.trainable)}; " + _optimizer_line(result.precision, config),

@@ -77,6 +77,38 @@ class FitResult:
         }
 
 
+def fit_result(
+    config: dict[str, Any], outputs: dict[str, Any], compile_s: float = 0.0, run_s: float = 0.0
+) -> FitResult:
+    """A ``FitResult`` from a resolved config (as a plain dict) and the named outputs
+    of a compiled fit (``params.P``, ``loss``, ``init_loss``, ``steps``, ``status``,
+    ``trace.loss``, ``trace.params.P``, ``trace.grad.P``, ``trace.step_size.P``)."""
+    trainable = tuple(config["train"]["trainable"])
+    start = {n: float(v) for n, v in config["params"].items()}
+    steps = int(outputs["steps"])
+    rows = min(steps, len(outputs["trace.loss"]))
+
+    def trace(kind: str) -> dict[str, np.ndarray]:
+        return {n: np.asarray(outputs[f"trace.{kind}.{n}"][:rows]) for n in trainable}
+
+    return FitResult(
+        params={n: float(outputs[f"params.{n}"]) if n in trainable else v for n, v in start.items()},
+        init=start,
+        trainable=trainable,
+        loss=float(outputs["loss"]),
+        init_loss=float(outputs["init_loss"]),
+        steps=steps,
+        status=Status(int(outputs["status"])),
+        trace_params=trace("params"),
+        trace_loss=np.asarray(outputs["trace.loss"][:rows]),
+        trace_grad=trace("grad"),
+        trace_step_size=trace("step_size"),
+        precision=config["precision"],
+        compile_s=compile_s,
+        run_s=run_s,
+    )
+
+
 @dataclasses.dataclass
 class BatchResult:
     """Per-fit arrays of a batch (index ``i`` is fit ``i``) plus run facts.

@@ -150,10 +150,13 @@ def test_cache_tightens_loose_permissions(tmp_path):
 
 def test_cli_runs_with_cache_and_without(tmp_path):
     env = {**ENV, "JAXFIT_CACHE_DIR": str(tmp_path / "c")}
+    assert run([*SWEEP, "--format", "json"], env=env).returncode == 0
+    assert any((tmp_path / "c" / "xla").iterdir())  # batches: JAX's compilation cache
     assert run(["--format", "json"], env=env).returncode == 0
-    assert (tmp_path / "c" / "xla").is_dir()
+    assert any((tmp_path / "c" / "warm").iterdir())  # single fits: a saved executable
     env_off = {**ENV, "JAXFIT_CACHE_DIR": str(tmp_path / "d")}
     assert run(["--format", "json", "--no-cache"], env=env_off).returncode == 0
+    assert run([*SWEEP, "--format", "json", "--no-cache"], env=env_off).returncode == 0
     assert not (tmp_path / "d").exists()
 
 
@@ -196,3 +199,33 @@ def test_load_exported_rejects_other_files(tmp_path):
     bad.write_text("not a zip")
     with pytest.raises(jaxfit.ConfigError, match="not a jaxfit export"):
         jaxfit.load_exported(bad)
+
+
+def _fit_json(env, *extra):
+    p = run(["--config", "configs/b3.yaml", "--format", "json", *extra], env=env)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    return {k: v for k, v in out.items() if k not in ("compile_s", "run_s")}, out
+
+
+def test_warm_start_gives_the_same_result_and_recovers_from_a_broken_entry(tmp_path):
+    env = {**ENV, "JAXFIT_CACHE_DIR": str(tmp_path / "cache")}
+    cold, _ = _fit_json(env)
+    entries = list((tmp_path / "cache" / "warm").iterdir())
+    assert len(entries) == 1 and stat.S_IMODE(os.stat(entries[0]).st_mode) == 0o700
+    warm, raw = _fit_json(env)
+    assert warm == cold and raw["compile_s"] == 0.0  # nothing compiled: the saved executable ran
+    # another override is another computation: a new entry, a different result
+    other, _ = _fit_json(env, "--set", "train.learning_rate=0.05")
+    assert other != cold and len(list((tmp_path / "cache" / "warm").iterdir())) == 2
+    # a corrupted executable is dropped and the fit runs the ordinary way
+    (entries[0] / "exe.bin").write_bytes(b"garbage")
+    again, raw = _fit_json(env)
+    assert again == cold and raw["compile_s"] > 0.0
+    # an edited config file is a new key
+    cfg = tmp_path / "b3.yaml"
+    cfg.write_text(
+        (ROOT / "configs" / "b3.yaml").read_text().replace("learning_rate: 0.1", "learning_rate: 0.2")
+    )
+    p = run(["--config", str(cfg), "--format", "json"], env=env)
+    assert json.loads(p.stdout)["steps"] != cold["steps"]
