@@ -43,6 +43,13 @@ def _run_parser() -> argparse.ArgumentParser:
         help="stdout format (csv: a single fit's trace or a batch's per-fit table)",
     )
     p.add_argument("--output", "-o", type=Path, help="write a run directory here")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        metavar="DIR",
+        help="draw the seed's pictures (single fit) or batch diagnostics into DIR (needs the plot extra)",
+    )
+    p.add_argument("--plot-format", choices=("png", "svg"), default="png", help="picture format for --plot")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --output directory")
     p.add_argument(
         "--resume", action="store_true", help="continue an interrupted batch in --output (same config)"
@@ -113,9 +120,13 @@ def _print_fit(args: argparse.Namespace, result, config: dict, source: str) -> i
     return STRICT_FAILED if args.strict and result.status != Status.CONVERGED else 0
 
 
+def _report_plots(paths: Sequence[Path]) -> None:
+    print(f"jaxfit: wrote {len(paths)} picture(s): " + ", ".join(str(p) for p in paths), file=sys.stderr)
+
+
 def _warm_fit(args: argparse.Namespace, source: str) -> int | None:
     """The warm start: a single fit seen before, from its saved executable (None: not warm)."""
-    if args.no_cache or args.output or args.distributed:
+    if args.no_cache or args.output or args.distributed or args.plot:
         return None
     from jaxfit import warm
 
@@ -136,6 +147,10 @@ def _fit_single(args: argparse.Namespace, config, source: str) -> int:
     result, compiled, inputs, outputs = fit_and_executable(config)
     plain = config.model_dump(mode="json")
     code = _print_fit(args, result, plain, source)
+    if args.plot:
+        from jaxfit.plots import fit_plots
+
+        _report_plots(fit_plots(result, plain, args.plot, args.plot_format))
     if args.output:
         from jaxfit.config import dump_yaml
         from jaxfit.output import environment
@@ -228,6 +243,10 @@ def _fit_batch(args: argparse.Namespace, config, source: str) -> int:
         result = assemble(config, store, facts_of(result))
         output.finish(args.output, config, result, time.perf_counter() - t0)
     summary = result.summary()
+    if args.plot:
+        from jaxfit.plots import batch_plots
+
+        _report_plots(batch_plots(result, args.plot, args.plot_format))
     if args.format == "json":
         print(json.dumps(summary))
     elif args.format == "csv":
@@ -258,6 +277,13 @@ def run(argv: Sequence[str]) -> int:
     config = load_config(args.config, args.overrides)
     if args.devices is not None and args.devices < 1:
         raise UsageError("--devices: must be at least 1")
+    if args.plot:
+        from jaxfit.plots import PlotError, require
+
+        try:
+            require()
+        except PlotError as err:
+            raise UsageError(f"--plot: {err}") from None
     if args.resume and not args.output:
         raise UsageError("--resume needs --output DIR (the run to continue)")
     if args.resume and config.batch is None:
@@ -346,13 +372,41 @@ def export(argv: Sequence[str]) -> int:
     return 0
 
 
+def plot(argv: Sequence[str]) -> int:
+    """``python -m jaxfit plot --config X -o DIR``: run quietly and draw the pictures."""
+    ap = argparse.ArgumentParser(
+        prog="python -m jaxfit plot", description="Run a config and draw its pictures into a folder."
+    )
+    ap.add_argument("--config", "-c")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--output", "-o", type=Path, required=True, help="folder for the pictures")
+    ap.add_argument("--format", choices=("png", "svg"), default="png")
+    args = ap.parse_args(argv)
+    extra = ["--config", args.config] if args.config else []
+    for item in args.overrides:
+        extra += ["--set", item]
+    with open(os.devnull, "w") as sink:
+        saved, sys.stdout = sys.stdout, sink
+        try:
+            return run([*extra, "--plot", str(args.output), "--plot-format", args.format, "--quiet"])
+        finally:
+            sys.stdout = saved
+
+
 def startup(argv: Sequence[str]) -> int:
     from jaxfit.startup import main as startup_main
 
     return startup_main(argv)
 
 
-COMMANDS = {"schema": schema, "bench": bench, "merge": merge, "export": export, "startup": startup}
+COMMANDS = {
+    "schema": schema,
+    "bench": bench,
+    "merge": merge,
+    "export": export,
+    "startup": startup,
+    "plot": plot,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
