@@ -177,7 +177,8 @@ def batch_plots(result: BatchResult, out: Path, fmt: str = "png", max_points: in
     """Draw the batch diagnostics into ``out``; returns the files written."""
     written = []
     n = result.fits
-    pick = np.arange(n) if n <= max_points else np.linspace(0, n - 1, max_points).astype(np.int64)
+    # a fixed random subset: an evenly strided one would alias with the grid's axes
+    pick = np.arange(n) if n <= max_points else np.sort(np.random.default_rng(0).choice(n, max_points, replace=False))
     status = result.status[pick]
     for name, init in result.init.items():
         if init.strides == (0,) or name not in result.trainable:
