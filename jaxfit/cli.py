@@ -288,13 +288,21 @@ def run(argv: Sequence[str]) -> int:
         raise UsageError("--resume needs --output DIR (the run to continue)")
     if args.resume and config.batch is None:
         raise UsageError("--resume applies to batch runs (a config with a batch: section)")
+    if args.distributed and (config.batch is None or not args.output):
+        raise UsageError("--distributed needs a batch config and a shared --output DIR")
+    if args.output:
+        from jaxfit.rundir import check_output
+
+        check_output(args.output, args.overwrite, args.resume)
+    _configure_jax(args, config.batch is not None)
+    if config.batch is not None:
+        from jaxfit.runner import preflight
+
+        preflight(config, args.devices)  # devices and memory, before anything is written
     if args.output:
         from jaxfit.rundir import prepare
 
         prepare(args.output, args.overwrite, args.resume)
-    if args.distributed and (config.batch is None or not args.output):
-        raise UsageError("--distributed needs a batch config and a shared --output DIR")
-    _configure_jax(args, config.batch is not None)
     if config.batch is None:
         return _fit_single(args, config, source)
     return _fit_batch(args, config, source)

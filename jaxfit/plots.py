@@ -178,7 +178,11 @@ def batch_plots(result: BatchResult, out: Path, fmt: str = "png", max_points: in
     written = []
     n = result.fits
     # a fixed random subset: an evenly strided one would alias with the grid's axes
-    pick = np.arange(n) if n <= max_points else np.sort(np.random.default_rng(0).choice(n, max_points, replace=False))
+    pick = (
+        np.arange(n)
+        if n <= max_points
+        else np.sort(np.random.default_rng(0).choice(n, max_points, replace=False))
+    )
     status = result.status[pick]
     for name, init in result.init.items():
         if init.strides == (0,) or name not in result.trainable:

@@ -71,14 +71,19 @@ RUN_FILES = (
 """Everything a run may write in its directory (what ``--overwrite`` replaces)."""
 
 
-def prepare(path: Path, overwrite: bool, resume: bool = False) -> None:
-    """Make sure ``path`` can take a run: refuse a non-empty folder unless told."""
+def check_output(path: Path, overwrite: bool, resume: bool = False) -> None:
+    """Refuse a ``path`` that cannot take a run (a file, or a non-empty folder unless told)."""
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"{path}: exists and is not a directory")
     if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
         raise FileExistsError(
             f"{path}: directory is not empty; pass --overwrite to replace it or --resume to continue it"
         )
+
+
+def prepare(path: Path, overwrite: bool, resume: bool = False) -> None:
+    """Make ``path`` ready for a run (``check_output`` first; ``--overwrite`` clears a run's files)."""
+    check_output(path, overwrite, resume)
     if overwrite and not resume:
         # remove only what a run writes: never a user's other files
         for name in RUN_FILES:

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jaxfit import memory
 from jaxfit.batch import Chunk, Layout, Timing, default_layout, run_chunks
 from jaxfit.config import Config, ConfigError, load_config
 from jaxfit.model import PARAM_NAMES
@@ -34,6 +35,14 @@ def layout_of(config: Config, devices: Sequence[jax.Device], block_size: int | N
     return default_layout(
         devices[0].platform, len(devices), block_size or config.block_size, len(config.train.trainable)
     )
+
+
+def preflight(config: Config, devices: int | None = None, block_size: int | None = None) -> None:
+    """Check, before anything runs or is written, that the devices exist and the
+    batch fits in memory (``ConfigError`` otherwise)."""
+    used = select_devices(config, devices)
+    layout = layout_of(config, used, block_size)
+    memory.check(config, layout.chunk, len(plan_of(config)[0].varying()), memory.device_memory(used[0]))
 
 
 def fit_batch(
@@ -70,6 +79,7 @@ def fit_batch(
     layout = layout_of(config, used, block_size)
     dtype = dtype_of(config)
     plan, tables = plan_of(config)
+    preflight(config, devices, block_size)
 
     store = empty_store(config, n)
 

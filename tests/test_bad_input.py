@@ -94,6 +94,13 @@ CLI_CASES = [
     (["--set", "nonsense"], "KEY.PATH=VALUE"),
     (["--set", "train.trainable.x=1"], "train.trainable"),
     (["--config", "{bad}", "--format", "xml"], "--format"),
+    (["--config", "{binary}"], "cannot read"),
+    (["--set", "train.learning_rate=[1,"], "invalid YAML"),
+    (["--config", "configs/b3_sweep.yaml", "--set", "block_size=16000000"], "block_size"),
+    (["--config", "configs/b3_sweep.yaml", "--set", "batch.init.b3.linspace=[0, 1, 2000000000]"], "batch"),
+    (["--config", "configs/b3_sweep.yaml", "--devices", "99"], "devices"),
+    (["--config", "configs/b3_sweep.yaml", "--devices", "0"], "--devices"),
+    (["--resume"], "--resume"),
 ]
 
 
@@ -102,7 +109,9 @@ def test_cli_user_errors_exit_2_with_one_line(tmp_path, args, needle):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  learning_rate: -0.1\n")
     out = tmp_path / "out"
-    args = [a.format(bad=bad, dir=tmp_path) for a in args]
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    args = [a.format(bad=bad, dir=tmp_path, binary=binary) for a in args]
     p = subprocess.run(
         [sys.executable, "-m", "jaxfit", *args, "--output", str(out)],
         cwd=ROOT,
@@ -115,3 +124,31 @@ def test_cli_user_errors_exit_2_with_one_line(tmp_path, args, needle):
     assert needle in p.stderr and "Traceback" not in p.stderr
     assert p.stdout == ""
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_strict_exit_code(tmp_path):
+    def code(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "jaxfit", *args, "--format", "json"],
+            cwd=ROOT,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).returncode
+
+    assert code("--set", "train.max_steps=3") == 0  # completed, whatever the status
+    assert code("--set", "train.max_steps=3", "--strict") == 1
+    assert code("--strict") == 0
+    assert (
+        code(
+            "--config",
+            "configs/b3_sweep.yaml",
+            "--set",
+            "batch.init.b3.linspace=[0, 1, 10]",
+            "--set",
+            "batch.learning_rate=[0.1, 1.0]",
+            "--strict",
+        )
+        == 1
+    )

@@ -1,0 +1,84 @@
+"""Memory estimates for a batch, checked before it starts.
+
+A batch keeps one row of results per fit on the host (final trainable values, the
+varying starting values, loss, steps, status) and streams fits through the devices
+one chunk at a time. ``check`` refuses, with the numbers, a batch whose result
+table cannot fit in the memory available, or one whose single chunk cannot fit on
+its device.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from jaxfit.config import Config, ConfigError
+
+HEADROOM = 0.8
+"""Use at most this share of the memory available."""
+
+
+class Estimate(NamedTuple):
+    host_bytes: int
+    """The per-fit result table."""
+    chunk_bytes: int
+    """Device memory for one chunk (inputs, loop state, outputs), an upper bound."""
+
+
+def available_host_bytes() -> int:
+    """MemAvailable from /proc/meminfo (else the physical memory size)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def estimate(config: Config, chunk: int, varying: int) -> Estimate:
+    """Bytes for ``config``'s batch with ``chunk`` fits per compiled call and
+    ``varying`` quantities that differ across fits."""
+    n = config.batch.fits if config.batch else 1
+    item = np.dtype(config.precision).itemsize
+    k = len(config.train.trainable)
+    row = (k + varying + 1) * item + 4 + 1  # params, inits, loss; steps int32; status int8
+    # per fit on the device: 7 params, loop state (params, grad, step size, optimizer
+    # moments: up to 5 per trainable), hyperparameters, outputs; doubled for copies
+    state = (7 + 5 * k + 8 + row) * max(item, 4) * 2
+    return Estimate(host_bytes=n * row, chunk_bytes=chunk * state)
+
+
+def _gib(b: float) -> str:
+    return f"{b / 2**30:.2f} GiB"
+
+
+def check(config: Config, chunk: int, varying: int, device_bytes: int | None = None) -> Estimate:
+    """Raise ``ConfigError`` when the batch's results or one chunk cannot fit."""
+    est = estimate(config, chunk, varying)
+    host = available_host_bytes()
+    n = config.batch.fits if config.batch else 1
+    if est.host_bytes > HEADROOM * host:
+        raise ConfigError(
+            f"batch: {n:,} fits need about {_gib(est.host_bytes)} for their results but only "
+            f"{_gib(host)} of memory is available; run fewer fits per job (split the batch)"
+        )
+    device = device_bytes if device_bytes is not None else host
+    if est.chunk_bytes > HEADROOM * device:
+        raise ConfigError(
+            f"block_size: one chunk of {chunk:,} fits needs about {_gib(est.chunk_bytes)} of device "
+            f"memory but {_gib(device)} is available; use a smaller block_size"
+        )
+    return est
+
+
+def device_memory(device: object) -> int | None:
+    """Bytes a device may allocate (None where the runtime does not say, e.g. CPU)."""
+    try:
+        stats = device.memory_stats()  # type: ignore[attr-defined]
+    except Exception:
+        return None
+    return int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
