@@ -143,4 +143,5 @@ def test_batch_equals_loop_of_single_fits(starts, rates, max_steps):
                 float(batch.params["b3"][i]) == single.params["b3"]
                 and float(batch.params["w3"][i]) == single.params["w3"]
             )
-            assert np.float32(batch.loss[i]) == np.float32(single.loss)
+            # the loss at the end is computed by differently fused programs: equal to rounding
+            assert float(batch.loss[i]) == pytest.approx(single.loss, rel=1e-6, abs=1e-12)
