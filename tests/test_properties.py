@@ -3,7 +3,6 @@ mutations are rejected clearly, and a batch equals a loop of single fits."""
 
 import math
 
-import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
