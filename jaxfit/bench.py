@@ -55,33 +55,53 @@ def w2_config(n: int, precision: str = "float32") -> dict[str, Any]:
 # -- the NumPy peer: all fits at once, finished ones dropped from the active set
 
 
-def _np_forward(p: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, ...]:
-    z1 = p["w1"][:, None] * x + p["b1"][:, None]
-    z2 = p["w2"][:, None] * x + p["b2"][:, None]
-    s1, s2 = np.logaddexp(z1, 0), np.logaddexp(z2, 0)
-    pred = p["w3"][:, None] * s1 + p["w4"][:, None] * s2 + p["b3"][:, None]
-    return z1, z2, s1, s2, pred
+BLUE, ORANGE = ("w1", "b1", "w3"), ("w2", "b2", "w4")
 
 
-def _np_loss_grad(p: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, trainable: Sequence[str]):
-    z1, z2, s1, s2, pred = _np_forward(p, x)
-    r = y - pred
-    loss = np.sum(r * r, axis=1)
-    d = -2 * r
-    g: dict[str, np.ndarray] = {}
-    if "b3" in trainable:
-        g["b3"] = d.sum(1)
-    if "w3" in trainable:
-        g["w3"] = (d * s1).sum(1)
-    if "w4" in trainable:
-        g["w4"] = (d * s2).sum(1)
-    if {"w1", "b1"} & set(trainable):
-        t1 = d * p["w3"][:, None] / (1 + np.exp(-z1))
-        g["w1"], g["b1"] = (t1 * x).sum(1), t1.sum(1)
-    if {"w2", "b2"} & set(trainable):
-        t2 = d * p["w4"][:, None] / (1 + np.exp(-z2))
-        g["w2"], g["b2"] = (t2 * x).sum(1), t2.sum(1)
-    return loss, {n: g[n] for n in trainable}
+def _np_node(w: np.ndarray, b: np.ndarray, x: np.ndarray, need_sigmoid: bool):
+    z = w[:, None] * x + b[:, None]
+    e = np.exp(-np.abs(z))
+    s = np.maximum(z, 0) + np.log1p(e)
+    return s, (np.where(z >= 0, 1, e) / (1 + e) if need_sigmoid else None)
+
+
+class _NumpyModel:
+    """The seed's network and its gradient, vectorised over fits, written as a NumPy
+    expert would: a hidden node none of whose parameters train is computed once."""
+
+    def __init__(self, p: dict[str, np.ndarray], x: np.ndarray, trainable: Sequence[str]):
+        self.x, self.trainable = x, set(trainable)
+        self.const = np.zeros((len(p["b3"]), len(x)), x.dtype)
+        for w, b, v in (BLUE, ORANGE):
+            if not self.trainable & {w, b, v}:
+                self.const += p[v][:, None] * _np_node(p[w], p[b], x, False)[0]
+        self.live = [nm for nm in (BLUE, ORANGE) if self.trainable & set(nm)]
+
+    def keep(self, rows: np.ndarray) -> None:
+        self.const = self.const[rows]
+
+    def loss_grad(self, p: dict[str, np.ndarray], y: np.ndarray):
+        x = self.x
+        pred = self.const + p["b3"][:, None]
+        nodes = {}
+        for w, b, v in self.live:
+            s, sig = _np_node(p[w], p[b], x, bool(self.trainable & {w, b}))
+            nodes[v] = (s, sig)
+            pred = pred + p[v][:, None] * s
+        r = y - pred
+        d = -2 * r
+        g: dict[str, np.ndarray] = {"b3": d.sum(1)} if "b3" in self.trainable else {}
+        for w, b, v in self.live:
+            s, sig = nodes[v]
+            if v in self.trainable:
+                g[v] = (d * s).sum(1)
+            if sig is not None:
+                t = d * p[v][:, None] * sig
+                if w in self.trainable:
+                    g[w] = (t * x).sum(1)
+                if b in self.trainable:
+                    g[b] = t.sum(1)
+        return np.sum(r * r, axis=1), g
 
 
 def numpy_gd(
@@ -97,12 +117,13 @@ def numpy_gd(
     active = np.arange(n)
     with np.errstate(all="ignore"):
         cur = {k: v[active] for k, v in p.items()}
-        lo, g = _np_loss_grad(cur, x, y, trainable)
+        model = _NumpyModel(cur, x, trainable)
+        lo, g = model.loss_grad(cur, y)
         while active.size:
             sizes = {k: lr * g[k] for k in trainable}
             for k in trainable:
                 cur[k] = cur[k] - sizes[k]
-            lo, g = _np_loss_grad(cur, x, y, trainable)
+            lo, g = model.loss_grad(cur, y)
             count = steps[active] + 1
             finite = np.isfinite(lo)
             small = np.ones(active.size, bool)
@@ -121,6 +142,7 @@ def numpy_gd(
                 active = active[keep]
                 cur = {k: v[keep] for k, v in cur.items()}
                 g = {k: v[keep] for k, v in g.items()}
+                model.keep(keep)
     return p, loss, steps, status
 
 
@@ -176,7 +198,7 @@ def scipy_peer(init: dict[str, np.ndarray], trainable: Sequence[str], n: int) ->
 
         def f(v, base=base):
             p = {**base, **{k: np.asarray([v[j]]) for j, k in enumerate(trainable)}}
-            loss, g = _np_loss_grad(p, x, y, trainable)
+            loss, g = _NumpyModel(p, x, trainable).loss_grad(p, y)
             return float(loss[0]), np.array([g[k][0] for k in trainable])
 
         minimize(

@@ -33,9 +33,19 @@ class Data(NamedTuple):
     y: jax.Array
 
 
+@jax.custom_jvp
 def softplus(z: jax.Array) -> jax.Array:
-    """``log(1 + e^z)``, computed stably for large ``|z|``."""
-    return jnp.logaddexp(z, 0.0)
+    """``log(1 + e^z) = max(z, 0) + log1p(e^-|z|)``, stable for large ``|z|``."""
+    return jnp.maximum(z, 0) + jnp.log1p(jnp.exp(-jnp.abs(z)))
+
+
+@softplus.defjvp
+def _softplus_jvp(primals: tuple[jax.Array], tangents: tuple[jax.Array]) -> tuple[jax.Array, jax.Array]:
+    # the derivative is the sigmoid, from the same exp(-|z|): one exp per evaluation
+    (z,), (dz,) = primals, tangents
+    e = jnp.exp(-jnp.abs(z))
+    sigmoid = jnp.where(z >= 0, 1.0, e) / (1.0 + e)
+    return jnp.maximum(z, 0) + jnp.log1p(e), sigmoid * dz
 
 
 def blue(params: Params, x: jax.Array) -> jax.Array:

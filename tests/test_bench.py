@@ -1,0 +1,38 @@
+"""The benchmark's peers compute the same fits, and the benchmark runs."""
+
+import subprocess
+import sys
+
+import numpy as np
+import reference as ref
+from conftest import ROOT
+from test_cli import ENV
+
+from jaxfit.bench import numpy_gd
+
+
+def test_numpy_peer_matches_the_reference():
+    rng = np.random.default_rng(0)
+    init = {k: rng.normal(size=30) for k in ref.NAMES}
+    for trainable in (["b3"], list(ref.NAMES), ["w1", "b3"]):
+        params, loss, steps, status = numpy_gd(init, trainable, 0.05, 1e-5, 2000, np.float64)
+        for i in range(0, 30, 5):
+            p, n, s, _ = ref.gradient_descent({k: init[k][i] for k in ref.NAMES}, trainable, 0.05, 1e-5, 2000)
+            assert (n, s) == (steps[i], status[i])
+            if s == ref.CONVERGED:
+                assert max(abs(p[k] - params[k][i]) for k in trainable) < 1e-9
+                assert abs(loss[i] - ref.ssr(p)) < 1e-12
+
+
+def test_quick_benchmark_prints_ratios():
+    p = subprocess.run(
+        [sys.executable, "-m", "jaxfit", "bench", "--quick"],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "jaxfit/NumPy" in p.stdout and "W1" in p.stdout and "W2" in p.stdout and "x " in p.stdout
+    assert "W1 agreement with NumPy (float32): same steps" in p.stdout
