@@ -401,6 +401,12 @@ def plot(argv: Sequence[str]) -> int:
             sys.stdout = saved
 
 
+def serve(argv: Sequence[str]) -> int:
+    from jaxfit.service import serve as serve_main
+
+    return serve_main(list(argv))
+
+
 def startup(argv: Sequence[str]) -> int:
     from jaxfit.startup import main as startup_main
 
@@ -414,6 +420,7 @@ COMMANDS = {
     "export": export,
     "startup": startup,
     "plot": plot,
+    "serve": serve,
 }
 
 

@@ -163,3 +163,21 @@ def run_traced(spec: Spec, state: FitState, problem: Problem, trace_limit: int) 
         return after, trace
 
     return lax.while_loop(lambda c: _running(c[0]), body, (state, trace0))
+
+
+def state_to_dict(state: FitState) -> dict[str, object]:
+    """A state as plain containers (optimizer state as a list of arrays), e.g. to
+    serialise it or send it over the wire; ``state_from_dict`` inverts it."""
+    return {**state._asdict(), "opt_state": jax.tree.leaves(state.opt_state)}
+
+
+def opt_state_tree(spec: Spec, dtype: object) -> jax.tree_util.PyTreeDef:
+    """The optimizer state's structure for ``spec`` (built from zeros: no model is traced)."""
+    zeros = {n: jnp.zeros((), dtype) for n in spec.trainable}
+    hyper = Hyper(*(jnp.zeros((), jnp.int32 if f == "max_steps" else dtype) for f in Hyper._fields))
+    return jax.tree.structure(make_optimizer(spec.optimizer, hyper).init(zeros))
+
+
+def state_from_dict(d: dict, opt_tree: jax.tree_util.PyTreeDef) -> FitState:
+    """The ``FitState`` of ``state_to_dict``'s output (``opt_tree`` from ``opt_state_tree``)."""
+    return FitState(**{**d, "opt_state": jax.tree.unflatten(opt_tree, d["opt_state"])})

@@ -30,12 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfit.config import Config, ConfigError, load_config
-from jaxfit.engine import FitState, Problem, Spec
+from jaxfit.engine import FitState, Problem, Spec, opt_state_tree, state_from_dict, state_to_dict
 from jaxfit.engine import init_state as _init_state
 from jaxfit.engine import run as _run
 from jaxfit.engine import step as _step
 from jaxfit.model import PARAM_NAMES, Data
-from jaxfit.optim import Hyper, make_optimizer
+from jaxfit.optim import Hyper
 from jaxfit.problem import dtype_of, hyper_of, make_problem, precision, spec_of
 
 PLATFORMS = ("cpu", "cuda")
@@ -54,27 +54,12 @@ def _problem_of(d: Mapping[str, Any]) -> Problem:
     return Problem(Data(d["data"]["x"], d["data"]["y"]), dict(d["frozen"]), Hyper(**d["hyper"]))
 
 
-def _state_dict(state: FitState) -> dict[str, Any]:
-    return {**state._asdict(), "opt_state": jax.tree.leaves(state.opt_state)}
-
-
-def _opt_tree(spec: Spec, dtype: np.dtype) -> Any:
-    """The optimizer state's structure (built from zeros: no model is traced)."""
-    zeros = {n: jnp.zeros((), dtype) for n in spec.trainable}
-    hyper = Hyper(*(jnp.zeros((), jnp.int32 if f == "max_steps" else dtype) for f in Hyper._fields))
-    return jax.tree.structure(make_optimizer(spec.optimizer, hyper).init(zeros))
-
-
-def _state_of(d: Mapping[str, Any], opt_tree: Any) -> FitState:
-    return FitState(**{**d, "opt_state": jax.tree.unflatten(opt_tree, d["opt_state"])})
-
-
 def _functions(spec: Spec, opt_tree: Any) -> dict[str, Any]:
     def init(params: dict, problem: dict) -> dict:
-        return _state_dict(_init_state(spec, params, _problem_of(problem)))
+        return state_to_dict(_init_state(spec, params, _problem_of(problem)))
 
     def step(state: dict, problem: dict) -> dict:
-        return _state_dict(_step(spec, _state_of(state, opt_tree), _problem_of(problem)))
+        return state_to_dict(_step(spec, state_from_dict(state, opt_tree), _problem_of(problem)))
 
     def fit_many(params: dict, hyper: dict, data: dict) -> dict:
         def one(p: dict, h: dict) -> FitState:
@@ -99,7 +84,7 @@ def export_config(config: Config | Mapping[str, Any] | str | Path, path: Path) -
         dtype = dtype_of(config)
         problem = _problem_dict(make_problem(config))
         params = {n: jnp.zeros((), dtype) for n in spec.trainable}
-        opt_tree = _opt_tree(spec, dtype)
+        opt_tree = opt_state_tree(spec, dtype)
         fns = _functions(spec, opt_tree)
         state = jax.eval_shape(fns["init"], params, problem)
         (n,) = jax.export.symbolic_shape("n")
@@ -144,7 +129,7 @@ class ExportedFit:
         self.config = config
         self.spec = spec_of(config)
         self._fns = functions
-        self._opt_tree = _opt_tree(self.spec, dtype_of(config))
+        self._opt_tree = opt_state_tree(self.spec, dtype_of(config))
 
     def problem(self) -> Problem:
         """The config's data, frozen values and hyperparameters."""
@@ -157,11 +142,13 @@ class ExportedFit:
         params = {
             n: jnp.asarray(start[n] if params is None else params[n], dtype) for n in self.spec.trainable
         }
-        return _state_of(self._fns["init"].call(params, _problem_dict(problem)), self._opt_tree)
+        return state_from_dict(self._fns["init"].call(params, _problem_dict(problem)), self._opt_tree)
 
     def step(self, state: FitState, problem: Problem) -> FitState:
         """One step, exactly as ``jaxfit.make_step(config)`` takes it."""
-        return _state_of(self._fns["step"].call(_state_dict(state), _problem_dict(problem)), self._opt_tree)
+        return state_from_dict(
+            self._fns["step"].call(state_to_dict(state), _problem_dict(problem)), self._opt_tree
+        )
 
     def fit_many(self, init: Mapping[str, Any], learning_rate: Any = None) -> dict[str, np.ndarray]:
         """Whole fits from per-fit starting values ``init`` (name -> (n,) array; names

@@ -81,7 +81,7 @@ def fit_batch(
     plan, tables = plan_of(config)
     preflight(config, devices, block_size)
 
-    store = empty_store(config, n)
+    store = empty_store(config, n, filled=ranges != [(0, n)])
 
     def gather(first: int, chunk: Chunk) -> None:
         columns = chunk_columns(chunk)
@@ -100,22 +100,23 @@ def fit_batch(
     return assemble(config, store, facts)
 
 
-def empty_store(config: Config, n: int) -> dict[str, np.ndarray]:
-    """Per-fit columns for ``n`` fits, not yet run (status ``RUNNING``, NaN loss)."""
+def empty_store(config: Config, n: int, filled: bool = True) -> dict[str, np.ndarray]:
+    """Per-fit columns for ``n`` fits, not yet run (status ``RUNNING``, NaN loss).
+
+    ``filled=False`` leaves them uninitialised, for callers that write every row.
+    """
     dtype = dtype_of(config)
     varying = plan_of(config)[0].varying()
-    return {
-        **{f"params.{p}": np.full(n, np.nan, dtype) for p in config.train.trainable},
-        **{
-            f"init.{q}": np.full(
-                n, np.nan if q != "max_steps" else 0, np.int32 if q == "max_steps" else dtype
-            )
-            for q in varying
-        },
-        "loss": np.full(n, np.nan, dtype),
-        "steps": np.zeros(n, np.int32),
-        "status": np.zeros(n, np.int8),
+    kinds = {
+        **{f"params.{p}": (dtype, np.nan) for p in config.train.trainable},
+        **{f"init.{q}": (np.int32, 0) if q == "max_steps" else (dtype, np.nan) for q in varying},
+        "loss": (dtype, np.nan),
+        "steps": (np.int32, 0),
+        "status": (np.int8, 0),
     }
+    if not filled:
+        return {name: np.empty(n, kind) for name, (kind, _) in kinds.items()}
+    return {name: np.full(n, fill, kind) for name, (kind, fill) in kinds.items()}
 
 
 def chunk_columns(chunk: Chunk) -> dict[str, np.ndarray]:

@@ -1,0 +1,252 @@
+"""The HTTP service, as a real server process on loopback."""
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT
+from test_cli import ENV
+
+import jaxfit
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, *args, env=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jaxfit", "serve", "--port", str(self.port), *args],
+            cwd=ROOT,
+            env={**ENV, "JAX_NUM_CPU_DEVICES": "1", **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server did not start: {self.proc.stderr.read()}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = Server()
+    yield s
+    s.stop()
+
+
+def post(server, path, body, **kw):
+    return httpx.post(
+        server.url + path,
+        content=body if isinstance(body, (bytes, str)) else json.dumps(body),
+        timeout=60,
+        **kw,
+    )
+
+
+def assert_same_fit(got, cfg):
+    solo = jaxfit.fit(cfg)
+    assert got["steps"] == solo.steps and got["status"] == solo.status.label
+    assert got["params"] == solo.params  # identical parameters
+    # the final SSR from vectorised vs scalar code may differ in the last bit
+    assert got["loss"] == pytest.approx(solo.loss, rel=1e-6, abs=1e-12)
+    assert [r["step_size"] for r in got["trace"]] == [r["step_size"] for r in solo.to_dict()["trace"]]
+
+
+def test_fit_equals_jaxfit_fit(server):
+    for cfg in (
+        {},
+        {"params": {"b3": 5.0}, "train": {"learning_rate": 0.05}},
+        {"train": {"trainable": ["w3", "b3"]}},
+    ):
+        r = post(server, "/v1/fit", cfg)
+        assert r.status_code == 200, r.text
+        assert_same_fit(r.json(), cfg)
+
+
+def test_fit_batch_summary_and_per_fit(server):
+    cfg = {"batch": {"init": {"b3": {"linspace": [-10, 10, 101]}}}}
+    r = post(server, "/v1/fit_batch?per_fit=true", cfg)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    local = jaxfit.fit_batch(cfg)
+    assert body["status_counts"] == local.status_counts() and body["fits"] == 101
+    assert body["per_fit"]["steps"] == local.steps.tolist()
+    assert body["per_fit"]["params"]["b3"] == local.params["b3"].tolist()
+
+
+def test_step_walks_the_seed_path(server):
+    state, seen = None, []
+    for _ in range(3):
+        r = post(server, "/v1/step", {"config": {}, "state": state})
+        assert r.status_code == 200, r.text
+        state = r.json()["state"]
+        seen.append(round(state["params"]["b3"], 2))
+    assert seen == [1.57, 2.19, 2.44]
+
+
+def test_schema_health_metrics(server):
+    assert httpx.get(server.url + "/v1/schema").json()["properties"]["train"]
+    assert httpx.get(server.url + "/healthz").json()["status"] == "ok"
+    post(server, "/v1/fit", {})
+    text = httpx.get(server.url + "/metrics").text
+    assert 'jaxfit_requests_total{endpoint="/v1/fit",status="200"}' in text
+    for name in (
+        "jaxfit_request_seconds_bucket",
+        "jaxfit_compilations_total",
+        "jaxfit_batch_size_count",
+        "jaxfit_queue_depth",
+    ):
+        assert name in text
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200 and "<canvas" in page.text
+    # self-contained: no external scripts, styles or images (users may be offline)
+    assert not re.findall(r'(?:src|href)\s*=\s*"(?:https?:)?//', page.text) and "<link" not in page.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "needle"),
+    [
+        ("/v1/fit", "{not json", 400, "malformed JSON"),
+        ("/v1/fit", {"train": {"learning_rate": -1}}, 422, "train.learning_rate"),
+        ("/v1/fit", {"train": {"max_steps": 10**7}}, 422, "train.max_steps"),
+        ("/v1/fit", "[1, 2]", 422, "JSON object"),
+        ("/v1/fit", '"/etc/passwd"', 422, "JSON object"),
+        ("/v1/fit", {"batch": {"count": 2}}, 422, "fit_batch"),
+        ("/v1/fit_batch", {}, 422, "batch"),
+        ("/v1/fit_batch", {"batch": {"count": 2000000}}, 422, "at most"),
+        ("/v1/fit_batch?per_fit=true", {"batch": {"count": 20000}}, 422, "per_fit"),
+        ("/v1/step", {"config": {}, "state": {"params": {}}}, 422, "state"),
+        ("/v1/step", {"state": None}, 422, "config"),
+        ("/v1/fit", "x" * (2 << 20), 413, "bytes"),
+    ],
+)
+def test_user_errors(server, path, body, status, needle):
+    r = post(server, path, body)
+    assert r.status_code == status, r.text
+    assert needle in r.json()["error"] and "Traceback" not in r.text
+
+
+def test_queue_full_is_503_with_retry_after():
+    s = Server("--max-queue", "1", "--max-wait-ms", "50", "--max-batch", "1")
+    try:
+
+        async def burst():
+            async with httpx.AsyncClient(timeout=60) as client:
+                cfg = json.dumps({"train": {"learning_rate": 1e-4, "max_steps": 100000, "tolerance": 1e-12}})
+                return await asyncio.gather(*[client.post(s.url + "/v1/fit", content=cfg) for _ in range(30)])
+
+        replies = asyncio.run(burst())
+        codes = {r.status_code for r in replies}
+        assert codes <= {200, 503} and 503 in codes and 200 in codes
+        busy = next(r for r in replies if r.status_code == 503)
+        assert busy.headers["retry-after"] == "1" and "full" in busy.json()["error"]
+    finally:
+        s.stop()
+
+
+def test_token_required_off_loopback_and_checked():
+    p = subprocess.run(
+        [sys.executable, "-m", "jaxfit", "serve", "--host", "0.0.0.0"],
+        cwd=ROOT,
+        env={k: v for k, v in ENV.items() if k != "JAXFIT_TOKEN"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 2 and "token" in p.stderr and "Traceback" not in p.stderr
+    s = Server("--token", "s3cret")
+    try:
+        assert httpx.get(s.url + "/healthz").status_code == 200
+        assert post(s, "/v1/fit", {}).status_code == 401
+        assert post(s, "/v1/fit", {}, headers={"Authorization": "Bearer nope"}).status_code == 403
+        assert post(s, "/v1/fit", {}, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    finally:
+        s.stop()
+
+
+def test_sigterm_finishes_in_flight_requests():
+    s = Server()
+    try:
+
+        async def run():
+            async with httpx.AsyncClient(timeout=60) as client:
+                cfg = {
+                    "batch": {"init": {"b3": {"linspace": [-10, 10, 200000]}}, "learning_rate": [0.001]},
+                    "train": {"max_steps": 3000},
+                }
+                task = asyncio.create_task(client.post(s.url + "/v1/fit_batch", content=json.dumps(cfg)))
+                await asyncio.sleep(0.5)
+                s.proc.send_signal(signal.SIGTERM)
+                return await task
+
+        reply = asyncio.run(run())
+        assert reply.status_code == 200 and reply.json()["fits"] == 200000
+        assert s.proc.wait(timeout=60) == 0
+    finally:
+        s.stop()
+
+
+def test_concurrent_fits_are_batched_and_each_equals_its_solo_fit():
+    s = Server("--max-batch", "64", "--max-wait-ms", "5")
+    try:
+        starts = [round(-10 + 20 * i / 399, 6) for i in range(400)]
+
+        async def client_run(client, chunk):
+            return [
+                (b, await client.post(s.url + "/v1/fit", content=json.dumps({"params": {"b3": b}})))
+                for b in chunk
+            ]
+
+        async def run():
+            async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=100)) as client:
+                chunks = [starts[i::40] for i in range(40)]  # 40 clients x 10 requests
+                return [
+                    x for part in await asyncio.gather(*[client_run(client, c) for c in chunks]) for x in part
+                ]
+
+        replies = asyncio.run(run())
+        assert len(replies) == 400 and all(r.status_code == 200 for _, r in replies)
+        for b, r in replies:
+            got, solo = r.json(), jaxfit.fit({"params": {"b3": b}})
+            assert (got["steps"], got["status"], got["params"]["b3"]) == (
+                solo.steps,
+                solo.status.label,
+                solo.params["b3"],
+            )
+        text = httpx.get(s.url + "/metrics").text
+        total = float(
+            next(line.split()[1] for line in text.splitlines() if line.startswith("jaxfit_batch_size_sum"))
+        )
+        count = float(
+            next(line.split()[1] for line in text.splitlines() if line.startswith("jaxfit_batch_size_count"))
+        )
+        assert total == 400 and total / count > 1, (total, count)
+    finally:
+        s.stop()
