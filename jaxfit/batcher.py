@@ -2,10 +2,12 @@
 
 Requests that can share a compiled function (same trainable set, optimizer kind,
 precision and number of observations) are gathered for up to ``max_wait_ms`` or
-``max_batch`` requests, then run as one ``vmap`` of the traced single fit. Batches
-are padded to a power of two, so at most ``log2(max_batch) + 1`` executables exist
-per key; executables stay warm in a bounded LRU cache. The queue is bounded: a full
-queue is refused at once (``QueueFull``) rather than growing without limit.
+``max_batch`` requests, then run as one ``vmap`` of the traced single fit. Every batch is padded
+to ``max_batch`` lanes, so one executable serves each key (no compile stalls while
+serving) and a request's lane never changes what the program is; executables stay
+warm in a bounded LRU cache, and ``warm_up`` compiles the seed's before the first
+request. The queue is bounded: a full queue is refused at once (``QueueFull``)
+rather than growing without limit.
 """
 
 from __future__ import annotations
@@ -34,16 +36,13 @@ class _Pending:
     config: Config
     key: tuple
     future: asyncio.Future
+    trace: bool = True
     queued: float = field(default_factory=time.perf_counter)
 
 
 def batch_key(config: Config) -> tuple:
     """What forces a compile: requests with equal keys share one batch."""
     return (spec_of(config), config.precision, len(config.data.x))
-
-
-def _lanes(n: int) -> int:
-    return 1 << (n - 1).bit_length()
 
 
 class FitBatcher:
@@ -71,40 +70,26 @@ class FitBatcher:
         if self._task:
             self._task.cancel()
 
-    async def fit(self, config: Config) -> dict[str, Any]:
+    async def fit(self, config: Config, trace: bool = True) -> dict[str, Any]:
         if self.depth >= self.max_queue:
             raise QueueFull
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(config, batch_key(config), future))
+        await self._queue.put(_Pending(config, batch_key(config), future, trace))
         return await future
-
-    async def _next(self, timeout: float | None) -> _Pending | None:
-        if self._held:
-            return self._held.popleft()
-        try:
-            return await (
-                asyncio.wait_for(self._queue.get(), timeout) if timeout is not None else self._queue.get()
-            )
-        except TimeoutError:
-            return None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            first = await self._next(None)
+            first = self._held.popleft() if self._held else await self._queue.get()
+            if self.max_wait_s > 0 and self.max_batch > 1:
+                await asyncio.sleep(self.max_wait_s)  # let concurrent requests arrive
             group, others = [first], []
-            deadline = time.perf_counter() + self.max_wait_s
-            while len(group) < self.max_batch:
-                left = deadline - time.perf_counter()
-                item = (
-                    await self._next(max(left, 0.0))
-                    if left > 0
-                    else (self._queue.get_nowait() if not self._queue.empty() else None)
-                )
-                if item is None:
-                    break
+            pending = list(self._held)
+            self._held.clear()
+            while len(group) < self.max_batch and (pending or not self._queue.empty()):
+                item = pending.pop(0) if pending else self._queue.get_nowait()
                 (group if item.key == first.key else others).append(item)
-            self._held.extend(others)
+            self._held.extend(others + pending)
             self.batches.append(len(group))
             try:
                 results = await loop.run_in_executor(None, self._compute, group)
@@ -128,16 +113,22 @@ class FitBatcher:
             self._executables.popitem(last=False)
         return fn
 
+    def warm_up(self, config: Config) -> None:
+        """Compile (and run once) the executable for ``config``'s key."""
+        self._compute([_Pending(config, batch_key(config), None)])  # type: ignore[arg-type]
+
     def _compute(self, group: list[_Pending]) -> list[dict[str, Any]]:
         config = group[0].config
         with precision(config):
             tree = jax.tree.structure((initial_params(config), make_problem(config)))
             inputs = [fit_inputs(p.config) for p in group]
-            lanes = _lanes(len(group))
+            lanes = self.max_batch
             inputs += [inputs[-1]] * (lanes - len(group))  # padding lanes: results dropped
             stacked = [np.stack(column) for column in zip(*inputs)]
             outputs = jax.device_get(self._executable(group[0].key, lanes, tree)(*stacked))
         return [
-            fit_result(p.config.model_dump(mode="json"), {k: v[i] for k, v in outputs.items()}).to_dict()
+            fit_result(p.config.model_dump(mode="json"), {k: v[i] for k, v in outputs.items()}).to_dict(
+                p.trace
+            )
             for i, p in enumerate(group)
         ]

@@ -291,7 +291,21 @@ def main(argv: Sequence[str]) -> int:
     )
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     ap.add_argument("--gpu", action="store_true", help="GPU sizes: W1 at 1e8, W2 at 1e6 (jaxfit only)")
+    ap.add_argument(
+        "--serve", action="store_true", help="the HTTP service under load, with and without dynamic batching"
+    )
+    ap.add_argument(
+        "--no-trace", action="store_true", help="--serve requests ask for no trace (?trace=false)"
+    )
+    ap.add_argument(
+        "--serve-lr",
+        type=float,
+        default=0.1,
+        help="learning rate of the --serve requests (smaller: more steps per fit)",
+    )
     args = ap.parse_args(argv)
+    if args.serve:
+        return serve_bench(learning_rate=args.serve_lr, trace=not args.no_trace)
     os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count() or 1))
     import jax
 
@@ -364,4 +378,129 @@ def main(argv: Sequence[str]) -> int:
         t, res = _timed(lambda n=n: fit_batch(w1_config(n)), repeat=2)
         scale.append([f"{n:,}", f"{t:.4f}", f(n / t), f(_rss_mb())])
     print(table(["N", "seconds", "fits/s", "peak RSS MB"], scale))
+    return 0
+
+
+def serve_bench(
+    clients: int = 200, per_client: int = 20, learning_rate: float = 0.1, trace: bool = True
+) -> int:
+    """Load on loopback: ``clients`` x ``per_client`` single-b3 fits (each a different
+    initial b3) against a batching server and one with ``--max-batch 1``."""
+    import asyncio
+    import json
+    import signal
+    import socket
+    import subprocess
+
+    import httpx
+
+    def start(*args: str) -> tuple[subprocess.Popen, str]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jaxfit", "serve", "--port", str(port), *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        return proc, url
+
+    async def load(url: str) -> tuple[float, list[float], int]:
+        # a minimal keep-alive HTTP/1.1 client on raw asyncio streams: a general-purpose
+        # client in Python is slower than the server and would measure itself
+        host, port = url.rsplit("//", 1)[1].split(":")
+        latencies: list[float] = []
+        failures = 0
+
+        async def request(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes
+        ) -> tuple[int, bytes]:
+            writer.write(
+                b"POST /v1/fit%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (b"" if trace else b"?trace=false", host.encode(), len(body), body)
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = int(
+                next(
+                    line.split(b":")[1]
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+            )
+            return status, await reader.readexactly(length)
+
+        async def client(k: int) -> None:
+            nonlocal failures
+            reader, writer = await asyncio.open_connection(host, int(port))
+            for j in range(per_client):
+                b3 = -10 + 20 * (k * per_client + j) / (clients * per_client)
+                body = json.dumps({"params": {"b3": b3}, "train": {"learning_rate": learning_rate}}).encode()
+                t0 = time.perf_counter()
+                status, _ = await request(reader, writer, body)
+                latencies.append(time.perf_counter() - t0)
+                failures += status != 200
+            writer.close()
+
+        reader, writer = await asyncio.open_connection(host, int(port))
+        await request(reader, writer, b"{}")  # warm up
+        writer.close()
+        t0 = time.perf_counter()
+        await asyncio.gather(*[client(k) for k in range(clients)])
+        return time.perf_counter() - t0, latencies, failures
+
+    rows = []
+    for label, args in (
+        ("batching (--max-batch 64)", ("--max-batch", "64")),
+        ("no batching (--max-batch 1)", ("--max-batch", "1")),
+    ):
+        proc, url = start(*args, "--max-queue", str(clients * 2))
+        try:
+            seconds, lat, failures = asyncio.run(load(url))
+            metrics = httpx.get(url + "/metrics").text
+            total = float(
+                next(x.split()[1] for x in metrics.splitlines() if x.startswith("jaxfit_batch_size_sum"))
+            )
+            count = float(
+                next(x.split()[1] for x in metrics.splitlines() if x.startswith("jaxfit_batch_size_count"))
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        lat.sort()
+        rows.append(
+            (
+                label,
+                len(lat) / seconds,
+                lat[len(lat) // 2],
+                lat[int(len(lat) * 0.99)],
+                total / count,
+                failures,
+            )
+        )
+    from jaxfit.report import table
+
+    print(
+        f"service: {clients} clients x {per_client} single-b3 fit requests (learning rate {learning_rate}{'' if trace else ', no trace'}) on loopback"
+    )
+    print(
+        table(
+            ["server", "requests/s", "p50 ms", "p99 ms", "mean batch", "failures"],
+            [
+                [r[0], f"{r[1]:,.0f}", f"{1e3 * r[2]:.1f}", f"{1e3 * r[3]:.1f}", f"{r[4]:.1f}", r[5]]
+                for r in rows
+            ],
+            [False, True, True, True, True, True],
+        )
+    )
+    print(f"throughput ratio: {rows[0][1] / rows[1][1]:.1f}x")
     return 0

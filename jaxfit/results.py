@@ -58,8 +58,9 @@ class FitResult:
             for k in range(min(self.steps, len(self.trace_loss)))
         ]
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary: params, loss, steps, status, trace (and whether it is thinned)."""
+    def to_dict(self, trace: bool = True) -> dict[str, Any]:
+        """JSON-ready summary: params, loss, steps, status and (unless ``trace=False``)
+        the step-by-step trace, with whether it is thinned."""
         return {
             "params": self.params,
             "init": self.init,
@@ -73,7 +74,7 @@ class FitResult:
             "run_s": self.run_s,
             "trace_complete": self.trace_complete,
             "trace_steps": min(self.steps, len(self.trace_loss)),
-            "trace": self.trace_rows(),
+            **({"trace": self.trace_rows()} if trace else {}),
         }
 
 

@@ -2,6 +2,7 @@
 ``serve`` extra: starlette, uvicorn).
 
     POST /v1/fit        a config (JSON, the YAML schema) -> the single-fit result
+                        (?trace=false leaves out the step-by-step trace)
     POST /v1/fit_batch  a config with batch: -> the summary (?per_fit=true adds arrays)
     POST /v1/step       {"config": ..., "state": null | state} -> one compiled step
     GET  /v1/schema     the config's JSON Schema
@@ -132,8 +133,9 @@ def create_app(
         config = config_of(await read_json(request))
         if config.batch is not None:
             raise HTTPError(422, "batch: use POST /v1/fit_batch for a config with a batch section")
+        trace = request.query_params.get("trace", "true").lower() not in ("0", "false", "no")
         try:
-            return JSONResponse(await timed(batcher.fit(config)))
+            return JSONResponse(await timed(batcher.fit(config, trace)))
         except QueueFull:
             raise HTTPError(503, "the fit queue is full; retry shortly", {"Retry-After": "1"}) from None
 
@@ -286,6 +288,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> Any:
+        await asyncio.get_running_loop().run_in_executor(None, batcher.warm_up, load_config(None))
         batcher.start()
         yield
         await batcher.stop()
