@@ -87,4 +87,5 @@ def test_keyboard_runs_to_convergence_and_sweep(page):
     wait_for(page, lambda d: "fits:" in d.find_element(By.ID, "sweep-out").text)
     assert "201 fits: 201 converged" in page.find_element(By.ID, "sweep-out").text
     if SCREENSHOT:
+        page.execute_script("window.scrollTo(0, 0)")
         page.save_screenshot(SCREENSHOT)
