@@ -5,6 +5,7 @@
     parts/LO-HI.npz     per-fit columns of fits [LO, HI), one file per finished chunk
     fits.npz            the per-fit table (columnar: the columns that vary), at the end
     fits.csv            the same as CSV, for batches up to CSV_LIMIT fits
+    best_trace.csv      the best fit, run again on its own: its step-by-step trace
     summary.json        the summary (written last: its presence means complete)
     env.json            versions, devices, precision, timings
 
@@ -24,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from jaxfit.config import Config, ConfigError, dump_yaml
-from jaxfit.results import BatchResult
+from jaxfit.report import fit_csv
+from jaxfit.results import BatchResult, FitResult
 from jaxfit.rundir import write_atomic, write_columns, write_csv, write_json
 from jaxfit.status import Status
 
@@ -161,9 +163,27 @@ def finish(path: Path, config: Config, result: BatchResult, wall_s: float) -> No
     write_columns(path / "fits.npz", {"status": result.status, "status_labels": labels, **varying})
     if result.fits <= CSV_LIMIT:
         write_csv(path / "fits.csv", cols)
+    best = result.best()
+    if best is not None:
+        write_atomic(path / "best_trace.csv", fit_csv(best_fit(config, result, best)))
     write_json(path / "env.json", environment(result, wall_s=wall_s))
     write_json(path / "summary.json", result.summary())
     shutil.rmtree(path / "parts", ignore_errors=True)
+
+
+def best_fit(config: Config, result: BatchResult, index: int) -> FitResult:
+    """Fit ``index`` of a batch again on its own, with its step-by-step trace."""
+    from jaxfit.config import load_config
+    from jaxfit.fitting import fit
+
+    single = config.model_dump(mode="json", exclude={"batch"})
+    single["params"] = {n: float(v[index]) for n, v in result.init.items()}
+    single["train"] |= {
+        "learning_rate": float(result.learning_rate[index]),
+        "tolerance": float(result.tolerance[index]),
+        "max_steps": int(result.max_steps[index]),
+    }
+    return fit(load_config(single))
 
 
 def complete(path: Path, n: int) -> bool:

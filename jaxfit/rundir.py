@@ -67,6 +67,7 @@ RUN_FILES = (
     "parts",
     "fits.npz",
     "fits.csv",
+    "best_trace.csv",
     "summary.json",
     "env.json",
     "result.json",

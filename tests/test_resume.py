@@ -104,3 +104,24 @@ def test_resume_of_a_complete_run_does_nothing(uninterrupted):
     p = cli("--output", str(uninterrupted), "--resume")
     assert p.returncode == 0 and "already complete" in p.stderr
     assert (uninterrupted / "fits.npz").stat().st_mtime_ns == before
+
+
+def test_run_directory_explains_itself(uninterrupted):
+    names = {p.name for p in uninterrupted.iterdir()}
+    assert {
+        "manifest.json",
+        "config.yaml",
+        "fits.npz",
+        "fits.csv",
+        "best_trace.csv",
+        "summary.json",
+        "env.json",
+    } <= names
+    assert "parts" not in names and not [n for n in names if n.endswith(".tmp")]
+    env = json.loads((uninterrupted / "env.json").read_text())
+    assert env["versions"]["jax"] and env["devices"]["kind"] and env["precision"] == "float32"
+    assert {"wall_s", "compile_s", "run_s"} <= set(env)
+    summary = json.loads((uninterrupted / "summary.json").read_text())
+    best = summary["best"]
+    lines = (uninterrupted / "best_trace.csv").read_text().splitlines()
+    assert lines[0].startswith("step,loss,value_w1") and len(lines) - 1 == min(best["steps"], 1000)
