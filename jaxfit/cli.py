@@ -13,6 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported lazily at run time: start-up cost
+    from jaxfit.batch import Chunk
+    from jaxfit.config import Config
+    from jaxfit.results import FitResult
 
 USER_ERROR, STRICT_FAILED, INTERRUPTED = 2, 1, 130
 
@@ -25,7 +31,7 @@ def _run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m jaxfit",
         description="JIT-compiled gradient-descent fits of the seed's softplus network. "
-        "Other commands: schema, bench (python -m jaxfit COMMAND --help).",
+        "Other commands: plot, schema, export, merge, serve, bench, startup (python -m jaxfit COMMAND --help).",
     )
     p.add_argument("--config", "-c", help="YAML config (default: the seed's run)")
     p.add_argument(
@@ -107,7 +113,7 @@ def _configure_jax(args: argparse.Namespace, batch: bool) -> None:
         )
 
 
-def _print_fit(args: argparse.Namespace, result, config: dict, source: str) -> int:
+def _print_fit(args: argparse.Namespace, result: FitResult, config: dict[str, Any], source: str) -> int:
     from jaxfit.report import fit_csv, fit_text
     from jaxfit.status import Status
 
@@ -140,7 +146,7 @@ def _warm_fit(args: argparse.Namespace, source: str) -> int | None:
     return _print_fit(args, fit_result(config, outputs), config, source)
 
 
-def _fit_single(args: argparse.Namespace, config, source: str) -> int:
+def _fit_single(args: argparse.Namespace, config: Config, source: str) -> int:
     from jaxfit.fitting import fit_and_executable
     from jaxfit.report import fit_csv
 
@@ -169,7 +175,7 @@ def _fit_single(args: argparse.Namespace, config, source: str) -> int:
     return code
 
 
-def _fit_batch(args: argparse.Namespace, config, source: str) -> int:
+def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
     import time
 
     from jaxfit import output
@@ -192,7 +198,7 @@ def _fit_batch(args: argparse.Namespace, config, source: str) -> int:
     progress = Progress(n, enabled=not args.quiet)
     done = n - todo
 
-    def on_chunk(first: int, chunk) -> None:
+    def on_chunk(first: int, chunk: Chunk) -> None:
         nonlocal done
         if args.output:
             output.write_part(args.output, first, chunk_columns(chunk))

@@ -10,6 +10,7 @@ its device.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -27,16 +28,30 @@ class Estimate(NamedTuple):
     """Device memory for one chunk (inputs, loop state, outputs), an upper bound."""
 
 
+def _cgroup_room() -> int | None:
+    """Bytes left under this process's cgroup (v2) memory limit, if it has one."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+    except (OSError, ValueError):
+        return None
+    return None if limit == "max" else max(int(limit) - used, 0)
+
+
 def available_host_bytes() -> int:
-    """MemAvailable from /proc/meminfo (else the physical memory size)."""
+    """Memory available to this process: MemAvailable from /proc/meminfo (else the
+    physical memory size), capped by a cgroup limit."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    total = int(line.split()[1]) * 1024
+                    break
     except OSError:
         pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    room = _cgroup_room()
+    return total if room is None else min(total, room)
 
 
 def estimate(config: Config, chunk: int, varying: int) -> Estimate:

@@ -2,8 +2,8 @@
 from a saved executable, skipping validation, tracing, compiling and most imports.
 
 An entry is keyed by everything that determines the computation: the config file's
-bytes, the ``--set`` overrides, and the jaxfit, jax and jaxlib versions and JAX
-platform settings. It holds the resolved config (as validated then), the flat input
+bytes, the ``--set`` overrides, jaxfit's version and source files, the jax and
+jaxlib versions and JAX platform settings. It holds the resolved config (as validated then), the flat input
 arrays and the serialised executable. It lives in the private (0700) cache
 directory: loading an executable runs code, so the directory must be trusted, as
 JAX's own compilation cache is. Any problem loading an entry drops it and the run
@@ -36,7 +36,11 @@ def key(config_path: str | None, overrides: Sequence[str]) -> str | None:
         h.update(Path(config_path).read_bytes() if config_path else b"<defaults>")
     except OSError:
         return None
-    parts = [__version__, version("jax"), version("jaxlib"), *overrides]
+    # jaxfit's own source (size and mtime of each module), so an edited checkout
+    # never runs an executable built from older code
+    here = Path(__file__).parent
+    source = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(here.glob("*.py"))]
+    parts = [__version__, version("jax"), version("jaxlib"), *source, *overrides]
     parts += [
         f"{v}={os.environ.get(v, '')}" for v in ("JAX_PLATFORMS", "JAX_ENABLE_X64", "JAX_NUM_CPU_DEVICES")
     ]
