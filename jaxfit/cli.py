@@ -297,17 +297,19 @@ def run(argv: Sequence[str]) -> int:
     if args.distributed and (config.batch is None or not args.output):
         raise UsageError("--distributed needs a batch config and a shared --output DIR")
     if args.output:
-        from jaxfit.rundir import check_output
+        from jaxfit.rundir import check_output, prepare
 
         check_output(args.output, args.overwrite, args.resume)
+        if args.distributed:
+            # every process, before jax.distributed.initialize() (which waits for all of
+            # them): none has written into the shared directory yet
+            prepare(args.output, args.overwrite, args.resume)
     _configure_jax(args, config.batch is not None)
     if config.batch is not None:
         from jaxfit.runner import preflight
 
         preflight(config, args.devices)  # devices and memory, before anything is written
-    if args.output:
-        from jaxfit.rundir import prepare
-
+    if args.output and not args.distributed:
         prepare(args.output, args.overwrite, args.resume)
     if config.batch is None:
         return _fit_single(args, config, source)
