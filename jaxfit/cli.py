@@ -266,6 +266,23 @@ def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
     return STRICT_FAILED if args.strict and not converged else 0
 
 
+def _keep_freed_memory() -> None:
+    """This process (not a library user's): let glibc keep large freed blocks for reuse
+    instead of unmapping them, so each batch's result arrays do not page-fault afresh
+    (about 5 ms of a 20 ms million-fit sweep here). No-op off glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 1 << 30)
+    mallopt(m_trim_threshold, 1 << 30)
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -437,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import signal
 
     signal.signal(signal.SIGTERM, _on_sigterm)
+    _keep_freed_memory()
     command = COMMANDS.get(argv[0]) if argv else None
     try:
         return command(argv[1:]) if command else run(argv)

@@ -152,3 +152,22 @@ def test_strict_exit_code(tmp_path):
         )
         == 1
     )
+
+
+@pytest.mark.parametrize(("text", "field"), BAD_YAML)
+def test_cli_corpus_exit_2_field_named_nothing_written(tmp_path, text, field):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    out = tmp_path / "out"
+    p = subprocess.run(
+        [sys.executable, "-m", "jaxfit", "--config", str(path), "--output", str(out)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and field in lines[0] and str(path) in lines[0] and "Traceback" not in p.stderr
+    assert p.stdout == "" and not out.exists()
