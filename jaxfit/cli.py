@@ -165,7 +165,10 @@ def _fit_single(args: argparse.Namespace, config: Config, source: str) -> int:
         write_atomic(args.output / "config.yaml", dump_yaml(config))
         write_atomic(args.output / "trace.csv", fit_csv(result))
         write_json(args.output / "result.json", result.to_dict())
-        write_json(args.output / "env.json", environment(precision=config.precision))
+        write_json(
+            args.output / "env.json",
+            environment(precision=config.precision, compile_s=result.compile_s, run_s=result.run_s),
+        )
     if not args.no_cache:
         from jaxfit import warm
 

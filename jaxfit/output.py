@@ -186,11 +186,6 @@ def best_fit(config: Config, result: BatchResult, index: int) -> FitResult:
     return fit(load_config(single))
 
 
-def complete(path: Path, n: int) -> bool:
-    """Whether every fit of an ``n``-fit batch has a finished part."""
-    return not missing(path, n)
-
-
 def share(ranges: list[tuple[int, int]], n: int, process: int, processes: int) -> list[tuple[int, int]]:
     """Process ``process``'s part of ``ranges``: the fits of its fixed slice of ``[0, n)``.
 
