@@ -8,12 +8,13 @@ interrupted.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from jaxfit.jsonout import dumps
 
 if TYPE_CHECKING:  # imported lazily at run time: start-up cost
     from jaxfit.batch import Chunk
@@ -118,7 +119,7 @@ def _print_fit(args: argparse.Namespace, result: FitResult, config: dict[str, An
     from jaxfit.status import Status
 
     if args.format == "json":
-        print(json.dumps(result.to_dict()))
+        print(dumps(result.to_dict()))
     elif args.format == "csv":
         sys.stdout.write(fit_csv(result))
     else:
@@ -257,7 +258,7 @@ def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
 
         _report_plots(batch_plots(result, args.plot, args.plot_format))
     if args.format == "json":
-        print(json.dumps(summary))
+        print(dumps(summary))
     elif args.format == "csv":
         from jaxfit.output import per_fit_columns
         from jaxfit.rundir import csv_text
@@ -342,7 +343,7 @@ def schema(argv: Sequence[str]) -> int:
     ).parse_args(argv)
     from jaxfit.config import json_schema
 
-    print(json.dumps(json_schema(), indent=2))
+    print(dumps(json_schema(), indent=2))
     return 0
 
 
@@ -383,7 +384,7 @@ def merge(argv: Sequence[str]) -> int:
     output.read_parts(args.output, store)
     result = assemble(config, store, RunFacts(0, "", 0, 0.0, 0.0))
     output.finish(args.output, config, result, 0.0)
-    print(json.dumps(result.summary()) if args.format == "json" else batch_text(result, str(args.output)))
+    print(dumps(result.summary()) if args.format == "json" else batch_text(result, str(args.output)))
     return 0
 
 

@@ -3,7 +3,6 @@ interrupted run never leaves a half-written file that looks complete."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from jaxfit.jsonout import dumps
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -34,7 +35,8 @@ def write_atomic(path: Path, data: bytes | str) -> None:
 
 
 def write_json(path: Path, value: Any) -> None:
-    write_atomic(path, json.dumps(value, indent=2, allow_nan=True) + "\n")
+    """Strict JSON (non-finite numbers as null), atomically."""
+    write_atomic(path, dumps(value, indent=2) + "\n")
 
 
 def write_columns(path: Path, columns: dict[str, np.ndarray]) -> None:

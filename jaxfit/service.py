@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxfit.jsonout import dumps, plain
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -54,16 +56,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return value
-
-
 def create_app(
     limits: Limits = Limits(),
     token: str | None = None,
@@ -76,7 +68,7 @@ def create_app(
     import jax.monitoring
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+    from starlette.responses import HTMLResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
     from jaxfit.batcher import FitBatcher, QueueFull
@@ -86,6 +78,14 @@ def create_app(
     from jaxfit.metrics import Metrics
     from jaxfit.problem import dtype_of, make_problem, precision, spec_of
     from jaxfit.runner import fit_batch
+
+    class JSONResponse(Response):
+        """Strict JSON: non-finite numbers (a diverged fit's loss) as null."""
+
+        media_type = "application/json"
+
+        def render(self, content: Any) -> bytes:
+            return dumps(content).encode()
 
     metrics = Metrics()
     jax.monitoring.register_event_duration_secs_listener(metrics.compiled)
@@ -165,7 +165,7 @@ def create_app(
                 "status": result.status.tolist(),
                 "learning_rate": result.learning_rate.tolist(),
             }
-        return JSONResponse(_jsonable(body))
+        return JSONResponse(body)
 
     def step_once(config: Config, state_json: Any) -> dict[str, Any]:
         with precision(config):
@@ -200,7 +200,7 @@ def create_app(
             before = state
             after = make_step(config)(state, problem)
             out = jax.device_get(state_to_dict(after))
-        return _jsonable(
+        return plain(
             {
                 "state": out,
                 "before": {

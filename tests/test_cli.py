@@ -68,3 +68,17 @@ def test_refuses_non_empty_output(tmp_path):
     p = jaxfit("--output", str(tmp_path), "--format", "json")
     assert p.returncode == 2 and "--overwrite" in p.stderr
     assert (tmp_path / "x").read_text() == "keep"
+
+
+def strict_json(text):
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_diverged_fit_json_is_strict(tmp_path):
+    p = jaxfit("--set", "train.learning_rate=1.0", "--format", "json", "--output", str(tmp_path / "run"))
+    out = strict_json(p.stdout)
+    assert out["status"] == "diverged" and out["loss"] is None and out["steps"] > 0
+    assert strict_json((tmp_path / "run" / "result.json").read_text())["loss"] is None

@@ -90,6 +90,18 @@ def test_fit_equals_jaxfit_fit(server):
         assert_same_fit(r.json(), cfg)
 
 
+def test_diverged_fits_are_strict_json(server):
+    from test_cli import strict_json
+
+    r = post(server, "/v1/fit", {"train": {"learning_rate": 1.0}})
+    assert r.status_code == 200, r.text
+    out = strict_json(r.text)
+    assert out["status"] == "diverged" and out["loss"] is None
+    r = post(server, "/v1/fit_batch?per_fit=true", {"batch": {"learning_rate": [0.1, 1.0]}})
+    body = strict_json(r.text)
+    assert body["status_counts"]["diverged"] == 1 and None in body["per_fit"]["loss"]
+
+
 def test_fit_batch_summary_and_per_fit(server):
     cfg = {"batch": {"init": {"b3": {"linspace": [-10, 10, 101]}}}}
     r = post(server, "/v1/fit_batch?per_fit=true", cfg)
