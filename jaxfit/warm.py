@@ -94,7 +94,8 @@ def save(
         reloaded = serialize_executable.deserialize_and_load(
             blob, in_tree, out_tree, execution_devices=jax.local_devices()[:1]
         )
-        again = reloaded(*inputs)
+        with jax.enable_x64(config["precision"] == "float64"):
+            again = reloaded(*inputs)
         if any(
             not np.array_equal(np.asarray(again[k]), np.asarray(v), equal_nan=True)
             for k, v in outputs.items()

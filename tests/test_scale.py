@@ -233,3 +233,11 @@ def test_warm_start_gives_the_same_result_and_recovers_from_a_broken_entry(tmp_p
     )
     p = run(["--config", str(cfg), "--format", "json"], env=env)
     assert json.loads(p.stdout)["steps"] != cold["steps"]
+
+
+def test_warm_start_in_float64(tmp_path):
+    env = {**ENV, "JAXFIT_CACHE_DIR": str(tmp_path / "cache")}
+    cold, _ = _fit_json(env, "--set", "precision=float64")
+    warm, raw = _fit_json(env, "--set", "precision=float64")
+    assert warm == cold and raw["compile_s"] == 0.0 and warm["precision"] == "float64"
+    assert warm["params"]["b3"] == jaxfit.fit({"precision": "float64"}).params["b3"]
