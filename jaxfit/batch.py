@@ -71,7 +71,9 @@ def default_layout(platform: str, devices: int, block_size: int | None = None, t
     """
     if platform == "cpu":
         return Layout(devices, 16, block_size or (8192 if trainable == 1 else 128))
-    return Layout(devices, 4, block_size or (1 << 20 if trainable == 1 else 1 << 16))
+    # on a GPU each loop iteration is a few kernel launches: one wide block per call
+    # keeps the launches few (unmeasured here: no GPU was at hand)
+    return Layout(devices, 1, block_size or (1 << 22 if trainable == 1 else 1 << 20))
 
 
 def _fit_block(spec: Spec, plan: Plan, tables: Tables, common: Hyper, data: Data, index: jax.Array) -> Chunk:
