@@ -131,14 +131,23 @@ def _report_plots(paths: Sequence[Path]) -> None:
     print(f"jaxfit: wrote {len(paths)} picture(s): " + ", ".join(str(p) for p in paths), file=sys.stderr)
 
 
-def _warm_fit(args: argparse.Namespace, source: str) -> int | None:
-    """The warm start: a single fit seen before, from its saved executable (None: not warm)."""
-    if args.no_cache or args.output or args.distributed or args.plot:
+def _warm_digest(args: argparse.Namespace) -> str | None:
+    """This invocation's warm-start key, read once before the config is loaded (None:
+    warm start off, or the config file unreadable — ``load_config`` then says why)."""
+    if args.no_cache or args.distributed:
         return None
     from jaxfit import warm
 
-    digest = warm.key(args.config, args.overrides)
-    saved = warm.load(digest) if digest else None
+    return warm.key(args.config, args.overrides)
+
+
+def _warm_fit(args: argparse.Namespace, digest: str | None, source: str) -> int | None:
+    """The warm start: a single fit seen before, from its saved executable (None: not warm)."""
+    if digest is None or args.output or args.plot:
+        return None
+    from jaxfit import warm
+
+    saved = warm.load(digest)
     if saved is None:
         return None
     from jaxfit.results import fit_result
@@ -147,7 +156,7 @@ def _warm_fit(args: argparse.Namespace, source: str) -> int | None:
     return _print_fit(args, fit_result(config, outputs), config, source)
 
 
-def _fit_single(args: argparse.Namespace, config: Config, source: str) -> int:
+def _fit_single(args: argparse.Namespace, config: Config, source: str, digest: str | None) -> int:
     from jaxfit.fitting import fit_and_executable
     from jaxfit.report import fit_csv
 
@@ -170,12 +179,10 @@ def _fit_single(args: argparse.Namespace, config: Config, source: str) -> int:
             args.output / "env.json",
             environment(precision=config.precision, compile_s=result.compile_s, run_s=result.run_s),
         )
-    if not args.no_cache:
+    if digest is not None:
         from jaxfit import warm
 
-        digest = warm.key(args.config, args.overrides)
-        if digest:
-            warm.save(digest, plain, compiled, inputs, outputs)
+        warm.save(digest, plain, compiled, inputs, outputs)
     return code
 
 
@@ -261,7 +268,7 @@ def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
         print(dumps(summary))
     elif args.format == "csv":
         from jaxfit.output import per_fit_columns
-        from jaxfit.rundir import csv_text
+        from jaxfit.report import csv_text
 
         sys.stdout.write(csv_text(per_fit_columns(result)))
     else:
@@ -296,7 +303,8 @@ def run(argv: Sequence[str]) -> int:
     # this process loads no pydantic plugins: skips an entry-point scan at start-up
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     source = args.config or "<seed defaults>"
-    warm_code = _warm_fit(args, source)
+    digest = _warm_digest(args)
+    warm_code = _warm_fit(args, digest, source)
     if warm_code is not None:
         return warm_code
     from jaxfit.config import load_config
@@ -333,7 +341,7 @@ def run(argv: Sequence[str]) -> int:
     if args.output and not args.distributed:
         prepare(args.output, args.overwrite, args.resume)
     if config.batch is None:
-        return _fit_single(args, config, source)
+        return _fit_single(args, config, source, digest)
     return _fit_batch(args, config, source)
 
 

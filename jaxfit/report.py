@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from jaxfit.results import BatchResult, FitResult
 
@@ -152,15 +152,24 @@ def batch_text(result: BatchResult, source: str) -> str:
     return "\n".join(out)
 
 
+def csv_text(columns: dict[str, np.ndarray]) -> str:
+    """Columns as CSV text, full precision (``repr`` of each value)."""
+    names = list(columns)
+    cols = [np.asarray(columns[n]) for n in names]
+    lines = [",".join(names)]
+    for i in range(len(cols[0]) if cols else 0):
+        lines.append(",".join(repr(c[i].item()) for c in cols))
+    return "\n".join(lines) + "\n"
+
+
 def fit_csv(result: FitResult) -> str:
     """The trace of one fit as CSV: step, loss, then value/grad/step_size per parameter."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    names = result.trainable
-    w.writerow(["step", "loss"] + [f"{k}_{n}" for n in names for k in ("value", "grad", "step_size")])
-    for row in result.trace_rows():
-        w.writerow(
-            [row["step"], repr(row["loss"])]
-            + [repr(row[k][n]) for n in names for k in ("params", "grad", "step_size")]
-        )
-    return buf.getvalue()
+    rows = len(result.trace_loss)
+    columns = {"step": np.arange(1, rows + 1), "loss": result.trace_loss}
+    for n in result.trainable:
+        columns |= {
+            f"value_{n}": result.trace_params[n],
+            f"grad_{n}": result.trace_grad[n],
+            f"step_size_{n}": result.trace_step_size[n],
+        }
+    return csv_text(columns)

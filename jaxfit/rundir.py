@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from jaxfit.jsonout import dumps
+from jaxfit.report import csv_text
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -46,16 +47,6 @@ def write_columns(path: Path, columns: dict[str, np.ndarray]) -> None:
     buf = io.BytesIO()
     np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in columns.items()})
     write_atomic(path, buf.getvalue())
-
-
-def csv_text(columns: dict[str, np.ndarray]) -> str:
-    """Columns as CSV text, full precision (``repr`` of each value)."""
-    names = list(columns)
-    cols = [np.asarray(columns[n]) for n in names]
-    lines = [",".join(names)]
-    for i in range(len(cols[0]) if cols else 0):
-        lines.append(",".join(repr(c[i].item()) for c in cols))
-    return "\n".join(lines) + "\n"
 
 
 def write_csv(path: Path, columns: dict[str, np.ndarray]) -> None:

@@ -37,12 +37,15 @@ def layout_of(config: Config, devices: Sequence[jax.Device], block_size: int | N
     )
 
 
-def preflight(config: Config, devices: int | None = None, block_size: int | None = None) -> None:
+def preflight(
+    config: Config, devices: int | None = None, block_size: int | None = None
+) -> tuple[list[jax.Device], Layout]:
     """Check, before anything runs or is written, that the devices exist and the
-    batch fits in memory (``ConfigError`` otherwise)."""
+    batch fits in memory (``ConfigError`` otherwise); returns the devices and layout."""
     used = select_devices(config, devices)
     layout = layout_of(config, used, block_size)
     memory.check(config, layout.chunk, len(plan_of(config)[0].varying()), memory.device_memory(used[0]))
+    return used, layout
 
 
 def fit_batch(
@@ -75,11 +78,9 @@ def fit_batch(
     spec = spec_of(config)
     n = config.batch.fits if config.batch else 1
     ranges = [(0, n)] if ranges is None else list(ranges)
-    used = select_devices(config, devices)
-    layout = layout_of(config, used, block_size)
+    used, layout = preflight(config, devices, block_size)
     dtype = dtype_of(config)
     plan, tables = plan_of(config)
-    preflight(config, devices, block_size)
 
     store = empty_store(config, n, filled=ranges != [(0, n)])
 
