@@ -2,6 +2,7 @@
 code runs for real on any machine."""
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,3 +11,15 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, str(Path(__file__).parent))
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+"""The environment of the jaxfit processes tests start."""
+JAXFIT = [sys.executable, "-m", "jaxfit"]
+
+
+def run_jaxfit(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m jaxfit ARGS`` as a real process in the repository root."""
+    return subprocess.run(
+        [*JAXFIT, *args], cwd=ROOT, env=env or ENV, capture_output=True, text=True, timeout=timeout
+    )

@@ -1,12 +1,8 @@
 """Every user error: exit 2, one line naming the file and the field, no traceback,
 nothing written."""
 
-import subprocess
-import sys
-
 import pytest
-from conftest import ROOT
-from test_cli import ENV
+from conftest import run_jaxfit
 
 import jaxfit
 
@@ -112,14 +108,7 @@ def test_cli_user_errors_exit_2_with_one_line(tmp_path, args, needle):
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"\xff\xfe\x00garbage")
     args = [a.format(bad=bad, dir=tmp_path, binary=binary) for a in args]
-    p = subprocess.run(
-        [sys.executable, "-m", "jaxfit", *args, "--output", str(out)],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    p = run_jaxfit(*args, "--output", str(out), timeout=120)
     assert p.returncode == 2
     assert needle in p.stderr and "Traceback" not in p.stderr
     assert p.stdout == ""
@@ -128,14 +117,7 @@ def test_cli_user_errors_exit_2_with_one_line(tmp_path, args, needle):
 
 def test_strict_exit_code(tmp_path):
     def code(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "jaxfit", *args, "--format", "json"],
-            cwd=ROOT,
-            env=ENV,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).returncode
+        return run_jaxfit(*args, "--format", "json", timeout=120).returncode
 
     assert code("--set", "train.max_steps=3") == 0  # completed, whatever the status
     assert code("--set", "train.max_steps=3", "--strict") == 1
@@ -159,14 +141,7 @@ def test_cli_corpus_exit_2_field_named_nothing_written(tmp_path, text, field):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     out = tmp_path / "out"
-    p = subprocess.run(
-        [sys.executable, "-m", "jaxfit", "--config", str(path), "--output", str(out)],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    p = run_jaxfit("--config", str(path), "--output", str(out), timeout=120)
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and field in lines[0] and str(path) in lines[0] and "Traceback" not in p.stderr

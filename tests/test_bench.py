@@ -1,12 +1,8 @@
 """The benchmark's peers compute the same fits, and the benchmark runs."""
 
-import subprocess
-import sys
-
 import numpy as np
 import reference as ref
-from conftest import ROOT
-from test_cli import ENV
+from conftest import run_jaxfit
 
 from jaxfit.bench import numpy_gd
 
@@ -25,14 +21,7 @@ def test_numpy_peer_matches_the_reference():
 
 
 def test_quick_benchmark_prints_ratios():
-    p = subprocess.run(
-        [sys.executable, "-m", "jaxfit", "bench", "--quick"],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    p = run_jaxfit("bench", "--quick", timeout=600)
     assert p.returncode == 0, p.stderr
     assert "jaxfit/NumPy" in p.stdout and "W1" in p.stdout and "W2" in p.stdout and "x " in p.stdout
     assert "W1 agreement with NumPy (float32): same steps" in p.stdout

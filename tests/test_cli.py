@@ -1,25 +1,14 @@
 """The command line, run as a real process."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import reference as ref
-from conftest import ROOT
-
-ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
-
-
-def jaxfit(*args, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, "-m", "jaxfit", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300
-    )
+from conftest import run_jaxfit
 
 
 def test_seed_run_prints_the_seed_table():
-    p = jaxfit("--config", "configs/b3.yaml")
+    p = run_jaxfit("--config", "configs/b3.yaml")
     assert p.returncode == 0, p.stderr
     assert "Starting SSR: 20.4236" in p.stdout
     assert "-15.6551" in p.stdout and "-1.56551" in p.stdout and "2.19172" in p.stdout
@@ -27,7 +16,7 @@ def test_seed_run_prints_the_seed_table():
 
 
 def test_json_output():
-    p = jaxfit("--config", "configs/b3.yaml", "--format", "json", "--set", "train.learning_rate=0.05")
+    p = run_jaxfit("--config", "configs/b3.yaml", "--format", "json", "--set", "train.learning_rate=0.05")
     out = json.loads(p.stdout)
     assert set(out["params"]) == set(ref.NAMES) and out["status"] == "converged"
     assert out["trace"][0]["step"] == 1 and out["trace"][0]["loss"] == pytest.approx(20.424, abs=0.01)
@@ -36,13 +25,13 @@ def test_json_output():
 
 
 def test_schema_is_json_schema():
-    p = jaxfit("schema")
+    p = run_jaxfit("schema")
     schema = json.loads(p.stdout)
     assert p.returncode == 0 and "train" in schema["properties"]
 
 
 def test_batch_json_summary(tmp_path):
-    p = jaxfit(
+    p = run_jaxfit(
         "--config",
         "configs/b3_sweep.yaml",
         "--set",
@@ -65,7 +54,7 @@ def test_batch_json_summary(tmp_path):
 
 def test_refuses_non_empty_output(tmp_path):
     (tmp_path / "x").write_text("keep")
-    p = jaxfit("--output", str(tmp_path), "--format", "json")
+    p = run_jaxfit("--output", str(tmp_path), "--format", "json")
     assert p.returncode == 2 and "--overwrite" in p.stderr
     assert (tmp_path / "x").read_text() == "keep"
 
@@ -78,7 +67,7 @@ def strict_json(text):
 
 
 def test_diverged_fit_json_is_strict(tmp_path):
-    p = jaxfit("--set", "train.learning_rate=1.0", "--format", "json", "--output", str(tmp_path / "run"))
+    p = run_jaxfit("--set", "train.learning_rate=1.0", "--format", "json", "--output", str(tmp_path / "run"))
     out = strict_json(p.stdout)
     assert out["status"] == "diverged" and out["loss"] is None and out["steps"] > 0
     assert strict_json((tmp_path / "run" / "result.json").read_text())["loss"] is None

@@ -4,13 +4,11 @@ finishes only the missing fits, bit-identical to an uninterrupted run."""
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
-from conftest import ROOT
-from test_cli import ENV
+from conftest import ENV, JAXFIT, ROOT, run_jaxfit
 
 ARGS = [
     "--config",
@@ -23,21 +21,13 @@ ARGS = [
 ]
 
 
-def cli(*args, **kw):
-    return subprocess.run(
-        [sys.executable, "-m", "jaxfit", *ARGS, *args],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        **kw,
-    )
+def cli(*args):
+    return run_jaxfit(*ARGS, *args, timeout=600)
 
 
 def interrupted(out, sig):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jaxfit", *ARGS, "--output", str(out)],
+        [*JAXFIT, *ARGS, "--output", str(out)],
         cwd=ROOT,
         env=ENV,
         stdout=subprocess.PIPE,

@@ -9,8 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT
-from test_cli import ENV
+from conftest import ENV, ROOT, run_jaxfit
 
 import jaxfit
 
@@ -25,16 +24,8 @@ SWEEP = [
 ]
 
 
-def run(args, env=None, **kw):
-    return subprocess.run(
-        [sys.executable, "-m", "jaxfit", *args],
-        cwd=ROOT,
-        env=env or ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        **kw,
-    )
+def run(args, env=None):
+    return run_jaxfit(*args, env=env)
 
 
 def free_port():

@@ -6,12 +6,10 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
-from conftest import ROOT
-from test_cli import ENV
+from conftest import ENV, JAXFIT, ROOT, run_jaxfit
 
 import jaxfit
 
@@ -31,7 +29,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jaxfit", "serve", "--port", str(self.port), *args],
+            [*JAXFIT, "serve", "--port", str(self.port), *args],
             cwd=ROOT,
             env={**ENV, "JAX_NUM_CPU_DEVICES": "1", **(env or {})},
             stdout=subprocess.PIPE,
@@ -184,13 +182,8 @@ def test_queue_full_is_503_with_retry_after():
 
 
 def test_token_required_off_loopback_and_checked():
-    p = subprocess.run(
-        [sys.executable, "-m", "jaxfit", "serve", "--host", "0.0.0.0"],
-        cwd=ROOT,
-        env={k: v for k, v in ENV.items() if k != "JAXFIT_TOKEN"},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    p = run_jaxfit(
+        "serve", "--host", "0.0.0.0", env={k: v for k, v in ENV.items() if k != "JAXFIT_TOKEN"}, timeout=60
     )
     assert p.returncode == 2 and "token" in p.stderr and "Traceback" not in p.stderr
     s = Server("--token", "s3cret")
