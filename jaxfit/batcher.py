@@ -23,7 +23,7 @@ import numpy as np
 
 from jaxfit.config import Config
 from jaxfit.fitting import TRACE_LIMIT, compiled_fit, fit_inputs
-from jaxfit.problem import initial_params, make_problem, precision, spec_of
+from jaxfit.problem import precision, spec_of
 from jaxfit.results import fit_result
 
 
@@ -119,9 +119,9 @@ class FitBatcher:
 
     def _compute(self, group: list[_Pending]) -> list[dict[str, Any]]:
         config = group[0].config
+        first, tree = fit_inputs(config)  # the group shares one key, so one tree
+        inputs = [first] + [fit_inputs(p.config)[0] for p in group[1:]]
         with precision(config):
-            tree = jax.tree.structure((initial_params(config), make_problem(config)))
-            inputs = [fit_inputs(p.config) for p in group]
             lanes = self.max_batch
             inputs += [inputs[-1]] * (lanes - len(group))  # padding lanes: results dropped
             stacked = [np.stack(column) for column in zip(*inputs)]

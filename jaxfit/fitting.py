@@ -69,22 +69,21 @@ def compiled_fit(spec: Spec, trace_limit: int, in_tree: Any) -> Callable[..., di
     return jax.jit(fit_one)
 
 
-def fit_inputs(config: Config) -> list[np.ndarray]:
-    """The flat inputs of ``compiled_fit`` for ``config`` (host arrays)."""
+def fit_inputs(config: Config) -> tuple[list[np.ndarray], Any]:
+    """The flat inputs of ``compiled_fit`` for ``config`` (host arrays) and their tree."""
     with precision(config):
-        leaves = jax.tree.leaves((initial_params(config), _problem.make_problem(config)))
-    return [np.asarray(leaf) for leaf in leaves]
+        leaves, tree = jax.tree.flatten((initial_params(config), _problem.make_problem(config)))
+    return [np.asarray(leaf) for leaf in leaves], tree
 
 
 def fit_compiled(config: Config) -> tuple[jax.stages.Compiled, float, list[np.ndarray]]:
     """``(executable, compile seconds, inputs)`` of the traced fit of ``config``."""
     spec = spec_of(config)
+    inputs, tree = fit_inputs(config)
     with precision(config):
-        args = (initial_params(config), _problem.make_problem(config))
-        leaves, tree = jax.tree.flatten(args)
         fn = compiled_fit(spec, TRACE_LIMIT, tree)
-        compiled, compile_s = executable(fn, (spec, TRACE_LIMIT, str(tree)), tuple(leaves))
-    return compiled, compile_s, [np.asarray(leaf) for leaf in leaves]
+        compiled, compile_s = executable(fn, (spec, TRACE_LIMIT, str(tree)), tuple(inputs))
+    return compiled, compile_s, inputs
 
 
 def make_step(config: Config | Mapping[str, Any] | str | Path) -> StepFn:
