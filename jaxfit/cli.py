@@ -192,7 +192,7 @@ def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
     from jaxfit import output
     from jaxfit.progress import Progress
     from jaxfit.report import batch_text
-    from jaxfit.runner import assemble, chunk_columns, empty_store, facts_of, fit_batch
+    from jaxfit.runner import chunk_columns, facts_of, fit_batch
 
     t0 = time.perf_counter()
     n = config.batch.fits
@@ -255,9 +255,8 @@ def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
             )
             return USER_ERROR
     if args.output:
-        store = empty_store(config, n)
-        output.read_parts(args.output, store)
-        result = assemble(config, store, facts_of(result))
+        if ranges != [(0, n)]:  # some fits came from an earlier run or another process
+            result = output.read_parts(args.output, config, facts_of(result))
         output.finish(args.output, config, result, time.perf_counter() - t0)
     summary = result.summary()
     if args.plot:
@@ -371,7 +370,7 @@ def merge(argv: Sequence[str]) -> int:
     args = ap.parse_args(argv)
     from jaxfit import output
     from jaxfit.report import batch_text
-    from jaxfit.runner import RunFacts, assemble, empty_store
+    from jaxfit.runner import RunFacts
 
     if not (args.output / "manifest.json").exists():
         raise UsageError(f"{args.output}: not a jaxfit batch run directory (no manifest.json)")
@@ -388,9 +387,7 @@ def merge(argv: Sequence[str]) -> int:
     if (args.output / "summary.json").exists():
         sys.stdout.write((args.output / "summary.json").read_text())
         return 0
-    store = empty_store(config, n)
-    output.read_parts(args.output, store)
-    result = assemble(config, store, RunFacts(0, "", 0, 0.0, 0.0))
+    result = output.read_parts(args.output, config, RunFacts(0, "", 0, 0.0, 0.0))
     output.finish(args.output, config, result, 0.0)
     print(dumps(result.summary()) if args.format == "json" else batch_text(result, str(args.output)))
     return 0

@@ -20,13 +20,16 @@ import json
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from jaxfit.config import Config, ConfigError, dump_yaml
 from jaxfit.report import fit_csv
 from jaxfit.results import BatchResult, FitResult
+
+if TYPE_CHECKING:
+    from jaxfit.runner import RunFacts
 from jaxfit.rundir import write_atomic, write_columns, write_csv, write_json
 from jaxfit.status import Status
 
@@ -92,13 +95,15 @@ def write_part(path: Path, first: int, columns: dict[str, np.ndarray]) -> None:
     write_columns(path / "parts" / f"{first:012d}-{end:012d}.npz", columns)
 
 
-def read_parts(path: Path, store: dict[str, np.ndarray]) -> None:
-    """Fill ``store`` from every finished part."""
-    from jaxfit.runner import put
+def read_parts(path: Path, config: Config, facts: RunFacts) -> BatchResult:
+    """The batch as its finished parts hold it (``facts``: how the last run went)."""
+    from jaxfit.runner import assemble, empty_store, put
 
+    store = empty_store(config, config.batch.fits if config.batch else 1)
     for lo, hi in done_ranges(path):
         with np.load(path / "parts" / f"{lo:012d}-{hi:012d}.npz") as part:
             put(store, lo, {k: part[k] for k in part.files})
+    return assemble(config, store, facts)
 
 
 def per_fit_columns(result: BatchResult) -> dict[str, np.ndarray]:
