@@ -247,6 +247,8 @@ def create_app(
         Route("/v1/step", step, methods=["POST"]),
     ]
 
+    known = {r.path for r in routes}  # metrics label by route, not by arbitrary path
+
     class Guard:
         """Auth, error mapping and metrics around every request."""
 
@@ -281,7 +283,6 @@ def create_app(
                 if not status_box["started"]:
                     await JSONResponse({"error": "internal error"}, status_code=500)(scope, receive, send)
             finally:
-                known = {r.path for r in routes}
                 metrics.observe(
                     path if path in known else "other", status_box["status"], time.perf_counter() - t0
                 )
