@@ -1,8 +1,9 @@
 """Dynamic batching of single-fit requests (the way inference servers batch).
 
 Requests that can share a compiled function (same trainable set, optimizer kind,
-precision and number of observations) are gathered for up to ``max_wait_ms`` or
-``max_batch`` requests, then run as one ``vmap`` of the traced single fit. Every batch is padded
+precision and number of observations) are gathered until ``max_batch`` are waiting
+or the oldest has waited ``max_wait_ms``, then run as one compiled batch of traced
+fits (``compiled_fit_many``: fit ``i`` equals a solo fit). Every batch is padded
 to ``max_batch`` lanes, so one executable serves each key (no compile stalls while
 serving) and a request's lane never changes what the program is; executables stay
 warm in a bounded LRU cache, and ``warm_up`` compiles the seed's before the first
@@ -14,15 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import jax
-import numpy as np
+import orjson
 
 from jaxfit.config import Config
-from jaxfit.fitting import TRACE_LIMIT, compiled_fit, fit_inputs
+from jaxfit.fitting import TRACE_LIMIT, compiled_fit_many, fit_inputs_many
 from jaxfit.problem import precision, spec_of
 from jaxfit.results import fit_result
 
@@ -45,8 +47,18 @@ def batch_key(config: Config) -> tuple:
     return (spec_of(config), config.precision, len(config.data.x))
 
 
+def _result_config(config: Config) -> dict[str, Any]:
+    """The parts of a resolved config that ``fit_result`` reads (a whole
+    ``model_dump`` per request costs more than the batched fit)."""
+    return {
+        "train": {"trainable": config.train.trainable},
+        "params": vars(config.params),
+        "precision": config.precision,
+    }
+
+
 class FitBatcher:
-    """``await batcher.fit(config)`` -> the fit's JSON dict (as ``python -m jaxfit --format json``)."""
+    """``await batcher.fit(config)`` -> the fit's result as JSON (as ``python -m jaxfit --format json``)."""
 
     def __init__(
         self, max_batch: int = 64, max_wait_ms: float = 2.0, max_queue: int = 1024, cache_size: int = 32
@@ -56,7 +68,8 @@ class FitBatcher:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._held: collections.deque[_Pending] = collections.deque()
         self._executables: collections.OrderedDict[tuple, Any] = collections.OrderedDict()
-        self.batches: list[int] = []  # sizes formed (for /metrics)
+        self.batch_count = self.batch_fits = 0  # batches formed and fits in them (for /metrics)
+        self._full = asyncio.Event()  # max_batch requests are waiting
         self._task: asyncio.Task | None = None
 
     @property
@@ -70,19 +83,29 @@ class FitBatcher:
         if self._task:
             self._task.cancel()
 
-    async def fit(self, config: Config, trace: bool = True) -> dict[str, Any]:
+    async def fit(self, config: Config, trace: bool = True) -> bytes:
         if self.depth >= self.max_queue:
             raise QueueFull
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(config, batch_key(config), future, trace))
+        self._queue.put_nowait(_Pending(config, batch_key(config), future, trace))
+        if self.depth >= self.max_batch:
+            self._full.set()
         return await future
+
+    async def _gather(self, first: _Pending) -> None:
+        """Wait until ``max_batch`` requests are waiting or ``first`` has waited
+        ``max_wait_ms`` (under load it has, while the previous batch ran)."""
+        deadline = first.queued + self.max_wait_s
+        while self.depth + 1 < self.max_batch and (left := deadline - time.perf_counter()) > 0:
+            self._full.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), left)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             first = self._held.popleft() if self._held else await self._queue.get()
-            if self.max_wait_s > 0 and self.max_batch > 1:
-                await asyncio.sleep(self.max_wait_s)  # let concurrent requests arrive
+            await self._gather(first)
             group, others = [first], []
             pending = list(self._held)
             self._held.clear()
@@ -90,7 +113,8 @@ class FitBatcher:
                 item = pending.pop(0) if pending else self._queue.get_nowait()
                 (group if item.key == first.key else others).append(item)
             self._held.extend(others + pending)
-            self.batches.append(len(group))
+            self.batch_count += 1
+            self.batch_fits += len(group)
             try:
                 results = await loop.run_in_executor(None, self._compute, group)
             except Exception as err:  # a bug, not a user error: every caller hears of it
@@ -107,7 +131,7 @@ class FitBatcher:
         if ek in self._executables:
             self._executables.move_to_end(ek)
             return self._executables[ek]
-        fn = jax.jit(jax.vmap(compiled_fit(key[0], TRACE_LIMIT, tree)))
+        fn = compiled_fit_many(key[0], TRACE_LIMIT, tree)
         self._executables[ek] = fn
         while len(self._executables) > self.cache_size:
             self._executables.popitem(last=False)
@@ -117,18 +141,16 @@ class FitBatcher:
         """Compile (and run once) the executable for ``config``'s key."""
         self._compute([_Pending(config, batch_key(config), None)])  # type: ignore[arg-type]
 
-    def _compute(self, group: list[_Pending]) -> list[dict[str, Any]]:
-        config = group[0].config
-        first, tree = fit_inputs(config)  # the group shares one key, so one tree
-        inputs = [first] + [fit_inputs(p.config)[0] for p in group[1:]]
-        with precision(config):
-            lanes = self.max_batch
-            inputs += [inputs[-1]] * (lanes - len(group))  # padding lanes: results dropped
-            stacked = [np.stack(column) for column in zip(*inputs)]
-            outputs = jax.device_get(self._executable(group[0].key, lanes, tree)(*stacked))
+    def _compute(self, group: list[_Pending]) -> list[bytes]:
+        lanes = self.max_batch
+        configs = [p.config for p in group]
+        configs += [configs[-1]] * (lanes - len(group))  # padding lanes: results dropped
+        inputs, tree = fit_inputs_many(configs)
+        with precision(configs[0]):
+            outputs = jax.device_get(self._executable(group[0].key, lanes, tree)(*inputs))
         return [
-            fit_result(p.config.model_dump(mode="json"), {k: v[i] for k, v in outputs.items()}).to_dict(
-                p.trace
+            orjson.dumps(  # plain floats; a non-finite loss becomes null
+                fit_result(_result_config(p.config), {k: v[i] for k, v in outputs.items()}).to_dict(p.trace)
             )
             for i, p in enumerate(group)
         ]

@@ -109,8 +109,18 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """Observations: dosages ``x`` and efficacies ``y`` (same length, finite)."""
 
-    x: list[FiniteFloat] = Field(default=list(SEED_X), min_length=1, max_length=1_000_000)
-    y: list[FiniteFloat] = Field(default=list(SEED_Y), min_length=1, max_length=1_000_000)
+    x: list[FiniteFloat] = Field(
+        default_factory=lambda: list(SEED_X),
+        json_schema_extra={"default": list(SEED_X)},
+        min_length=1,
+        max_length=1_000_000,
+    )
+    y: list[FiniteFloat] = Field(
+        default_factory=lambda: list(SEED_Y),
+        json_schema_extra={"default": list(SEED_Y)},
+        min_length=1,
+        max_length=1_000_000,
+    )
 
     @model_validator(mode="after")
     def _same_length(self) -> DataConfig:
@@ -160,8 +170,10 @@ Optimizer = Annotated[Union[SGD, Momentum, Adam], Field(discriminator="name")]
 class TrainConfig(_Strict):
     """What to train and how; the seed trains ``b3`` with sgd at 0.1 to |step| < 0.001."""
 
-    trainable: list[ParamName] = Field(default=["b3"], min_length=1)
-    optimizer: Optimizer = SGD()
+    trainable: list[ParamName] = Field(
+        default_factory=lambda: ["b3"], json_schema_extra={"default": ["b3"]}, min_length=1
+    )
+    optimizer: Optimizer = Field(default_factory=SGD)
     learning_rate: PositiveFloat = 0.1
     tolerance: PositiveFloat = 0.001
     max_steps: Annotated[StrictInt, Field(ge=1, le=MAX_STEPS_LIMIT)] = 1000
@@ -291,9 +303,9 @@ class BatchConfig(_Strict):
 class Config(_Strict):
     """A whole jaxfit run. Every field defaults to the seed."""
 
-    data: DataConfig = DataConfig()
-    params: ParamsConfig = ParamsConfig()
-    train: TrainConfig = TrainConfig()
+    data: DataConfig = Field(default_factory=DataConfig)
+    params: ParamsConfig = Field(default_factory=ParamsConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
     precision: Literal["float32", "float64"] = "float32"
     batch: BatchConfig | None = None
     """Absent: a single fit with a step-by-step trace. Present: many fits."""
@@ -420,7 +432,8 @@ def load_config(
     if source is None:
         name, raw = "<defaults>", {}
     elif isinstance(source, Mapping):
-        name, raw = "<dict>", _deep_copy(source)
+        # overrides edit the mapping in place: a copy, never the caller's
+        name, raw = "<dict>", _deep_copy(source) if overrides else source
     elif isinstance(source, (str, Path)):
         name = str(source)
         try:

@@ -4,6 +4,7 @@
     step(spec, state, problem)        -> FitState     one gradient-descent step
     run(spec, state, problem)         -> FitState     lax.while_loop until stopped
     run_traced(spec, state, problem, trace_limit) -> (FitState, Trace)
+    run_traced_many(spec, states, problems, trace_limit)  the same for a batch
 
 ``spec`` (a ``Spec``) is static: the trainable set and the optimizer kind. Everything
 numeric (data, frozen params, initial values, learning rate, tolerance, max_steps)
@@ -163,6 +164,43 @@ def run_traced(spec: Spec, state: FitState, problem: Problem, trace_limit: int) 
         return after, trace
 
     return lax.while_loop(lambda c: _running(c[0]), body, (state, trace0))
+
+
+def run_traced_many(
+    spec: Spec, state: FitState, problem: Problem, trace_limit: int
+) -> tuple[FitState, Trace]:
+    """``run_traced`` for a batch (every leaf has a leading fit axis), each fit
+    stopping on its own; the trace's rows are ``[trace_limit, fits]``.
+
+    ``vmap(run_traced)`` would select every trace buffer in full on every step (a
+    vmapped ``while_loop`` merges the whole carry of finished and running fits).
+    Here one loop steps all fits together with an unbatched counter, so each step
+    writes one row of the trace and merges only the small per-fit state.
+    """
+    nan = jnp.full((trace_limit, state.loss.shape[0]), jnp.nan, state.loss.dtype)
+    by_name = {name: nan for name in spec.trainable}
+    trace0 = Trace(by_name, nan, by_name, by_name)
+    step_all = jax.vmap(functools.partial(step, spec))
+
+    def body(carry: tuple[jax.Array, FitState, Trace]) -> tuple[jax.Array, FitState, Trace]:
+        k, before, trace = carry
+        running = _running(before)
+        after = step_all(before, problem)
+        after = jax.tree.map(
+            lambda new, old: jnp.where(running.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
+            after,
+            before,
+        )
+        row = Trace(before.params, before.loss, before.grad, after.step_size)
+        row = jax.tree.map(lambda v: jnp.where(running, v, jnp.nan), row)
+        # Rows past trace_limit are dropped by the scatter.
+        trace = jax.tree.map(lambda buf, v: buf.at[k].set(v, mode="drop"), trace, row)
+        return k + 1, after, trace
+
+    _, final, trace = lax.while_loop(
+        lambda c: jnp.any(_running(c[1])), body, (jnp.zeros((), jnp.int32), state, trace0)
+    )
+    return final, trace
 
 
 def state_to_dict(state: FitState) -> dict[str, object]:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxfit import engine
@@ -41,6 +42,20 @@ def _compiled_init(spec: Spec) -> Callable[[Params, Problem], FitState]:
     return jax.jit(functools.partial(engine.init_state, spec))
 
 
+def _named(spec: Spec, state0: FitState, final: FitState, trace: engine.Trace) -> dict[str, jax.Array]:
+    named = {
+        "loss": final.loss,
+        "init_loss": state0.loss,
+        "steps": final.step,
+        "status": final.status,
+        "trace.loss": trace.loss,
+    }
+    for n in spec.trainable:
+        named |= {f"params.{n}": final.params[n], f"trace.params.{n}": trace.params[n]}
+        named |= {f"trace.grad.{n}": trace.grad[n], f"trace.step_size.{n}": trace.step_size[n]}
+    return named
+
+
 @functools.cache
 def compiled_fit(spec: Spec, trace_limit: int, in_tree: Any) -> Callable[..., dict[str, jax.Array]]:
     """A whole traced fit as a jitted function of flat arrays (the leaves of
@@ -53,27 +68,36 @@ def compiled_fit(spec: Spec, trace_limit: int, in_tree: Any) -> Callable[..., di
     def fit_one(*leaves: jax.Array) -> dict[str, jax.Array]:
         params, problem = jax.tree.unflatten(in_tree, leaves)
         state0 = engine.init_state(spec, params, problem)
-        final, trace = engine.run_traced(spec, state0, problem, trace_limit)
-        named = {
-            "loss": final.loss,
-            "init_loss": state0.loss,
-            "steps": final.step,
-            "status": final.status,
-            "trace.loss": trace.loss,
-        }
-        for n in spec.trainable:
-            named |= {f"params.{n}": final.params[n], f"trace.params.{n}": trace.params[n]}
-            named |= {f"trace.grad.{n}": trace.grad[n], f"trace.step_size.{n}": trace.step_size[n]}
-        return named
+        return _named(spec, state0, *engine.run_traced(spec, state0, problem, trace_limit))
 
     return jax.jit(fit_one)
+
+
+def compiled_fit_many(spec: Spec, trace_limit: int, in_tree: Any) -> Callable[..., dict[str, jax.Array]]:
+    """``compiled_fit`` for a batch: every input and output gains a leading fit axis
+    (traces are ``[fits, trace_limit]``); fit ``i`` equals ``compiled_fit`` of row ``i``.
+    Not cached here: the caller decides how long its executables live."""
+
+    def fit_many(*leaves: jax.Array) -> dict[str, jax.Array]:
+        params, problem = jax.tree.unflatten(in_tree, leaves)
+        state0 = jax.vmap(functools.partial(engine.init_state, spec))(params, problem)
+        final, trace = engine.run_traced_many(spec, state0, problem, trace_limit)
+        return _named(spec, state0, final, jax.tree.map(jnp.transpose, trace))
+
+    return jax.jit(fit_many)
 
 
 def fit_inputs(config: Config) -> tuple[list[np.ndarray], Any]:
     """The flat inputs of ``compiled_fit`` for ``config`` (host arrays) and their tree."""
     with precision(config):
-        leaves, tree = jax.tree.flatten((initial_params(config), _problem.make_problem(config)))
-    return [np.asarray(leaf) for leaf in leaves], tree
+        return jax.tree.flatten((initial_params(config), _problem.make_problem(config)))
+
+
+def fit_inputs_many(configs: Sequence[Config]) -> tuple[list[np.ndarray], Any]:
+    """The flat inputs of ``compiled_fit_many`` for ``configs`` (which share a ``Spec``
+    and precision) and the tree of one fit's inputs."""
+    with precision(configs[0]):
+        return jax.tree.flatten(_problem.stacked_inputs(configs))
 
 
 def fit_compiled(config: Config) -> tuple[jax.stages.Compiled, float, list[np.ndarray]]:

@@ -27,4 +27,7 @@ def plain(value: Any) -> Any:
 
 def dumps(value: Any, indent: int | None = None) -> str:
     """Strict JSON text of ``value`` (see ``plain``)."""
-    return json.dumps(plain(value), indent=indent, allow_nan=False)
+    try:  # plain Python values, all finite: no need to walk them first
+        return json.dumps(value, indent=indent, allow_nan=False)
+    except (TypeError, ValueError):
+        return json.dumps(plain(value), indent=indent, allow_nan=False)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import collections
+import itertools
 import threading
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -20,18 +22,14 @@ class Metrics:
         with self._lock:
             self.requests[(endpoint, status)] += 1
             self.latency_sum[endpoint] += seconds
-            buckets = self.latency_buckets[endpoint]
-            for i, bound in enumerate(BUCKETS):
-                if seconds <= bound:
-                    buckets[i] += 1
-            buckets[-1] += 1
+            self.latency_buckets[endpoint][bisect.bisect_left(BUCKETS, seconds)] += 1
 
     def compiled(self, event: str, duration: float, **kwargs: object) -> None:
         if event.endswith("backend_compile_duration"):
             with self._lock:
                 self.compilations += 1
 
-    def render(self, batch_sizes: list[int], queue_depth: int) -> str:
+    def render(self, batch_count: int, batch_fits: int, queue_depth: int) -> str:
         with self._lock:
             out = [
                 "# HELP jaxfit_requests_total Requests by endpoint and HTTP status.",
@@ -43,7 +41,8 @@ class Metrics:
                 "# HELP jaxfit_request_seconds Request latency.",
                 "# TYPE jaxfit_request_seconds histogram",
             ]
-            for endpoint, buckets in sorted(self.latency_buckets.items()):
+            for endpoint, counts in sorted(self.latency_buckets.items()):
+                buckets = list(itertools.accumulate(counts))  # cumulative, as Prometheus wants
                 for bound, n in zip(BUCKETS, buckets):
                     out.append(f'jaxfit_request_seconds_bucket{{endpoint="{endpoint}",le="{bound}"}} {n}')
                 out.append(f'jaxfit_request_seconds_bucket{{endpoint="{endpoint}",le="+Inf"}} {buckets[-1]}')
@@ -56,12 +55,11 @@ class Metrics:
                 "# TYPE jaxfit_compilations_total counter",
                 f"jaxfit_compilations_total {self.compilations}",
             ]
-        sizes = list(batch_sizes)
         out += [
             "# HELP jaxfit_batch_size Fit requests per formed batch.",
             "# TYPE jaxfit_batch_size summary",
-            f"jaxfit_batch_size_sum {sum(sizes)}",
-            f"jaxfit_batch_size_count {len(sizes)}",
+            f"jaxfit_batch_size_sum {batch_fits}",
+            f"jaxfit_batch_size_count {batch_count}",
             "# HELP jaxfit_queue_depth Fit requests waiting.",
             "# TYPE jaxfit_queue_depth gauge",
             f"jaxfit_queue_depth {queue_depth}",

@@ -4,7 +4,8 @@ arrays (NumPy, so building them compiles nothing). No pydantic past this point."
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -20,7 +21,7 @@ def spec_of(config: Config) -> Spec:
     opt = config.train.optimizer
     return Spec(
         trainable=tuple(config.train.trainable),
-        optimizer=OptimizerKind(opt.name, bool(getattr(opt, "nesterov", False))),
+        optimizer=OptimizerKind(opt.name, bool(vars(opt).get("nesterov", False))),
     )
 
 
@@ -44,24 +45,45 @@ def _check_precision(config: Config) -> None:
         )
 
 
+def stacked_inputs(configs: Sequence[Config]) -> tuple[Params, Problem]:
+    """Initial trainable values and problems of ``configs`` (same trainable set and
+    precision), each leaf stacked along a leading config axis: one NumPy array per
+    leaf, however many configs (how the service batches its requests)."""
+    for config in configs:
+        _check_precision(config)
+    dtype, spec = dtype_of(configs[0]), spec_of(configs[0])
+    params = [vars(c.params) for c in configs]
+    trains = [c.train for c in configs]
+    opts = [vars(t.optimizer) for t in trains]  # each optimizer's own fields
+
+    def column(values: list, kind: Any = dtype) -> np.ndarray:
+        return np.array(values, kind)
+
+    return (
+        {n: column([p[n] for p in params]) for n in spec.trainable},
+        Problem(
+            data=Data(column([c.data.x for c in configs]), column([c.data.y for c in configs])),
+            frozen={n: column([p[n] for p in params]) for n in PARAM_NAMES if n not in spec.trainable},
+            hyper=Hyper(
+                learning_rate=column([t.learning_rate for t in trains]),
+                tolerance=column([t.tolerance for t in trains]),
+                max_steps=column([t.max_steps for t in trains], np.int32),
+                momentum=column([o.get("momentum", 0.0) for o in opts]),
+                b1=column([o.get("b1", 0.9) for o in opts]),
+                b2=column([o.get("b2", 0.999) for o in opts]),
+                eps=column([o.get("eps", 1e-8) for o in opts]),
+            ),
+        ),
+    )
+
+
+def _one(config: Config) -> tuple[Params, Problem]:
+    return jax.tree.map(lambda a: a.reshape(a.shape[1:]), stacked_inputs([config]))
+
+
 def hyper_of(config: Config) -> Hyper:
     """The config's hyperparameters as scalars of its dtype."""
-    _check_precision(config)
-    dtype = dtype_of(config)
-    train, opt = config.train, config.train.optimizer
-
-    def scalar(v: float) -> np.ndarray:
-        return np.asarray(v, dtype)
-
-    return Hyper(
-        learning_rate=scalar(train.learning_rate),
-        tolerance=scalar(train.tolerance),
-        max_steps=np.asarray(train.max_steps, np.int32),
-        momentum=scalar(getattr(opt, "momentum", 0.0)),
-        b1=scalar(getattr(opt, "b1", 0.9)),
-        b2=scalar(getattr(opt, "b2", 0.999)),
-        eps=scalar(getattr(opt, "eps", 1e-8)),
-    )
+    return _one(config)[1].hyper
 
 
 def make_problem(config: Config) -> Problem:
@@ -69,19 +91,9 @@ def make_problem(config: Config) -> Problem:
 
     For ``precision: float64``, call it with 64-bit JAX enabled (``precision(config)``).
     """
-    _check_precision(config)
-    dtype = dtype_of(config)
-    spec = spec_of(config)
-    values = config.params.model_dump()
-    return Problem(
-        data=Data(np.asarray(config.data.x, dtype), np.asarray(config.data.y, dtype)),
-        frozen={n: np.asarray(values[n], dtype) for n in PARAM_NAMES if n not in spec.trainable},
-        hyper=hyper_of(config),
-    )
+    return _one(config)[1]
 
 
 def initial_params(config: Config) -> Params:
     """Starting values of the trainable parameters, by name."""
-    _check_precision(config)
-    values = config.params.model_dump()
-    return {n: np.asarray(values[n], dtype_of(config)) for n in config.train.trainable}
+    return _one(config)[0]

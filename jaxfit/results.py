@@ -47,15 +47,27 @@ class FitResult:
     def trace_rows(self) -> list[dict[str, Any]]:
         """The trace as a list of dicts: ``step`` (1-based), ``params``, ``grad``,
         ``step_size`` (by trainable name) and ``loss``."""
+        rows = min(self.steps, len(self.trace_loss))
+        names = self.trainable
+
+        def columns(by_name: dict[str, np.ndarray]) -> dict[str, list[float]]:
+            return {n: by_name[n][:rows].tolist() for n in names}
+
+        params, grad, size = (
+            columns(self.trace_params),
+            columns(self.trace_grad),
+            columns(self.trace_step_size),
+        )
+        loss = self.trace_loss[:rows].tolist()
         return [
             {
                 "step": k + 1,
-                "params": {n: float(self.trace_params[n][k]) for n in self.trainable},
-                "grad": {n: float(self.trace_grad[n][k]) for n in self.trainable},
-                "step_size": {n: float(self.trace_step_size[n][k]) for n in self.trainable},
-                "loss": float(self.trace_loss[k]),
+                "params": {n: params[n][k] for n in names},
+                "grad": {n: grad[n][k] for n in names},
+                "step_size": {n: size[n][k] for n in names},
+                "loss": loss[k],
             }
-            for k in range(min(self.steps, len(self.trace_loss)))
+            for k in range(rows)
         ]
 
     def to_dict(self, trace: bool = True) -> dict[str, Any]:
