@@ -303,9 +303,17 @@ def main(argv: Sequence[str]) -> int:
         default=0.1,
         help="learning rate of the --serve requests (smaller: more steps per fit)",
     )
+    ap.add_argument("--serve-clients", type=int, default=200, help="--serve: concurrent clients")
+    ap.add_argument("--serve-requests", type=int, default=20, help="--serve: requests per client")
+    ap.add_argument("--serve-rounds", type=int, default=3, help="--serve: interleaved rounds (median)")
     args = ap.parse_args(argv)
     if args.serve:
-        return serve_bench(learning_rate=args.serve_lr, trace=not args.no_trace)
+        for name in ("serve_clients", "serve_requests", "serve_rounds"):
+            if getattr(args, name) < 1:
+                ap.error(f"--{name.replace('_', '-')}: must be at least 1")
+        return serve_bench(
+            args.serve_clients, args.serve_requests, args.serve_rounds, args.serve_lr, not args.no_trace
+        )
     os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count() or 1))
     import jax
 
@@ -382,10 +390,11 @@ def main(argv: Sequence[str]) -> int:
 
 
 def serve_bench(
-    clients: int = 200, per_client: int = 20, learning_rate: float = 0.1, trace: bool = True
+    clients: int = 200, per_client: int = 20, rounds: int = 3, learning_rate: float = 0.1, trace: bool = True
 ) -> int:
     """Load on loopback: ``clients`` x ``per_client`` single-b3 fits (each a different
-    initial b3) against a batching server and one with ``--max-batch 1``."""
+    initial b3) against a batching server and one with ``--max-batch 1``, both
+    running, loaded in turn for ``rounds`` rounds."""
     import asyncio
     import json
     import signal
@@ -458,39 +467,45 @@ def serve_bench(
         await asyncio.gather(*[client(k) for k in range(clients)])
         return time.perf_counter() - t0, latencies, failures
 
-    rows = []
-    for label, args in (
-        ("batching (--max-batch 64)", ("--max-batch", "64")),
-        ("no batching (--max-batch 1)", ("--max-batch", "1")),
-    ):
-        proc, url = start(*args, "--max-queue", str(clients * 2))
-        try:
-            seconds, lat, failures = asyncio.run(load(url))
-            metrics = httpx.get(url + "/metrics").text
-            total = float(
-                next(x.split()[1] for x in metrics.splitlines() if x.startswith("jaxfit_batch_size_sum"))
-            )
-            count = float(
-                next(x.split()[1] for x in metrics.splitlines() if x.startswith("jaxfit_batch_size_count"))
-            )
-        finally:
+    def batch_mean(url: str) -> float:
+        lines = httpx.get(url + "/metrics").text.splitlines()
+        total, count = (
+            float(next(x.split()[1] for x in lines if x.startswith(f"jaxfit_batch_size_{k}")))
+            for k in ("sum", "count")
+        )
+        return total / count
+
+    labels = {"batching (--max-batch 64)": "64", "no batching (--max-batch 1)": "1"}
+    rates: dict[str, list[float]] = {label: [] for label in labels}
+    latencies: dict[str, list[float]] = {label: [] for label in labels}
+    failures = dict.fromkeys(labels, 0)
+    servers: dict[str, tuple[subprocess.Popen, str]] = {}
+    try:
+        for label, max_batch in labels.items():
+            servers[label] = start("--max-batch", max_batch, "--max-queue", str(clients * 2))
+        for _ in range(rounds):  # interleaved, so drift on a shared machine hits both alike
+            for label, (_, url) in servers.items():
+                seconds, lat, failed = asyncio.run(load(url))
+                rates[label].append(len(lat) / seconds)
+                latencies[label] += lat
+                failures[label] += failed
+        batches = {label: batch_mean(url) for label, (_, url) in servers.items()}
+    finally:
+        for proc, _ in servers.values():
             proc.send_signal(signal.SIGTERM)
+        for proc, _ in servers.values():
             proc.wait(timeout=60)
-        lat.sort()
+    rows = []
+    for label in servers:
+        lat = sorted(latencies[label])
+        median = sorted(rates[label])[len(rates[label]) // 2]
         rows.append(
-            (
-                label,
-                len(lat) / seconds,
-                lat[len(lat) // 2],
-                lat[int(len(lat) * 0.99)],
-                total / count,
-                failures,
-            )
+            (label, median, lat[len(lat) // 2], lat[int(len(lat) * 0.99)], batches[label], failures[label])
         )
     from jaxfit.report import table
 
     print(
-        f"service: {clients} clients x {per_client} single-b3 fit requests (learning rate {learning_rate}{'' if trace else ', no trace'}) on loopback"
+        f"service: {clients} clients x {per_client} single-b3 fit requests (learning rate {learning_rate}{'' if trace else ', no trace'}) on loopback, median of {rounds} interleaved rounds"
     )
     print(
         table(

@@ -180,3 +180,69 @@ def test_larger_data_sets_match_numpy_reference():
     assert r.params["w3"] == pytest.approx(p["w3"], abs=1e-9) and r.params["b3"] == pytest.approx(
         p["b3"], abs=1e-9
     )
+
+
+def test_fit_many_equals_solo_fits_row_by_row():
+    # one batch mixing early and late convergence, divergence, max_steps and a run
+    # longer than the trace: each row must be the solo fit of that config
+    from jaxfit.fitting import compiled_fit, compiled_fit_many, fit_inputs, fit_inputs_many
+    from jaxfit.problem import spec_of
+
+    limit = 16
+    overrides = [
+        {"params": {"b3": 0.0}},
+        {"params": {"b3": 2.6}},
+        {"params": {"b3": -40.0}, "train": {"learning_rate": 0.01}},
+        {"train": {"learning_rate": 5.0}},  # diverges
+        {"train": {"max_steps": 3}},
+        {"train": {"learning_rate": 0.001, "tolerance": 1e-9, "max_steps": 40}},  # past the trace
+    ]
+    configs = [jaxfit.load_config(o) for o in overrides]
+    spec = spec_of(configs[0])
+    inputs, tree = fit_inputs_many(configs)
+    many = jax.device_get(compiled_fit_many(spec, limit, tree)(*inputs))
+    solo_fn = compiled_fit(spec, limit, tree)
+    statuses = set()
+    for i, config in enumerate(configs):
+        one, one_tree = fit_inputs(config)
+        assert one_tree == tree
+        solo = jax.device_get(solo_fn(*one))
+        statuses.add(int(solo["status"]))
+        for name, value in solo.items():
+            row = many[name][i]
+            if name in ("loss", "trace.loss", "init_loss"):  # vectorised vs scalar: last bit
+                np.testing.assert_allclose(row, value, rtol=1e-6, equal_nan=True)
+            else:
+                np.testing.assert_array_equal(row, value, err_msg=f"fit {i}: {name}")
+    assert statuses == {Status.CONVERGED, Status.DIVERGED, Status.MAX_STEPS}
+    assert int(many["steps"][5]) == 40 > limit  # the trace keeps its first 16 steps
+
+
+def test_stacked_inputs_rows_equal_single_inputs():
+    from jaxfit.fitting import fit_inputs, fit_inputs_many
+
+    configs = [
+        jaxfit.load_config(
+            {
+                "params": {"b3": float(b), "w1": 1.0 + b},
+                "train": {"trainable": ["b3", "w2"], "learning_rate": 0.1 * (b + 1)},
+                "data": {"x": [0.0, b, 1.0], "y": [1.0, 0.0, b]},
+            }
+        )
+        for b in (0.0, 0.5, 2.0)
+    ]
+    stacked, tree = fit_inputs_many(configs)
+    for i, config in enumerate(configs):
+        single, single_tree = fit_inputs(config)
+        assert single_tree == tree
+        for s, one in zip(stacked, single):
+            assert s[i].dtype == one.dtype and s[i].shape == one.shape
+            np.testing.assert_array_equal(s[i], one)
+        # and against the config's own numbers
+        params, problem = jax.tree.unflatten(tree, [s[i] for s in stacked])
+        f32 = np.float32
+        assert set(params) == {"b3", "w2"} and params["b3"] == f32(config.params.b3)
+        assert problem.frozen["w1"] == f32(config.params.w1) and "b3" not in problem.frozen
+        np.testing.assert_array_equal(problem.data.x, np.asarray(config.data.x, f32))
+        assert problem.hyper.learning_rate == f32(config.train.learning_rate)
+        assert problem.hyper.max_steps.dtype == np.int32
