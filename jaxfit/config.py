@@ -312,7 +312,8 @@ class Config(_Strict):
     devices: Annotated[StrictInt, Field(ge=1)] | None = None
     """Use at most this many local devices for a batch (default: all)."""
     block_size: Annotated[StrictInt, Field(ge=1, le=2**24)] | None = None
-    """Fits per vmapped block (default: by platform, 1024 on CPU)."""
+    """Fits per vmapped block, or lanes of a streamed batch (default: by platform and
+    problem; on CPU 8192 for one trainable parameter, else 128)."""
 
 
 # -- loading
