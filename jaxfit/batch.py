@@ -179,13 +179,18 @@ def _fit_stream(
     of the output) streamed through ``lanes`` lanes. All lanes step together until ``group`` of them have stopped; those write
     their fits out and start the next ``group`` fits; and so on. A fit's arithmetic is
     the same as in ``_fit_block`` (the same vmapped step), so is its result, bit for bit."""
-    lane = jnp.arange(lanes, dtype=jnp.int32)
-    fit = jnp.where(lane < count, lane, -1)  # which of this device's fits each lane holds
 
     def index(j: jax.Array) -> jax.Array:
         return first + j * stride
 
-    current = _start(spec, plan, tables, common, data, jnp.where(fit >= 0, index(fit), -1))
+    # Lanes start idle (stopped, holding no fit) and fill `group` at a time: one
+    # place in the program starts fits, which keeps it small to compile.
+    shapes = jax.eval_shape(
+        lambda index: _start(spec, plan, tables, common, data, index), jnp.zeros(lanes, jnp.int32)
+    )
+    current = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    current = current._replace(state=current.state._replace(status=jnp.full(lanes, Status.MAX_STEPS)))
+    fit = jnp.full(lanes, -1, jnp.int32)  # which of this device's fits each lane holds
     final0 = jax.tree.map(lambda a: jnp.zeros((slots,) + a.shape[1:], a.dtype), _final(current.state))
 
     def run_until_idle(current: _Lanes, enough: jax.Array) -> _Lanes:
@@ -225,9 +230,10 @@ def _fit_stream(
         fit = fit.at[target].set(following, mode="drop")
         return current, fit, taken + jnp.sum(start, dtype=jnp.int32), final
 
-    taken = jnp.minimum(count, lanes).astype(jnp.int32)
     _, _, _, final = lax.while_loop(
-        lambda carry: jnp.any(carry[1] >= 0), round_, (current, fit, taken, final0)
+        lambda carry: jnp.any(carry[1] >= 0) | (carry[2] < count),
+        round_,
+        (current, fit, jnp.zeros((), jnp.int32), final0),
     )
     slot = jnp.arange(slots, dtype=jnp.int32)
     return _chunk(spec, plan, tables, final, jnp.where(slot < count, index(slot), -1))
