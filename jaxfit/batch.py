@@ -176,9 +176,10 @@ def _fit_stream(
     group: int,
 ) -> Chunk:
     """Fits ``first + j * stride`` for ``j < count`` (``count <= slots``; slot ``j``
-    of the output) streamed through ``lanes`` lanes. All lanes step together until ``group`` of them have stopped; those write
-    their fits out and start the next ``group`` fits; and so on. A fit's arithmetic is
-    the same as in ``_fit_block`` (the same vmapped step), so is its result, bit for bit."""
+    of the output) streamed through ``lanes`` lanes. All lanes step together until
+    ``group`` of them have stopped; those write their fits out and start the next
+    ``group`` fits; and so on. A fit's arithmetic is the same as in ``_fit_block``
+    (the same vmapped step), so is its result, bit for bit."""
 
     def index(j: jax.Array) -> jax.Array:
         return first + j * stride
