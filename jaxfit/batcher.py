@@ -24,6 +24,7 @@ import jax
 import orjson
 
 from jaxfit.config import Config
+from jaxfit.engine import Spec
 from jaxfit.fitting import TRACE_LIMIT, compiled_fit_many, fit_inputs_many
 from jaxfit.problem import precision, spec_of
 from jaxfit.results import fit_result
@@ -43,8 +44,11 @@ class _Pending:
 
 
 def batch_key(config: Config) -> tuple:
-    """What forces a compile: requests with equal keys share one batch."""
-    return (spec_of(config), config.precision, len(config.data.x))
+    """What forces a compile (the ``Spec``, precision, number of observations):
+    requests with equal keys share one batch."""
+    opt = vars(config.train.optimizer)
+    trainable = tuple(config.train.trainable)
+    return (trainable, opt["name"], opt.get("nesterov"), config.precision, len(config.data.x))
 
 
 def _result_config(config: Config) -> dict[str, Any]:
@@ -61,36 +65,59 @@ class FitBatcher:
     """``await batcher.fit(config)`` -> the fit's result as JSON (as ``python -m jaxfit --format json``)."""
 
     def __init__(
-        self, max_batch: int = 64, max_wait_ms: float = 2.0, max_queue: int = 1024, cache_size: int = 32
+        self,
+        max_batch: int = 64,
+        max_wait_ms: float = 2.0,
+        max_queue: int = 1024,
+        cache_size: int = 32,
+        timeout_s: float = 30.0,
     ):
         self.max_batch, self.max_wait_s, self.max_queue = max_batch, max_wait_ms / 1000.0, max_queue
-        self.cache_size = cache_size
+        self.cache_size, self.timeout_s = cache_size, timeout_s
+        # requests in arrival order, so also in deadline order: one timer serves them all
+        self._by_deadline: collections.deque[_Pending] = collections.deque()
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._held: collections.deque[_Pending] = collections.deque()
         self._executables: collections.OrderedDict[tuple, Any] = collections.OrderedDict()
         self.batch_count = self.batch_fits = 0  # batches formed and fits in them (for /metrics)
         self._full = asyncio.Event()  # max_batch requests are waiting
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
 
     @property
     def depth(self) -> int:
         return self._queue.qsize() + len(self._held)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run()), loop.create_task(self._expire())]
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
 
     async def fit(self, config: Config, trace: bool = True) -> bytes:
+        """The fit's JSON; ``QueueFull`` at once when the queue is full, ``TimeoutError``
+        when it is not done within ``timeout_s``."""
         if self.depth >= self.max_queue:
             raise QueueFull
-        future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(config, batch_key(config), future, trace))
+        pending = _Pending(config, batch_key(config), asyncio.get_running_loop().create_future(), trace)
+        self._queue.put_nowait(pending)
+        self._by_deadline.append(pending)
         if self.depth >= self.max_batch:
             self._full.set()
-        return await future
+        return await pending.future
+
+    async def _expire(self, tick: float = 0.05) -> None:
+        """Fail requests older than ``timeout_s`` (checked every ``tick`` seconds)."""
+        while True:
+            await asyncio.sleep(tick)
+            oldest = time.perf_counter() - self.timeout_s
+            while self._by_deadline and (
+                self._by_deadline[0].future.done() or self._by_deadline[0].queued < oldest
+            ):
+                pending = self._by_deadline.popleft()
+                if not pending.future.done():
+                    pending.future.set_exception(TimeoutError())
 
     async def _gather(self, first: _Pending) -> None:
         """Wait until ``max_batch`` requests are waiting or ``first`` has waited
@@ -105,13 +132,16 @@ class FitBatcher:
         loop = asyncio.get_running_loop()
         while True:
             first = self._held.popleft() if self._held else await self._queue.get()
+            if first.future.done():  # timed out while waiting
+                continue
             await self._gather(first)
             group, others = [first], []
             pending = list(self._held)
             self._held.clear()
             while len(group) < self.max_batch and (pending or not self._queue.empty()):
                 item = pending.pop(0) if pending else self._queue.get_nowait()
-                (group if item.key == first.key else others).append(item)
+                if not item.future.done():  # timed out while waiting: not worth a lane
+                    (group if item.key == first.key else others).append(item)
             self._held.extend(others + pending)
             self.batch_count += 1
             self.batch_fits += len(group)
@@ -126,12 +156,12 @@ class FitBatcher:
                 if not p.future.done():
                     p.future.set_result(r)
 
-    def _executable(self, key: tuple, lanes: int, tree: Any) -> Any:
+    def _executable(self, key: tuple, spec: Spec, lanes: int, tree: Any) -> Any:
         ek = (key, lanes)
         if ek in self._executables:
             self._executables.move_to_end(ek)
             return self._executables[ek]
-        fn = compiled_fit_many(key[0], TRACE_LIMIT, tree)
+        fn = compiled_fit_many(spec, TRACE_LIMIT, tree)
         self._executables[ek] = fn
         while len(self._executables) > self.cache_size:
             self._executables.popitem(last=False)
@@ -147,7 +177,8 @@ class FitBatcher:
         configs += [configs[-1]] * (lanes - len(group))  # padding lanes: results dropped
         inputs, tree = fit_inputs_many(configs)
         with precision(configs[0]):
-            outputs = jax.device_get(self._executable(group[0].key, lanes, tree)(*inputs))
+            executable = self._executable(group[0].key, spec_of(configs[0]), lanes, tree)
+            outputs = jax.device_get(executable(*inputs))
         return [
             orjson.dumps(  # plain floats; a non-finite loss becomes null
                 fit_result(_result_config(p.config), {k: v[i] for k, v in outputs.items()}).to_dict(p.trace)

@@ -19,12 +19,13 @@ class Metrics:
         self.compilations = 0
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
-        with self._lock:
-            self.requests[(endpoint, status)] += 1
-            self.latency_sum[endpoint] += seconds
-            self.latency_buckets[endpoint][bisect.bisect_left(BUCKETS, seconds)] += 1
+        """One request (called from the event loop only, as is ``render``: no lock)."""
+        self.requests[(endpoint, status)] += 1
+        self.latency_sum[endpoint] += seconds
+        self.latency_buckets[endpoint][bisect.bisect_left(BUCKETS, seconds)] += 1
 
     def compiled(self, event: str, duration: float, **kwargs: object) -> None:
+        """JAX's compile listener: any thread may compile, hence the lock."""
         if event.endswith("backend_compile_duration"):
             with self._lock:
                 self.compilations += 1

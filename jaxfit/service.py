@@ -101,7 +101,7 @@ def create_app(
 
     metrics = Metrics()
     jax.monitoring.register_event_duration_secs_listener(metrics.compiled)
-    batcher = FitBatcher(max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
+    batcher = FitBatcher(max_batch, max_wait_ms, max_queue, timeout_s=limits.timeout_s)
     batch_lock = asyncio.Lock()
 
     async def read_json(headers: list[tuple[bytes, bytes]], receive: Any) -> Any:
@@ -159,9 +159,11 @@ def create_app(
         query = parse_qs(scope["query_string"].decode("latin-1")) if scope["query_string"] else {}
         trace = query.get("trace", ["true"])[-1].lower() not in ("0", "false", "no")
         try:
-            return await timed(batcher.fit(config, trace))
+            return await batcher.fit(config, trace)  # the batcher keeps the time limit
         except QueueFull:
             raise HTTPError(503, "the fit queue is full; retry shortly", {"Retry-After": "1"}) from None
+        except TimeoutError:
+            raise HTTPError(504, f"the request took longer than {limits.timeout_s:g} s") from None
 
     async def fit_batch_route(request: Request) -> Response:
         config = config_of(await request_json(request))

@@ -181,6 +181,25 @@ def test_queue_full_is_503_with_retry_after():
         s.stop()
 
 
+def test_requests_past_the_time_limit_get_504_and_the_server_carries_on():
+    s = Server("--timeout-s", "0.05", "--max-batch", "1")
+    try:
+
+        async def burst():
+            async with httpx.AsyncClient(timeout=60) as client:
+                cfg = json.dumps({"train": {"learning_rate": 1e-4, "max_steps": 100000, "tolerance": 1e-12}})
+                return await asyncio.gather(*[client.post(s.url + "/v1/fit", content=cfg) for _ in range(80)])
+
+        replies = asyncio.run(burst())
+        codes = [r.status_code for r in replies]
+        assert 504 in codes and set(codes) <= {200, 504}, codes
+        late = next(r for r in replies if r.status_code == 504)
+        assert "longer than 0.05 s" in late.json()["error"]
+        assert post(s, "/v1/fit", {}).json()["status"] == "converged"  # still serving
+    finally:
+        s.stop()
+
+
 def test_token_required_off_loopback_and_checked():
     p = run_jaxfit(
         "serve", "--host", "0.0.0.0", env={k: v for k, v in ENV.items() if k != "JAXFIT_TOKEN"}, timeout=60
