@@ -25,3 +25,23 @@ def test_quick_benchmark_prints_ratios():
     assert p.returncode == 0, p.stderr
     assert "jaxfit/NumPy" in p.stdout and "W1" in p.stdout and "W2" in p.stdout and "x " in p.stdout
     assert "W1 agreement with NumPy (float32): same steps" in p.stdout
+
+
+def test_serve_benchmark_runs_both_servers_and_prints_the_ratio():
+    p = run_jaxfit(
+        "bench",
+        "--serve",
+        "--serve-clients",
+        "8",
+        "--serve-requests",
+        "3",
+        "--serve-rounds",
+        "1",
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    rows = [line.split() for line in p.stdout.splitlines() if line.startswith(("batching", "no batching"))]
+    assert len(rows) == 2 and all(row[-1] == "0" for row in rows)  # no failed request
+    assert "throughput ratio:" in p.stdout and "p99 ms" in p.stdout
+    bad = run_jaxfit("bench", "--serve", "--serve-rounds", "0")
+    assert bad.returncode == 2 and "--serve-rounds" in bad.stderr and "Traceback" not in bad.stderr
