@@ -82,6 +82,8 @@ def test_fit_equals_jaxfit_fit(server):
         {},
         {"params": {"b3": 5.0}, "train": {"learning_rate": 0.05}},
         {"train": {"trainable": ["w3", "b3"]}},
+        {"precision": "float64", "train": {"trainable": ["w1", "b3"], "optimizer": {"name": "adam"}}},
+        {"train": {"optimizer": {"name": "momentum", "nesterov": True}, "learning_rate": 0.02}},
     ):
         r = post(server, "/v1/fit", cfg)
         assert r.status_code == 200, r.text
