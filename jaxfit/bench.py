@@ -475,7 +475,17 @@ def serve_bench(
         )
         return total / count
 
+    def cpu_seconds(proc: subprocess.Popen) -> float | None:
+        """User + system CPU of a server process, all threads (Linux /proc; else None)."""
+        try:
+            with open(f"/proc/{proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
     labels = {"batching (--max-batch 64)": "64", "no batching (--max-batch 1)": "1"}
+    cpu: dict[str, list[float]] = {label: [] for label in labels}
     rates: dict[str, list[float]] = {label: [] for label in labels}
     latencies: dict[str, list[float]] = {label: [] for label in labels}
     failures = dict.fromkeys(labels, 0)
@@ -484,8 +494,12 @@ def serve_bench(
         for label, max_batch in labels.items():
             servers[label] = start("--max-batch", max_batch, "--max-queue", str(clients * 2))
         for _ in range(rounds):  # interleaved, so drift on a shared machine hits both alike
-            for label, (_, url) in servers.items():
+            for label, (proc, url) in servers.items():
+                before = cpu_seconds(proc)
                 seconds, lat, failed = asyncio.run(load(url))
+                after = cpu_seconds(proc)
+                if before is not None and after is not None:
+                    cpu[label].append((after - before) / len(lat))
                 rates[label].append(len(lat) / seconds)
                 latencies[label] += lat
                 failures[label] += failed
@@ -499,8 +513,17 @@ def serve_bench(
     for label in servers:
         lat = sorted(latencies[label])
         median = sorted(rates[label])[len(rates[label]) // 2]
+        per_request = sorted(cpu[label])[len(cpu[label]) // 2] if cpu[label] else None
         rows.append(
-            (label, median, lat[len(lat) // 2], lat[int(len(lat) * 0.99)], batches[label], failures[label])
+            (
+                label,
+                median,
+                lat[len(lat) // 2],
+                lat[int(len(lat) * 0.99)],
+                batches[label],
+                failures[label],
+                per_request,
+            )
         )
     from jaxfit.report import table
 
@@ -509,13 +532,23 @@ def serve_bench(
     )
     print(
         table(
-            ["server", "requests/s", "p50 ms", "p99 ms", "mean batch", "failures"],
+            ["server", "requests/s", "p50 ms", "p99 ms", "mean batch", "failures", "server CPU us/request"],
             [
-                [r[0], f"{r[1]:,.0f}", f"{1e3 * r[2]:.1f}", f"{1e3 * r[3]:.1f}", f"{r[4]:.1f}", r[5]]
+                [
+                    r[0],
+                    f"{r[1]:,.0f}",
+                    f"{1e3 * r[2]:.1f}",
+                    f"{1e3 * r[3]:.1f}",
+                    f"{r[4]:.1f}",
+                    r[5],
+                    "-" if r[6] is None else f"{1e6 * r[6]:.0f}",
+                ]
                 for r in rows
             ],
-            [False, True, True, True, True, True],
+            [False, True, True, True, True, True, True],
         )
     )
     print(f"throughput ratio: {rows[0][1] / rows[1][1]:.1f}x")
+    if rows[0][6] and rows[1][6]:
+        print(f"server CPU per request ratio: {rows[1][6] / rows[0][6]:.1f}x")
     return 0

@@ -41,7 +41,8 @@ def test_serve_benchmark_runs_both_servers_and_prints_the_ratio():
     )
     assert p.returncode == 0, p.stderr
     rows = [line.split() for line in p.stdout.splitlines() if line.startswith(("batching", "no batching"))]
-    assert len(rows) == 2 and all(row[-1] == "0" for row in rows)  # no failed request
+    assert len(rows) == 2 and all(row[-2] == "0" for row in rows)  # no failed request
     assert "throughput ratio:" in p.stdout and "p99 ms" in p.stdout
+    assert "server CPU us/request" in p.stdout
     bad = run_jaxfit("bench", "--serve", "--serve-rounds", "0")
     assert bad.returncode == 2 and "--serve-rounds" in bad.stderr and "Traceback" not in bad.stderr
