@@ -165,16 +165,21 @@ def test_user_errors(server, path, body, status, needle):
     assert needle in r.json()["error"] and "Traceback" not in r.text
 
 
+def slow_burst(server, n):
+    """``n`` concurrent /v1/fit requests, each 100,000 steps long."""
+
+    async def burst():
+        async with httpx.AsyncClient(timeout=60) as client:
+            cfg = json.dumps({"train": {"learning_rate": 1e-4, "max_steps": 100000, "tolerance": 1e-12}})
+            return await asyncio.gather(*[client.post(server.url + "/v1/fit", content=cfg) for _ in range(n)])
+
+    return asyncio.run(burst())
+
+
 def test_queue_full_is_503_with_retry_after():
     s = Server("--max-queue", "1", "--max-wait-ms", "50", "--max-batch", "1")
     try:
-
-        async def burst():
-            async with httpx.AsyncClient(timeout=60) as client:
-                cfg = json.dumps({"train": {"learning_rate": 1e-4, "max_steps": 100000, "tolerance": 1e-12}})
-                return await asyncio.gather(*[client.post(s.url + "/v1/fit", content=cfg) for _ in range(30)])
-
-        replies = asyncio.run(burst())
+        replies = slow_burst(s, 30)
         codes = {r.status_code for r in replies}
         assert codes <= {200, 503} and 503 in codes and 200 in codes
         busy = next(r for r in replies if r.status_code == 503)
@@ -186,13 +191,7 @@ def test_queue_full_is_503_with_retry_after():
 def test_requests_past_the_time_limit_get_504_and_the_server_carries_on():
     s = Server("--timeout-s", "0.05", "--max-batch", "1")
     try:
-
-        async def burst():
-            async with httpx.AsyncClient(timeout=60) as client:
-                cfg = json.dumps({"train": {"learning_rate": 1e-4, "max_steps": 100000, "tolerance": 1e-12}})
-                return await asyncio.gather(*[client.post(s.url + "/v1/fit", content=cfg) for _ in range(80)])
-
-        replies = asyncio.run(burst())
+        replies = slow_burst(s, 80)
         codes = [r.status_code for r in replies]
         assert 504 in codes and set(codes) <= {200, 504}, codes
         late = next(r for r in replies if r.status_code == 504)
