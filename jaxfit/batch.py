@@ -208,7 +208,7 @@ def _fit_stream(
             return jnp.any(running) & (jnp.sum(~running, dtype=jnp.int32) < enough)
 
         def body(state: engine.FitState) -> engine.FitState:
-            return _where(state.status == Status.RUNNING, step(state, frozen, hyper), state)
+            return engine.select_fits(state.status == Status.RUNNING, step(state, frozen, hyper), state)
 
         return current._replace(state=lax.while_loop(more, body, current.state))
 
@@ -238,13 +238,6 @@ def _fit_stream(
     )
     slot = jnp.arange(slots, dtype=jnp.int32)
     return _chunk(spec, plan, tables, final, jnp.where(slot < count, index(slot), -1))
-
-
-def _where(mask: jax.Array, new: object, old: object) -> object:
-    """``new`` where ``mask`` (per lane), else ``old``, leaf by leaf."""
-    return jax.tree.map(
-        lambda n, o: jnp.where(mask.reshape(mask.shape + (1,) * (n.ndim - 1)), n, o), new, old
-    )
 
 
 @functools.cache

@@ -166,6 +166,13 @@ def run_traced(spec: Spec, state: FitState, problem: Problem, trace_limit: int) 
     return lax.while_loop(lambda c: _running(c[0]), body, (state, trace0))
 
 
+def select_fits(mask: jax.Array, new: object, old: object) -> object:
+    """``new`` where ``mask`` (one flag per fit, the leading axis), else ``old``, leaf by leaf."""
+    return jax.tree.map(
+        lambda n, o: jnp.where(mask.reshape(mask.shape + (1,) * (n.ndim - 1)), n, o), new, old
+    )
+
+
 def run_traced_many(
     spec: Spec, state: FitState, problem: Problem, trace_limit: int
 ) -> tuple[FitState, Trace]:
@@ -185,12 +192,7 @@ def run_traced_many(
     def body(carry: tuple[jax.Array, FitState, Trace]) -> tuple[jax.Array, FitState, Trace]:
         k, before, trace = carry
         running = _running(before)
-        after = step_all(before, problem)
-        after = jax.tree.map(
-            lambda new, old: jnp.where(running.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
-            after,
-            before,
-        )
+        after = select_fits(running, step_all(before, problem), before)
         row = Trace(before.params, before.loss, before.grad, after.step_size)
         row = jax.tree.map(lambda v: jnp.where(running, v, jnp.nan), row)
         # Rows past trace_limit are dropped by the scatter.
