@@ -90,7 +90,7 @@ def compiled_fit_many(spec: Spec, trace_limit: int, in_tree: Any) -> Callable[..
 def fit_inputs(config: Config) -> tuple[list[np.ndarray], Any]:
     """The flat inputs of ``compiled_fit`` for ``config`` (host arrays) and their tree."""
     with precision(config):
-        return jax.tree.flatten((initial_params(config), _problem.make_problem(config)))
+        return jax.tree.flatten(_problem.inputs(config))
 
 
 def fit_inputs_many(configs: Sequence[Config]) -> tuple[list[np.ndarray], Any]:

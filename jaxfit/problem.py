@@ -77,13 +77,14 @@ def stacked_inputs(configs: Sequence[Config]) -> tuple[Params, Problem]:
     )
 
 
-def _one(config: Config) -> tuple[Params, Problem]:
+def inputs(config: Config) -> tuple[Params, Problem]:
+    """Initial trainable values and problem of one config (``stacked_inputs`` of one)."""
     return jax.tree.map(lambda a: a.reshape(a.shape[1:]), stacked_inputs([config]))
 
 
 def hyper_of(config: Config) -> Hyper:
     """The config's hyperparameters as scalars of its dtype."""
-    return _one(config)[1].hyper
+    return inputs(config)[1].hyper
 
 
 def make_problem(config: Config) -> Problem:
@@ -91,9 +92,9 @@ def make_problem(config: Config) -> Problem:
 
     For ``precision: float64``, call it with 64-bit JAX enabled (``precision(config)``).
     """
-    return _one(config)[1]
+    return inputs(config)[1]
 
 
 def initial_params(config: Config) -> Params:
     """Starting values of the trainable parameters, by name."""
-    return _one(config)[0]
+    return inputs(config)[0]

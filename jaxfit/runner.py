@@ -13,7 +13,7 @@ from jaxfit import memory
 from jaxfit.batch import Chunk, Layout, Timing, default_layout, run_chunks
 from jaxfit.config import Config, ConfigError, load_config
 from jaxfit.model import PARAM_NAMES
-from jaxfit.problem import dtype_of, hyper_of, make_problem, precision, spec_of
+from jaxfit.problem import dtype_of, make_problem, precision, spec_of
 from jaxfit.results import BatchResult
 from jaxfit.sweep import HYPER_NAMES, plan_of, tables_as
 
@@ -93,10 +93,8 @@ def fit_batch(
     timing: list[Timing] = []
     with precision(config):
         problem = make_problem(config)
-        common = hyper_of(config)
-        run_chunks(
-            spec, plan, tables_as(tables, dtype), common, problem.data, layout, used, ranges, gather, timing
-        )
+        common, data = problem.hyper, problem.data
+        run_chunks(spec, plan, tables_as(tables, dtype), common, data, layout, used, ranges, gather, timing)
     facts = RunFacts(len(used), used[0].device_kind, layout.block_size, *timing[0])
     return assemble(config, store, facts)
 
