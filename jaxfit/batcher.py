@@ -24,7 +24,6 @@ import jax
 import orjson
 
 from jaxfit.config import Config
-from jaxfit.engine import Spec
 from jaxfit.fitting import TRACE_LIMIT, compiled_fit_many, fit_inputs_many
 from jaxfit.problem import precision, spec_of
 from jaxfit.results import fit_result
@@ -46,9 +45,7 @@ class _Pending:
 def batch_key(config: Config) -> tuple:
     """What forces a compile (the ``Spec``, precision, number of observations):
     requests with equal keys share one batch."""
-    opt = vars(config.train.optimizer)
-    trainable = tuple(config.train.trainable)
-    return (trainable, opt["name"], opt.get("nesterov"), config.precision, len(config.data.x))
+    return (spec_of(config), config.precision, len(config.data.x))
 
 
 def _result_config(config: Config) -> dict[str, Any]:
@@ -156,13 +153,12 @@ class FitBatcher:
                 if not p.future.done():
                     p.future.set_result(r)
 
-    def _executable(self, key: tuple, spec: Spec, lanes: int, tree: Any) -> Any:
-        ek = (key, lanes)
-        if ek in self._executables:
-            self._executables.move_to_end(ek)
-            return self._executables[ek]
-        fn = compiled_fit_many(spec, TRACE_LIMIT, tree)
-        self._executables[ek] = fn
+    def _executable(self, key: tuple, tree: Any) -> Any:
+        if key in self._executables:
+            self._executables.move_to_end(key)
+            return self._executables[key]
+        fn = compiled_fit_many(key[0], TRACE_LIMIT, tree)  # every batch has max_batch lanes
+        self._executables[key] = fn
         while len(self._executables) > self.cache_size:
             self._executables.popitem(last=False)
         return fn
@@ -177,7 +173,7 @@ class FitBatcher:
         configs += [configs[-1]] * (lanes - len(group))  # padding lanes: results dropped
         inputs, tree = fit_inputs_many(configs)
         with precision(configs[0]):
-            executable = self._executable(group[0].key, spec_of(configs[0]), lanes, tree)
+            executable = self._executable(group[0].key, tree)
             outputs = jax.device_get(executable(*inputs))
         return [
             orjson.dumps(  # plain floats; a non-finite loss becomes null
