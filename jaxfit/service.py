@@ -143,12 +143,15 @@ def create_app(
             )
         return config
 
+    def too_late() -> HTTPError:
+        return HTTPError(504, f"the request took longer than {limits.timeout_s:g} s")
+
     async def timed(coro: Any) -> Any:
         try:
             async with asyncio.timeout(limits.timeout_s):
                 return await coro
         except TimeoutError:
-            raise HTTPError(504, f"the request took longer than {limits.timeout_s:g} s") from None
+            raise too_late() from None
 
     async def fit(scope: dict, receive: Any) -> bytes:
         """POST /v1/fit -> the response body. The hot path under load, so it runs
@@ -163,7 +166,7 @@ def create_app(
         except QueueFull:
             raise HTTPError(503, "the fit queue is full; retry shortly", {"Retry-After": "1"}) from None
         except TimeoutError:
-            raise HTTPError(504, f"the request took longer than {limits.timeout_s:g} s") from None
+            raise too_late() from None
 
     async def fit_batch_route(request: Request) -> Response:
         config = config_of(await request_json(request))
