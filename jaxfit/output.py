@@ -36,6 +36,8 @@ from jaxfit.status import Status
 CSV_LIMIT = 100_000
 """Batches up to this many fits also get ``fits.csv`` (all get ``fits.npz``)."""
 PART = re.compile(r"^(\d+)-(\d+)\.npz$")
+STATUS_LABELS = np.array([s.label for s in Status])
+"""Status labels indexed by status code."""
 RESULTS_AFFECTING = {"devices", "block_size"}
 """Config fields that never change results (excluded from the config hash)."""
 
@@ -108,10 +110,9 @@ def read_parts(path: Path, config: Config, facts: RunFacts) -> BatchResult:
 
 def per_fit_columns(result: BatchResult) -> dict[str, np.ndarray]:
     """The per-fit table: index, status, steps, loss, learning rate, init and final values."""
-    labels = np.array([s.label for s in Status])
     return {
         "index": np.arange(result.fits),
-        "status": labels[result.status.astype(np.int64)],
+        "status": STATUS_LABELS[result.status.astype(np.int64)],
         "steps": result.steps,
         "loss": result.loss,
         "learning_rate": result.learning_rate,
@@ -164,8 +165,7 @@ def finish(path: Path, config: Config, result: BatchResult, wall_s: float) -> No
     # columnar: status as int8 codes (labels alongside); columns constant across the
     # batch are left out (config.yaml has their value)
     varying = {k: v for k, v in cols.items() if k not in ("index", "status") and v.strides != (0,)}
-    labels = np.array([s.label for s in Status])
-    write_columns(path / "fits.npz", {"status": result.status, "status_labels": labels, **varying})
+    write_columns(path / "fits.npz", {"status": result.status, "status_labels": STATUS_LABELS, **varying})
     if result.fits <= CSV_LIMIT:
         write_csv(path / "fits.csv", cols)
     best = result.best()
