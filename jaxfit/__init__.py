@@ -21,25 +21,25 @@ _EXPORTS = {
     "ConfigError": "jaxfit.config",
     "Config": "jaxfit.config",
     "load_config": "jaxfit.config",
-    "Status": "jaxfit.status",
-    "fit": "jaxfit.fitting",
-    "make_step": "jaxfit.fitting",
-    "make_state": "jaxfit.fitting",
-    "make_problem": "jaxfit.fitting",
-    "fit_batch": "jaxfit.runner",
+    "Status": "jaxfit.core.status",
+    "fit": "jaxfit.single",
+    "make_step": "jaxfit.single",
+    "make_state": "jaxfit.single",
+    "make_problem": "jaxfit.single",
+    "fit_batch": "jaxfit.batch",
     "FitResult": "jaxfit.results",
-    "load_exported": "jaxfit.exported",
-    "export_config": "jaxfit.exported",
+    "load_exported": "jaxfit.export",
+    "export_config": "jaxfit.export",
     "BatchResult": "jaxfit.results",
-    "FitState": "jaxfit.engine",
-    "Problem": "jaxfit.engine",
-    "Spec": "jaxfit.engine",
-    "Hyper": "jaxfit.optim",
-    "Data": "jaxfit.model",
-    "predict": "jaxfit.model",
-    "ssr": "jaxfit.model",
-    "PARAM_NAMES": "jaxfit.seed",
-    "SEED_PARAMS": "jaxfit.seed",
+    "FitState": "jaxfit.core.engine",
+    "Problem": "jaxfit.core.engine",
+    "Spec": "jaxfit.core.engine",
+    "Hyper": "jaxfit.core.optim",
+    "Data": "jaxfit.core.model",
+    "predict": "jaxfit.core.model",
+    "ssr": "jaxfit.core.model",
+    "PARAM_NAMES": "jaxfit.core.example",
+    "SEED_PARAMS": "jaxfit.core.example",
 }
 
 __all__ = [
@@ -68,16 +68,16 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from jaxfit.batch import fit_batch
     from jaxfit.config import Config, ConfigError, load_config
-    from jaxfit.engine import FitState, Problem, Spec
-    from jaxfit.exported import export_config, load_exported
-    from jaxfit.fitting import fit, make_problem, make_state, make_step
-    from jaxfit.model import Data, predict, ssr
-    from jaxfit.optim import Hyper
+    from jaxfit.core.engine import FitState, Problem, Spec
+    from jaxfit.core.example import PARAM_NAMES, SEED_PARAMS
+    from jaxfit.core.model import Data, predict, ssr
+    from jaxfit.core.optim import Hyper
+    from jaxfit.core.status import Status
+    from jaxfit.export import export_config, load_exported
     from jaxfit.results import BatchResult, FitResult
-    from jaxfit.runner import fit_batch
-    from jaxfit.seed import PARAM_NAMES, SEED_PARAMS
-    from jaxfit.status import Status
+    from jaxfit.single import fit, make_problem, make_state, make_step
 
 
 def __getattr__(name: str) -> Any:

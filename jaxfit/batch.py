@@ -1,339 +1,178 @@
-"""Many fits at once: the one place that batches (``vmap``) and shards (``shard_map``).
-
-A batch of N fits runs as a sequence of fixed-shape *chunks* of
-``devices x blocks x block_size`` fits, split over a one-axis device mesh with
-``jax.shard_map``. On each device, either
-
-- *blocks*: its ``blocks`` run one after another (``lax.map``), each a ``vmap`` of
-  the single-fit ``while_loop``, waiting for its own slowest fit; or
-- *streamed* (``Layout.refill``): its fits flow through ``block_size`` lanes that
-  step together; a lane whose fit stops takes the next one, so no lane waits for a
-  slow fit (for fits whose step counts vary widely).
-
-Either way every fit stops on its own with the same arithmetic (results are equal
-bit for bit); no device waits for another (each device's loop is local: no
-collectives); the chunk's shape is fixed, so one compilation serves every batch
-size; fits are generated on the device from their global index (``sweep.draw``),
-and fits past the end of the batch take no step.
-"""
+"""``fit_batch``: run a config's batch on the local devices and gather a ``BatchResult``."""
 
 from __future__ import annotations
 
-import functools
-import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jax import lax
-from jax.sharding import PartitionSpec as P
 
-from jaxfit import engine
-from jaxfit.compiled import executable
-from jaxfit.engine import Problem, Spec
-from jaxfit.model import Data, Params
-from jaxfit.optim import Hyper
-from jaxfit.status import Status
-from jaxfit.sweep import Plan, Tables, draw
-
-AXIS = "fits"
+from jaxfit import memory
+from jaxfit.chunks import Chunk, Layout, Timing, default_layout, run_chunks
+from jaxfit.config import Config, ConfigError, load_config
+from jaxfit.core.model import PARAM_NAMES
+from jaxfit.problem import dtype_of, make_problem, precision, spec_of
+from jaxfit.results import BatchResult
+from jaxfit.sweep import HYPER_NAMES, plan_of, tables_as
 
 
-class Layout(NamedTuple):
-    """How a chunk is laid out (static)."""
+def select_devices(config: Config, devices: int | None = None) -> list[jax.Device]:
+    """The local devices a batch runs on: all of them, or the first ``devices``."""
+    available = jax.local_devices()
+    wanted = devices or config.devices or len(available)
+    if wanted > len(available):
+        raise ConfigError(
+            f"devices: {wanted} requested but only {len(available)} "
+            f"{available[0].platform.upper()} device(s) are visible"
+        )
+    return available[:wanted]
+
+
+def layout_of(config: Config, devices: Sequence[jax.Device], block_size: int | None = None) -> Layout:
+    """Chunk layout for ``devices`` (block size from the argument, the config or the platform)."""
+    return default_layout(
+        devices[0].platform, len(devices), block_size or config.block_size, len(config.train.trainable)
+    )
+
+
+def preflight(
+    config: Config, devices: int | None = None, block_size: int | None = None
+) -> tuple[list[jax.Device], Layout]:
+    """Check, before anything runs or is written, that the devices exist and the
+    batch fits in memory (``ConfigError`` otherwise); returns the devices and layout."""
+    used = select_devices(config, devices)
+    layout = layout_of(config, used, block_size)
+    memory.check(config, layout.chunk, len(plan_of(config)[0].varying()), memory.device_memory(used[0]))
+    return used, layout
+
+
+def fit_batch(
+    config: Config | Mapping[str, Any] | str | Path,
+    *,
+    devices: int | None = None,
+    block_size: int | None = None,
+    ranges: Sequence[tuple[int, int]] | None = None,
+    on_chunk: Callable[[int, Chunk], None] | None = None,
+) -> BatchResult:
+    """Run every fit of the config's ``batch`` (one fit if it has none).
+
+    Args:
+        config: the run's config.
+        devices: use the first ``devices`` local devices (default: config, else all).
+        block_size: fits per vmapped block (default: config, else by platform).
+        ranges: run only these ``[lo, hi)`` fit-index ranges (for resuming or for one
+            process's share); fits outside them are left as ``RUNNING`` with NaN loss.
+        on_chunk: called with ``(first_index, chunk)`` as each chunk reaches the host.
+
+    Returns:
+        a ``BatchResult`` with per-fit arrays in fit-index order.
+
+    Example:
+        >>> r = fit_batch({"batch": {"init": {"b3": {"linspace": [-10, 10, 101]}}}})
+        >>> r.status_counts()["converged"], round(r.minima()[0]["params"]["b3"], 3)
+        (101, 2.609)
+    """
+    config = load_config(config)
+    spec = spec_of(config)
+    n = config.batch.fits if config.batch else 1
+    ranges = [(0, n)] if ranges is None else list(ranges)
+    used, layout = preflight(config, devices, block_size)
+    dtype = dtype_of(config)
+    plan, tables = plan_of(config)
+
+    store = empty_store(config, n, filled=ranges != [(0, n)])
+
+    def gather(first: int, chunk: Chunk) -> None:
+        columns = chunk_columns(chunk)
+        put(store, first, columns)
+        if on_chunk is not None:
+            on_chunk(first, chunk)
+
+    timing: list[Timing] = []
+    with precision(config):
+        problem = make_problem(config)
+        common, data = problem.hyper, problem.data
+        run_chunks(spec, plan, tables_as(tables, dtype), common, data, layout, used, ranges, gather, timing)
+    facts = RunFacts(len(used), used[0].device_kind, layout.block_size, *timing[0])
+    return assemble(config, store, facts)
+
+
+def empty_store(config: Config, n: int, filled: bool = True) -> dict[str, np.ndarray]:
+    """Per-fit columns for ``n`` fits, not yet run (status ``RUNNING``, NaN loss).
+
+    ``filled=False`` leaves them uninitialised, for callers that write every row.
+    """
+    dtype = dtype_of(config)
+    varying = plan_of(config)[0].varying()
+    kinds = {
+        **{f"params.{p}": (dtype, np.nan) for p in config.train.trainable},
+        **{f"init.{q}": (np.int32, 0) if q == "max_steps" else (dtype, np.nan) for q in varying},
+        "loss": (dtype, np.nan),
+        "steps": (np.int32, 0),
+        "status": (np.int8, 0),
+    }
+    if not filled:
+        return {name: np.empty(n, kind) for name, (kind, _) in kinds.items()}
+    return {name: np.full(n, fill, kind) for name, (kind, fill) in kinds.items()}
+
+
+def chunk_columns(chunk: Chunk) -> dict[str, np.ndarray]:
+    """A chunk's per-fit arrays under their store column names."""
+    return {
+        **{f"params.{p}": v for p, v in chunk.params.items()},
+        **{f"init.{q}": v for q, v in chunk.init.items()},
+        "loss": chunk.loss,
+        "steps": chunk.steps,
+        "status": chunk.status,
+    }
+
+
+def put(store: dict[str, np.ndarray], first: int, columns: Mapping[str, np.ndarray]) -> None:
+    """Copy ``columns`` (fits ``first ..``) into ``store``."""
+    for name, values in columns.items():
+        store[name][first : first + len(values)] = values
+
+
+class RunFacts(NamedTuple):
+    """How a batch ran (copied into its ``BatchResult``)."""
 
     devices: int
-    blocks: int
+    device_kind: str
     block_size: int
-    refill: int = 0
-    """0: each block of ``block_size`` fits runs until its slowest fit stops. ``k > 0``:
-    a device's fits stream through ``block_size`` lanes, and whenever ``k`` lanes
-    have stopped they take the next ``k`` fits (lanes do not wait for a slow fit)."""
-
-    @property
-    def chunk(self) -> int:
-        """Fits per compiled call."""
-        return self.devices * self.blocks * self.block_size
-
-
-class Chunk(NamedTuple):
-    """Per-fit outputs of one chunk (host or device arrays, leading axis = fits)."""
-
-    params: Params
-    """Final values of the trainable parameters."""
-    init: dict[str, np.ndarray]
-    """Starting values of the varying quantities (see ``Plan.varying``)."""
-    loss: np.ndarray
-    steps: np.ndarray
-    status: np.ndarray
-
-
-def default_layout(platform: str, devices: int, block_size: int | None = None, trainable: int = 1) -> Layout:
-    """Block size and blocks per call that suit ``platform`` and the fits.
-
-    Fits of one parameter (a convex problem) take similar step counts: blocks of 8192
-    that each run until their slowest fit stops amortise the loop best. Fits of
-    several parameters vary widely (W2: 100 to 5,000 steps), so they stream through
-    128 lanes, refilled 8 at a time, 8192 fits per device per call. Measured on a
-    2-core CPU, W2 (1e4 fits of seven parameters): blocks of 128, 14,600 fits/s;
-    streamed, 20,000 (the same results, bit for bit); W1 (one parameter, 12 steps
-    a fit) streamed would be 2-4x slower than in blocks. A GPU wants far wider blocks
-    to fill its cores.
-    """
-    if platform == "cpu":
-        if trainable == 1:
-            return Layout(devices, 16, block_size or 8192)
-        return Layout(devices, 64, block_size or 128, refill=8)
-    # on a GPU each loop iteration is a few kernel launches: one wide block per call
-    # keeps the launches few (unmeasured here: no GPU was at hand)
-    return Layout(devices, 1, block_size or (1 << 22 if trainable == 1 else 1 << 20))
-
-
-_PER_FIT = ("learning_rate", "tolerance", "max_steps")
-_HYPER_AXES = Hyper(*(0 if f in _PER_FIT else None for f in Hyper._fields))
-
-
-class _Lanes(NamedTuple):
-    """Fits in progress, one per lane: state and per-fit inputs (leading axis = lanes)."""
-
-    state: engine.FitState
-    frozen: Params
-    learning_rate: jax.Array
-    tolerance: jax.Array
-    max_steps: jax.Array
-
-    def problem_axes(self, common: Hyper) -> tuple[Params, Hyper]:
-        return self.frozen, common._replace(
-            learning_rate=self.learning_rate, tolerance=self.tolerance, max_steps=self.max_steps
-        )
-
-
-def _start(spec: Spec, plan: Plan, tables: Tables, common: Hyper, data: Data, index: jax.Array) -> _Lanes:
-    """Initial states of fits ``index`` (shape (B,)); fits at ``index < 0`` take no step."""
-    drawn = draw(plan, tables, index)
-    frozen = {n: v for n, v in drawn.params.items() if n not in spec.trainable}
-    max_steps = jnp.where(index >= 0, drawn.max_steps, 0)
-    hyper = common._replace(learning_rate=drawn.learning_rate, tolerance=drawn.tolerance, max_steps=max_steps)
-
-    def init(params: Params, frozen: Params, hyper: Hyper) -> engine.FitState:
-        return engine.init_state(spec, params, Problem(data, frozen, hyper))
-
-    trainable = {n: drawn.params[n] for n in spec.trainable}
-    state = jax.vmap(init, in_axes=(0, 0, _HYPER_AXES))(trainable, frozen, hyper)
-    return _Lanes(state, frozen, drawn.learning_rate, drawn.tolerance, max_steps)
-
-
-class _Final(NamedTuple):
-    """What a chunk keeps of a finished fit."""
-
-    params: Params
-    loss: jax.Array
-    step: jax.Array
-    status: jax.Array
-
-
-def _chunk(spec: Spec, plan: Plan, tables: Tables, final: _Final, index: jax.Array) -> Chunk:
-    drawn = draw(plan, tables, index)
-    varying = {**drawn.params, **drawn._asdict()}
-    return Chunk(
-        params=final.params,
-        init={q: varying[q] for q in plan.varying()},
-        loss=final.loss,
-        steps=final.step,
-        status=final.status.astype(jnp.int8),
-    )
-
-
-def _final(state: engine.FitState) -> _Final:
-    return _Final(state.params, state.loss, state.step, state.status)
-
-
-def _fit_block(spec: Spec, plan: Plan, tables: Tables, common: Hyper, data: Data, index: jax.Array) -> Chunk:
-    """Fits ``index`` (shape (B,)) as one ``vmap`` of the single-fit loop; fits at
-    ``index < 0`` take no step."""
-    lanes = _start(spec, plan, tables, common, data, index)
-
-    def run(state: engine.FitState, frozen: Params, hyper: Hyper) -> engine.FitState:
-        return engine.run(spec, state, Problem(data, frozen, hyper))
-
-    final = jax.vmap(run, in_axes=(0, 0, _HYPER_AXES))(lanes.state, *lanes.problem_axes(common))
-    return _chunk(spec, plan, tables, _final(final), index)
-
-
-def _fit_stream(
-    spec: Spec,
-    plan: Plan,
-    tables: Tables,
-    common: Hyper,
-    data: Data,
-    first: jax.Array,
-    stride: int,
-    count: jax.Array,
-    slots: int,
-    lanes: int,
-    group: int,
-) -> Chunk:
-    """Fits ``first + j * stride`` for ``j < count`` (``count <= slots``; slot ``j``
-    of the output) streamed through ``lanes`` lanes. All lanes step together until
-    ``group`` of them have stopped; those write their fits out and start the next
-    ``group`` fits; and so on. A fit's arithmetic is the same as in ``_fit_block``
-    (the same vmapped step), so is its result, bit for bit."""
-
-    def index(j: jax.Array) -> jax.Array:
-        return first + j * stride
-
-    # Lanes start idle (stopped, holding no fit) and fill `group` at a time: one
-    # place in the program starts fits, which keeps it small to compile.
-    shapes = jax.eval_shape(
-        lambda index: _start(spec, plan, tables, common, data, index), jnp.zeros(lanes, jnp.int32)
-    )
-    current = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    current = current._replace(state=current.state._replace(status=jnp.full(lanes, Status.MAX_STEPS)))
-    fit = jnp.full(lanes, -1, jnp.int32)  # which of this device's fits each lane holds
-    final0 = jax.tree.map(lambda a: jnp.zeros((slots,) + a.shape[1:], a.dtype), _final(current.state))
-
-    def run_until_idle(current: _Lanes, enough: jax.Array) -> _Lanes:
-        """Step until ``enough`` lanes are idle, or none is running."""
-        frozen, hyper = current.problem_axes(common)
-
-        def one(state: engine.FitState, frozen: Params, hyper: Hyper) -> engine.FitState:
-            return engine.step(spec, state, Problem(data, frozen, hyper))
-
-        step = jax.vmap(one, in_axes=(0, 0, _HYPER_AXES))
-
-        def more(state: engine.FitState) -> jax.Array:
-            running = state.status == Status.RUNNING
-            return jnp.any(running) & (jnp.sum(~running, dtype=jnp.int32) < enough)
-
-        def body(state: engine.FitState) -> engine.FitState:
-            return engine.select_fits(state.status == Status.RUNNING, step(state, frozen, hyper), state)
-
-        return current._replace(state=lax.while_loop(more, body, current.state))
-
-    def round_(carry: tuple) -> tuple:
-        current, fit, taken, final = carry
-        # while fits wait, refill every `group` idle lanes; then run the last ones out
-        current = run_until_idle(current, jnp.where(taken < count, group, lanes + 1))
-        idle = current.state.status != Status.RUNNING
-        done = idle & (fit >= 0)
-        slot = jnp.where(done, fit, slots)  # out of range: dropped
-        final = jax.tree.map(lambda buf, v: buf.at[slot].set(v, mode="drop"), final, _final(current.state))
-        fit = jnp.where(done, -1, fit)
-        # the next fits go to the first `group` idle lanes
-        target = jnp.nonzero(idle, size=group, fill_value=lanes)[0].astype(jnp.int32)
-        following = taken + jnp.arange(group, dtype=jnp.int32)
-        start = (target < lanes) & (following < count)
-        target = jnp.where(start, target, lanes)  # out of range: dropped
-        started = _start(spec, plan, tables, common, data, jnp.where(start, index(following), -1))
-        current = jax.tree.map(lambda buf, v: buf.at[target].set(v, mode="drop"), current, started)
-        fit = fit.at[target].set(following, mode="drop")
-        return current, fit, taken + jnp.sum(start, dtype=jnp.int32), final
-
-    _, _, _, final = lax.while_loop(
-        lambda carry: jnp.any(carry[1] >= 0) | (carry[2] < count),
-        round_,
-        (current, fit, jnp.zeros((), jnp.int32), final0),
-    )
-    slot = jnp.arange(slots, dtype=jnp.int32)
-    return _chunk(spec, plan, tables, final, jnp.where(slot < count, index(slot), -1))
-
-
-@functools.cache
-def compiled_chunk(
-    spec: Spec, plan: Plan, layout: Layout, devices: tuple[jax.Device, ...]
-) -> Callable[..., Chunk]:
-    """``chunk(start, end, tables, common, data) -> Chunk`` for fits ``start .. start+chunk``
-    (fits at or past ``end`` take no step), jitted over a mesh of ``devices``."""
-    per_device = layout.blocks * layout.block_size
-    mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
-
-    def on_device(start, end, tables, common, data):
-        device = lax.axis_index(AXIS)
-        if layout.refill:  # fits dealt round-robin: device d runs start + d + j * devices
-            count = jnp.clip((end - start - device + layout.devices - 1) // layout.devices, 0, per_device)
-            return _fit_stream(
-                spec,
-                plan,
-                tables,
-                common,
-                data,
-                start + device,
-                layout.devices,
-                count,
-                per_device,
-                layout.block_size,
-                min(layout.refill, layout.block_size),
-            )
-        base = start + device * per_device
-        offsets = jnp.arange(layout.block_size, dtype=jnp.int32)
-
-        def block(k: jax.Array) -> Chunk:
-            index = base + k * layout.block_size + offsets
-            return _fit_block(spec, plan, tables, common, data, jnp.where(index < end, index, -1))
-
-        out = lax.map(block, jnp.arange(layout.blocks, dtype=jnp.int32))
-        return jax.tree.map(lambda a: a.reshape((per_device,) + a.shape[2:]), out)
-
-    sharded = jax.shard_map(
-        on_device, mesh=mesh, in_specs=(P(), P(), P(), P(), P()), out_specs=P(AXIS), check_vma=False
-    )
-    return jax.jit(sharded)
-
-
-class Timing(NamedTuple):
     compile_s: float
     run_s: float
 
 
-def run_chunks(
-    spec: Spec,
-    plan: Plan,
-    tables: Tables,
-    common: Hyper,
-    data: Data,
-    layout: Layout,
-    devices: Sequence[jax.Device],
-    ranges: Sequence[tuple[int, int]],
-    on_chunk: Callable[[int, Chunk], None],
-    timing: list[Timing] | None = None,
-) -> None:
-    """Run fits ``[lo, hi)`` for each range, in chunks; ``on_chunk(first_index, host_chunk)``
-    receives each chunk (trimmed to its range) as soon as it is on the host.
+def facts_of(result: BatchResult) -> RunFacts:
+    return RunFacts(*(getattr(result, f) for f in RunFacts._fields))
 
-    Up to two chunks are in flight, so copying one to the host overlaps running the next.
-    """
-    args = (tables, common, data)
-    i32 = np.int32
-    fn = compiled_chunk(spec, plan, layout, tuple(devices))
-    compiled, compile_s = executable(fn, (spec, plan, layout, tuple(devices)), (i32(0), i32(0), *args))
-    t1 = time.perf_counter()
 
-    def starts() -> Iterator[tuple[int, int]]:
-        for lo, hi in ranges:
-            for s in range(lo, hi, layout.chunk):
-                yield s, min(s + layout.chunk, hi)
+def assemble(config: Config, store: Mapping[str, np.ndarray], facts: RunFacts) -> BatchResult:
+    """A ``BatchResult`` from stored columns (``params.P``, ``init.Q``, loss, steps, status)."""
+    dtype = dtype_of(config)
+    spec = spec_of(config)
+    n = len(store["loss"])
+    base = {**config.params.model_dump(), **config.train.model_dump(include=set(HYPER_NAMES))}
 
-    pending: list[tuple[int, int, Chunk]] = []
+    def column(name: str, q: str, kind: type = dtype) -> np.ndarray:
+        if name in store:
+            return store[name]
+        return np.broadcast_to(np.asarray(base[q], kind), (n,))
 
-    def in_order(a: np.ndarray) -> np.ndarray:
-        """A chunk's outputs by fit (streamed chunks come device by device, round-robin)."""
-        if not layout.refill:
-            return a
-        by_device = a.reshape((layout.devices, layout.chunk // layout.devices) + a.shape[1:])
-        return by_device.swapaxes(0, 1).reshape(a.shape)
-
-    def flush() -> None:
-        s, e, out = pending.pop(0)
-        host = jax.tree.map(lambda a: in_order(np.asarray(a))[: e - s], jax.device_get(out))
-        on_chunk(s, host)
-
-    for s, e in starts():
-        pending.append((s, e, compiled(i32(s), i32(e), *args)))
-        if len(pending) > 1:
-            flush()
-    while pending:
-        flush()
-    if timing is not None:
-        timing.append(Timing(compile_s, time.perf_counter() - t1))
+    init = {p: column(f"init.{p}", p) for p in PARAM_NAMES}
+    params = {p: store[f"params.{p}"] if p in spec.trainable else init[p] for p in PARAM_NAMES}
+    return BatchResult(
+        params=params,
+        init=init,
+        loss=store["loss"],
+        steps=store["steps"],
+        status=store["status"],
+        learning_rate=column("init.learning_rate", "learning_rate"),
+        tolerance=column("init.tolerance", "tolerance"),
+        max_steps=column("init.max_steps", "max_steps", np.int32),
+        trainable=spec.trainable,
+        precision=config.precision,
+        **facts._asdict(),
+    )

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from jaxfit.seed import OPTIMIZERS, PARAM_NAMES, SEED_PARAMS, SEED_X, SEED_Y
+from jaxfit.core.example import OPTIMIZERS, PARAM_NAMES, SEED_PARAMS, SEED_X, SEED_Y
 
 MAX_STEPS_LIMIT = 10**9
 """Largest accepted ``train.max_steps``."""

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from jaxfit.atomic import write_atomic
+from jaxfit.core.status import Status
 from jaxfit.results import BatchResult, FitResult
-from jaxfit.rundir import write_atomic
-from jaxfit.status import Status
 
 PINK, BLUE, ORANGE, GREEN = "#e377c2", "#1f77b4", "#ff7f0e", "#2ca02c"
 INSTALL_HINT = 'plotting needs matplotlib: pip install "jaxfit[plot]" (or pip install matplotlib)'

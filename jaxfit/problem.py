@@ -11,9 +11,9 @@ import jax
 import numpy as np
 
 from jaxfit.config import Config, ConfigError
-from jaxfit.engine import Problem, Spec
-from jaxfit.model import PARAM_NAMES, Data, Params
-from jaxfit.optim import Hyper, OptimizerKind
+from jaxfit.core.engine import Problem, Spec
+from jaxfit.core.model import PARAM_NAMES, Data, Params
+from jaxfit.core.optim import Hyper, OptimizerKind
 
 
 def spec_of(config: Config) -> Spec:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxfit.status import Status
+from jaxfit.core.status import Status
 
 
 @dataclasses.dataclass(frozen=True)

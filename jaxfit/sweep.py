@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfit.config import BatchConfig, Config, Linspace, Normal, Uniform, Values
-from jaxfit.model import PARAM_NAMES, Params
+from jaxfit.core.model import PARAM_NAMES, Params
 
 HYPER_NAMES: tuple[str, ...] = ("learning_rate", "tolerance", "max_steps")
 QUANTITIES: tuple[str, ...] = PARAM_NAMES + HYPER_NAMES

@@ -119,7 +119,7 @@ def test_grid_is_a_cartesian_product():
 def test_streamed_lanes_equal_blocks_bit_for_bit():
     # seven parameters from a wide normal: step counts vary widely, some fits hit
     # max_steps, some diverge; streamed lanes must give every fit exactly as blocks do
-    from jaxfit.batch import Layout, run_chunks
+    from jaxfit.chunks import Layout, run_chunks
     from jaxfit.problem import dtype_of, hyper_of, make_problem, precision, spec_of
     from jaxfit.sweep import plan_of, tables_as
 

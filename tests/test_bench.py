@@ -4,7 +4,7 @@ import numpy as np
 import reference as ref
 from conftest import run_jaxfit
 
-from jaxfit.bench import numpy_gd
+from jaxfit.benchmarks.workloads import numpy_gd
 
 
 def test_numpy_peer_matches_the_reference():

@@ -95,7 +95,7 @@ def test_other_optimizers_reach_the_minimum(opt):
 
 def test_long_trace_is_thinned_and_says_so():
     r = jaxfit.fit({"train": {"learning_rate": 1e-4, "max_steps": 1500, "tolerance": 1e-9}})
-    assert r.steps == 1500 and len(r.trace_rows()) == jaxfit.fitting.TRACE_LIMIT
+    assert r.steps == 1500 and len(r.trace_rows()) == jaxfit.single.TRACE_LIMIT
     assert r.to_dict()["trace_complete"] is False
 
 
@@ -185,8 +185,8 @@ def test_larger_data_sets_match_numpy_reference():
 def test_fit_many_equals_solo_fits_row_by_row():
     # one batch mixing early and late convergence, divergence, max_steps and a run
     # longer than the trace: each row must be the solo fit of that config
-    from jaxfit.fitting import compiled_fit, compiled_fit_many, fit_inputs, fit_inputs_many
     from jaxfit.problem import spec_of
+    from jaxfit.single import compiled_fit, compiled_fit_many, fit_inputs, fit_inputs_many
 
     limit = 16
     overrides = [
@@ -219,7 +219,7 @@ def test_fit_many_equals_solo_fits_row_by_row():
 
 
 def test_stacked_inputs_rows_equal_single_inputs():
-    from jaxfit.fitting import fit_inputs, fit_inputs_many
+    from jaxfit.single import fit_inputs, fit_inputs_many
 
     configs = [
         jaxfit.load_config(

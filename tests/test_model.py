@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import reference as ref
 
-from jaxfit.model import PARAM_NAMES, SEED_PARAMS, Data, predict, ssr
+from jaxfit.core.model import PARAM_NAMES, SEED_PARAMS, Data, predict, ssr
 
 DATA = Data(jnp.asarray(ref.X, jnp.float32), jnp.asarray(ref.Y, jnp.float32))
 

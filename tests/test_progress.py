@@ -2,7 +2,7 @@
 
 import io
 
-from jaxfit.progress import Progress
+from jaxfit.cli.progress import Progress
 
 
 class Terminal(io.StringIO):

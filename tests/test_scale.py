@@ -78,7 +78,7 @@ def test_two_processes_on_loopback_equal_one_process(tmp_path):
 
 
 def test_share_covers_every_fit_once():
-    from jaxfit.output import share
+    from jaxfit.rundir import share
 
     n = 1001
     for processes in (1, 2, 3, 7):
@@ -101,7 +101,7 @@ def test_merge_command_refuses_incomplete_and_merges(tmp_path):
 
 CACHE_PROBE = """
 import sys, jax, jax.monitoring as m
-from jaxfit import cache
+from jaxfit.cli import cache
 hits = []
 m.register_event_listener(lambda name, **kw: hits.append(name) if name.endswith("cache_hits") else None)
 cache.enable()
@@ -130,7 +130,7 @@ def test_compilation_cache_is_private_and_reused(tmp_path):
 
 
 def test_cache_tightens_loose_permissions(tmp_path):
-    from jaxfit import cache
+    from jaxfit.cli import cache
 
     loose = tmp_path / "loose"
     loose.mkdir(mode=0o777)
@@ -158,13 +158,13 @@ def test_exported_step_loads_in_a_fresh_process(tmp_path, cfg):
     assert p.returncode == 0, p.stderr
     probe = f"""
 import json, numpy as np, jax
-import jaxfit, jaxfit.engine, jaxfit.model
+import jaxfit, jaxfit.core.engine, jaxfit.core.model
 
 def untouchable(*args, **kwargs):
     raise AssertionError("the model was traced")
 
 # loading and running must not trace the model
-jaxfit.model.ssr = jaxfit.model.predict = jaxfit.engine.ssr = untouchable
+jaxfit.core.model.ssr = jaxfit.core.model.predict = jaxfit.core.engine.ssr = untouchable
 e = jaxfit.load_exported({str(path)!r})
 p = e.problem(); s = e.init(p)
 for _ in range(7):

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 
 import jaxfit
-from jaxfit.batch import compiled_chunk, default_layout
+from jaxfit.chunks import compiled_chunk, default_layout
 from jaxfit.problem import hyper_of, make_problem, spec_of
 from jaxfit.sweep import plan_of, tables_as
 

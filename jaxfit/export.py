@@ -30,12 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfit.config import Config, ConfigError, load_config
-from jaxfit.engine import FitState, Problem, Spec, opt_state_tree, state_from_dict, state_to_dict
-from jaxfit.engine import init_state as _init_state
-from jaxfit.engine import run as _run
-from jaxfit.engine import step as _step
-from jaxfit.model import PARAM_NAMES, Data
-from jaxfit.optim import Hyper
+from jaxfit.core.engine import FitState, Problem, Spec, opt_state_tree, state_from_dict, state_to_dict
+from jaxfit.core.engine import init_state as _init_state
+from jaxfit.core.engine import run as _run
+from jaxfit.core.engine import step as _step
+from jaxfit.core.model import PARAM_NAMES, Data
+from jaxfit.core.optim import Hyper
 from jaxfit.problem import dtype_of, hyper_of, make_problem, precision, spec_of
 
 PLATFORMS = ("cpu", "cuda")
@@ -116,7 +116,7 @@ def export_config(config: Config | Mapping[str, Any] | str | Path, path: Path) -
         z.writestr("manifest.json", json.dumps(manifest, indent=2))
         for name, blob in blobs.items():
             z.writestr(f"{name}.bin", bytes(blob))
-    from jaxfit.rundir import write_atomic
+    from jaxfit.atomic import write_atomic
 
     write_atomic(Path(path), buf.getvalue())
     return len(buf.getvalue())

@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jaxfit.model import Data, Params, ssr
-from jaxfit.optim import Hyper, OptimizerKind, make_optimizer
-from jaxfit.status import Status
+from jaxfit.core.model import Data, Params, ssr
+from jaxfit.core.optim import Hyper, OptimizerKind, make_optimizer
+from jaxfit.core.status import Status
 
 
 class Spec(NamedTuple):

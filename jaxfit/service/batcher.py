@@ -24,9 +24,9 @@ import jax
 import orjson
 
 from jaxfit.config import Config
-from jaxfit.fitting import TRACE_LIMIT, compiled_fit_many, fit_inputs_many
 from jaxfit.problem import precision, spec_of
 from jaxfit.results import fit_result
+from jaxfit.single import TRACE_LIMIT, compiled_fit_many, fit_inputs_many
 
 
 class QueueFull(Exception):

@@ -17,12 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfit import engine
 from jaxfit import problem as _problem
-from jaxfit.compiled import executable
+from jaxfit.aot import executable
 from jaxfit.config import Config, load_config
-from jaxfit.engine import FitState, Problem, Spec
-from jaxfit.model import Params
+from jaxfit.core import engine
+from jaxfit.core.engine import FitState, Problem, Spec
+from jaxfit.core.model import Params
 from jaxfit.problem import initial_params, precision, spec_of
 from jaxfit.results import FitResult, fit_result
 

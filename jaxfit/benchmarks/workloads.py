@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxfit.seed import PARAM_NAMES, SEED_X, SEED_Y
+from jaxfit.core.example import PARAM_NAMES, SEED_X, SEED_Y
 
 CONVERGED, MAX_STEPS, DIVERGED = 1, 2, 3
 
@@ -237,7 +237,7 @@ def run_workload(
     max_steps: int,
     scipy_n: int,
 ) -> dict[str, Any]:
-    from jaxfit.runner import fit_batch
+    from jaxfit.batch import fit_batch
 
     first = fit_batch(cfg)  # compiles
     t_jax, res = _timed(lambda: fit_batch(cfg))
@@ -271,7 +271,7 @@ def run_workload(
 
 
 def w2_float64_agreement(n: int) -> dict[str, float]:
-    from jaxfit.runner import fit_batch
+    from jaxfit.batch import fit_batch
 
     res = fit_batch(w2_config(n, "float64"))
     _p, loss, steps, status = numpy_gd(_inits(res), PARAM_NAMES, 0.05, 1e-5, 5000, np.float64)
@@ -317,8 +317,8 @@ def main(argv: Sequence[str]) -> int:
     os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count() or 1))
     import jax
 
+    from jaxfit.batch import fit_batch
     from jaxfit.report import table
-    from jaxfit.runner import fit_batch
 
     dev = jax.local_devices()
     print(

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxfit.seed import PARAM_NAMES, SEED_PARAMS, SEED_X, SEED_Y
+from jaxfit.core.example import PARAM_NAMES, SEED_PARAMS, SEED_X, SEED_Y
 
 __all__ = ["PARAM_NAMES", "SEED_PARAMS", "SEED_X", "SEED_Y", "Data", "Params", "predict", "ssr"]
 

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxfit import __version__, cache
+from jaxfit import __version__
+from jaxfit.cli import cache
 
 FORMAT = 1
 
@@ -103,7 +104,7 @@ def save(
             return False
     except Exception:  # e.g. an executable that came from JAX's cache cannot be re-serialised
         return False
-    from jaxfit.rundir import write_atomic
+    from jaxfit.atomic import write_atomic
 
     cache.private_dir(entry.parent)
     cache.private_dir(entry)

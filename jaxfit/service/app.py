@@ -73,13 +73,13 @@ def create_app(
     from starlette.responses import HTMLResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
-    from jaxfit.batcher import FitBatcher, QueueFull
+    from jaxfit.batch import fit_batch
     from jaxfit.config import Config, ConfigError, json_schema, load_config
-    from jaxfit.engine import opt_state_tree, state_from_dict, state_to_dict
-    from jaxfit.fitting import make_state, make_step
-    from jaxfit.metrics import Metrics
+    from jaxfit.core.engine import opt_state_tree, state_from_dict, state_to_dict
     from jaxfit.problem import dtype_of, make_problem, precision, spec_of
-    from jaxfit.runner import fit_batch
+    from jaxfit.service.batcher import FitBatcher, QueueFull
+    from jaxfit.service.metrics import Metrics
+    from jaxfit.single import make_state, make_step
 
     class JSONResponse(Response):
         """Strict JSON: non-finite numbers (a diverged fit's loss) as null."""
@@ -264,7 +264,7 @@ def create_app(
 
     async def page(request: Request) -> Response:
         return HTMLResponse(
-            resources.files("jaxfit").joinpath("static/index.html").read_text(encoding="utf-8")
+            resources.files("jaxfit.service").joinpath("static/index.html").read_text(encoding="utf-8")
         )
 
     routes = [

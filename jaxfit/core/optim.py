@@ -12,7 +12,7 @@ from typing import NamedTuple
 import jax
 import optax
 
-from jaxfit.seed import OPTIMIZERS
+from jaxfit.core.example import OPTIMIZERS
 
 
 class OptimizerKind(NamedTuple):

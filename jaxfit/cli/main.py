@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from jaxfit.jsonout import dumps
 
 if TYPE_CHECKING:  # imported lazily at run time: start-up cost
-    from jaxfit.batch import Chunk
+    from jaxfit.chunks import Chunk
     from jaxfit.config import Config
     from jaxfit.results import FitResult
 
@@ -99,8 +99,8 @@ def _configure_jax(args: argparse.Namespace, batch: bool) -> None:
     if batch:
         os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count() or 1))
     if batch and not args.no_cache:
-        # single fits keep their own whole executable instead (see jaxfit.warm)
-        from jaxfit import cache
+        # single fits keep their own whole executable instead (see jaxfit.cli.warm)
+        from jaxfit.cli import cache
 
         try:
             cache.enable()
@@ -115,8 +115,8 @@ def _configure_jax(args: argparse.Namespace, batch: bool) -> None:
 
 
 def _print_fit(args: argparse.Namespace, result: FitResult, config: dict[str, Any], source: str) -> int:
+    from jaxfit.core.status import Status
     from jaxfit.report import fit_csv, fit_text
-    from jaxfit.status import Status
 
     if args.format == "json":
         print(dumps(result.to_dict()))
@@ -136,7 +136,7 @@ def _warm_digest(args: argparse.Namespace) -> str | None:
     warm start off, or the config file unreadable — ``load_config`` then says why)."""
     if args.no_cache or args.distributed:
         return None
-    from jaxfit import warm
+    from jaxfit.cli import warm
 
     return warm.key(args.config, args.overrides)
 
@@ -145,7 +145,7 @@ def _warm_fit(args: argparse.Namespace, digest: str | None, source: str) -> int 
     """The warm start: a single fit seen before, from its saved executable (None: not warm)."""
     if digest is None or args.output or args.plot:
         return None
-    from jaxfit import warm
+    from jaxfit.cli import warm
 
     saved = warm.load(digest)
     if saved is None:
@@ -157,8 +157,8 @@ def _warm_fit(args: argparse.Namespace, digest: str | None, source: str) -> int 
 
 
 def _fit_single(args: argparse.Namespace, config: Config, source: str, digest: str | None) -> int:
-    from jaxfit.fitting import fit_and_executable
     from jaxfit.report import fit_csv
+    from jaxfit.single import fit_and_executable
 
     result, compiled, inputs, outputs = fit_and_executable(config)
     plain = config.model_dump(mode="json")
@@ -168,9 +168,9 @@ def _fit_single(args: argparse.Namespace, config: Config, source: str, digest: s
 
         _report_plots(fit_plots(result, plain, args.plot, args.plot_format))
     if args.output:
+        from jaxfit.atomic import write_atomic, write_json
         from jaxfit.config import dump_yaml
-        from jaxfit.output import environment
-        from jaxfit.rundir import write_atomic, write_json
+        from jaxfit.rundir import environment
 
         write_atomic(args.output / "config.yaml", dump_yaml(config))
         write_atomic(args.output / "trace.csv", fit_csv(result))
@@ -180,7 +180,7 @@ def _fit_single(args: argparse.Namespace, config: Config, source: str, digest: s
             environment(precision=config.precision, compile_s=result.compile_s, run_s=result.run_s),
         )
     if digest is not None:
-        from jaxfit import warm
+        from jaxfit.cli import warm
 
         warm.save(digest, plain, compiled, inputs, outputs)
     return code
@@ -189,18 +189,18 @@ def _fit_single(args: argparse.Namespace, config: Config, source: str, digest: s
 def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
     import time
 
-    from jaxfit import output
-    from jaxfit.progress import Progress
+    from jaxfit import rundir
+    from jaxfit.batch import chunk_columns, facts_of, fit_batch
+    from jaxfit.cli.progress import Progress
     from jaxfit.report import batch_text
-    from jaxfit.runner import chunk_columns, facts_of, fit_batch
 
     t0 = time.perf_counter()
     n = config.batch.fits
-    ranges = output.start(args.output, config, args.resume) if args.output else [(0, n)]
+    ranges = rundir.start(args.output, config, args.resume) if args.output else [(0, n)]
     if args.distributed:
         import jax
 
-        ranges = output.share(ranges, n, jax.process_index(), jax.process_count())
+        ranges = rundir.share(ranges, n, jax.process_index(), jax.process_count())
     if args.output and not ranges:
         print(f"jaxfit: {args.output} is already complete; its summary:", file=sys.stderr)
         sys.stdout.write((args.output / "summary.json").read_text())
@@ -212,7 +212,7 @@ def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
     def on_chunk(first: int, chunk: Chunk) -> None:
         nonlocal done
         if args.output:
-            output.write_part(args.output, first, chunk_columns(chunk))
+            rundir.write_part(args.output, first, chunk_columns(chunk))
         done += len(chunk.loss)
         progress.update(done)
 
@@ -248,7 +248,7 @@ def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
                 file=sys.stderr,
             )
             return 0
-        if not output.wait_complete(args.output, n, args.merge_timeout):
+        if not rundir.wait_complete(args.output, n, args.merge_timeout):
             print(
                 f"jaxfit: error: parts of {args.output} are still missing after {args.merge_timeout:.0f} s; merge later with: python -m jaxfit merge {args.output}",
                 file=sys.stderr,
@@ -256,8 +256,8 @@ def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
             return USER_ERROR
     if args.output:
         if ranges != [(0, n)]:  # some fits came from an earlier run or another process
-            result = output.read_parts(args.output, config, facts_of(result))
-        output.finish(args.output, config, result, time.perf_counter() - t0)
+            result = rundir.read_parts(args.output, config, facts_of(result))
+        rundir.finish(args.output, config, result, time.perf_counter() - t0)
     summary = result.summary()
     if args.plot:
         from jaxfit.plots import batch_plots
@@ -266,8 +266,8 @@ def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
     if args.format == "json":
         print(dumps(summary))
     elif args.format == "csv":
-        from jaxfit.output import per_fit_columns
         from jaxfit.report import csv_text
+        from jaxfit.rundir import per_fit_columns
 
         sys.stdout.write(csv_text(per_fit_columns(result)))
     else:
@@ -325,7 +325,7 @@ def run(argv: Sequence[str]) -> int:
     if args.distributed and (config.batch is None or not args.output):
         raise UsageError("--distributed needs a batch config and a shared --output DIR")
     if args.output:
-        from jaxfit.rundir import check_output, prepare
+        from jaxfit.atomic import check_output, prepare
 
         check_output(args.output, args.overwrite, args.resume)
         if args.distributed:
@@ -334,7 +334,7 @@ def run(argv: Sequence[str]) -> int:
             prepare(args.output, args.overwrite, args.resume)
     _configure_jax(args, config.batch is not None)
     if config.batch is not None:
-        from jaxfit.runner import preflight
+        from jaxfit.batch import preflight
 
         preflight(config, args.devices)  # devices and memory, before anything is written
     if args.output and not args.distributed:
@@ -355,7 +355,7 @@ def schema(argv: Sequence[str]) -> int:
 
 
 def bench(argv: Sequence[str]) -> int:
-    from jaxfit.bench import main as bench_main
+    from jaxfit.benchmarks.workloads import main as bench_main
 
     return bench_main(argv)
 
@@ -368,9 +368,9 @@ def merge(argv: Sequence[str]) -> int:
     ap.add_argument("output", type=Path, help="the run directory")
     ap.add_argument("--format", choices=("text", "json"), default="text")
     args = ap.parse_args(argv)
-    from jaxfit import output
+    from jaxfit import rundir
+    from jaxfit.batch import RunFacts
     from jaxfit.report import batch_text
-    from jaxfit.runner import RunFacts
 
     if not (args.output / "manifest.json").exists():
         raise UsageError(f"{args.output}: not a jaxfit batch run directory (no manifest.json)")
@@ -378,7 +378,7 @@ def merge(argv: Sequence[str]) -> int:
 
     config = load_config(args.output / "config.yaml")
     n = config.batch.fits if config.batch else 1
-    gaps = output.missing(args.output, n)
+    gaps = rundir.missing(args.output, n)
     if gaps and not (args.output / "summary.json").exists():
         todo = sum(hi - lo for lo, hi in gaps)
         raise UsageError(
@@ -387,8 +387,8 @@ def merge(argv: Sequence[str]) -> int:
     if (args.output / "summary.json").exists():
         sys.stdout.write((args.output / "summary.json").read_text())
         return 0
-    result = output.read_parts(args.output, config, RunFacts(0, "", 0, 0.0, 0.0))
-    output.finish(args.output, config, result, 0.0)
+    result = rundir.read_parts(args.output, config, RunFacts(0, "", 0, 0.0, 0.0))
+    rundir.finish(args.output, config, result, 0.0)
     print(dumps(result.summary()) if args.format == "json" else batch_text(result, str(args.output)))
     return 0
 
@@ -403,7 +403,7 @@ def export(argv: Sequence[str]) -> int:
     ap.add_argument("--output", "-o", type=Path, required=True, help="file to write, e.g. step.jaxexport")
     args = ap.parse_args(argv)
     from jaxfit.config import load_config
-    from jaxfit.exported import export_config
+    from jaxfit.export import export_config
 
     config = load_config(args.config, args.overrides)
 
@@ -436,13 +436,13 @@ def plot(argv: Sequence[str]) -> int:
 
 
 def serve(argv: Sequence[str]) -> int:
-    from jaxfit.service import serve as serve_main
+    from jaxfit.service.app import serve as serve_main
 
     return serve_main(list(argv))
 
 
 def startup(argv: Sequence[str]) -> int:
-    from jaxfit.startup import main as startup_main
+    from jaxfit.benchmarks.startup import main as startup_main
 
     return startup_main(argv)
 
