@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "ConfigError": "jaxfit.config",
+    "JaxfitError": "jaxfit.errors",
+    "ConfigError": "jaxfit.errors",
+    "RunDirError": "jaxfit.errors",
+    "ExportError": "jaxfit.errors",
+    "ResourceError": "jaxfit.errors",
+    "ConfigLike": "jaxfit.config",
     "Config": "jaxfit.config",
     "load_config": "jaxfit.config",
     "Status": "jaxfit.core.status",
@@ -46,6 +51,11 @@ __all__ = [
     "BatchResult",
     "Config",
     "ConfigError",
+    "ConfigLike",
+    "ExportError",
+    "JaxfitError",
+    "ResourceError",
+    "RunDirError",
     "Data",
     "FitResult",
     "FitState",
@@ -69,12 +79,13 @@ __all__ = [
 
 if TYPE_CHECKING:
     from jaxfit.batch import fit_batch
-    from jaxfit.config import Config, ConfigError, load_config
+    from jaxfit.config import Config, ConfigLike, load_config
     from jaxfit.core.engine import FitState, Problem, Spec
     from jaxfit.core.example import PARAM_NAMES, SEED_PARAMS
     from jaxfit.core.model import Data, predict, ssr
     from jaxfit.core.optim import Hyper
     from jaxfit.core.status import Status
+    from jaxfit.errors import ConfigError, ExportError, JaxfitError, ResourceError, RunDirError
     from jaxfit.export import export_config, load_exported
     from jaxfit.results import BatchResult, FitResult
     from jaxfit.single import fit, make_problem, make_state, make_step

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import numpy as np
 
 from jaxfit import memory
-from jaxfit.chunks import Chunk, Layout, Timing, default_layout, run_chunks
-from jaxfit.config import Config, ConfigError, load_config
+from jaxfit.chunks import Chunk, Inputs, Layout, Program, Timing, default_layout, run_chunks
+from jaxfit.config import Config, ConfigLike, load_config
 from jaxfit.core.model import PARAM_NAMES
-from jaxfit.problem import dtype_of, make_problem, precision, spec_of
+from jaxfit.errors import ResourceError
+from jaxfit.problem import dtype_of, plan_of, precision, problem_of, spec_of
 from jaxfit.results import BatchResult
-from jaxfit.sweep import HYPER_NAMES, plan_of, tables_as
+from jaxfit.sweep import HYPER_NAMES, Plan, tables_as
 
 
 def select_devices(config: Config, devices: int | None = None) -> list[jax.Device]:
@@ -23,7 +23,7 @@ def select_devices(config: Config, devices: int | None = None) -> list[jax.Devic
     available = jax.local_devices()
     wanted = devices or config.devices or len(available)
     if wanted > len(available):
-        raise ConfigError(
+        raise ResourceError(
             f"devices: {wanted} requested but only {len(available)} "
             f"{available[0].platform.upper()} device(s) are visible"
         )
@@ -38,18 +38,19 @@ def layout_of(config: Config, devices: Sequence[jax.Device], block_size: int | N
 
 
 def preflight(
-    config: Config, devices: int | None = None, block_size: int | None = None
+    config: Config, devices: int | None = None, block_size: int | None = None, *, plan: Plan | None = None
 ) -> tuple[list[jax.Device], Layout]:
     """Check, before anything runs or is written, that the devices exist and the
-    batch fits in memory (``ConfigError`` otherwise); returns the devices and layout."""
+    batch fits in memory (``ResourceError`` otherwise); returns the devices and layout."""
     used = select_devices(config, devices)
     layout = layout_of(config, used, block_size)
-    memory.check(config, layout.chunk, len(plan_of(config)[0].varying()), memory.device_memory(used[0]))
+    varying = (plan or plan_of(config)[0]).varying()
+    memory.check(config, layout.chunk, len(varying), memory.device_memory(used[0]))
     return used, layout
 
 
 def fit_batch(
-    config: Config | Mapping[str, Any] | str | Path,
+    config: ConfigLike,
     *,
     devices: int | None = None,
     block_size: int | None = None,
@@ -78,11 +79,10 @@ def fit_batch(
     spec = spec_of(config)
     n = config.batch.fits if config.batch else 1
     ranges = [(0, n)] if ranges is None else list(ranges)
-    used, layout = preflight(config, devices, block_size)
-    dtype = dtype_of(config)
     plan, tables = plan_of(config)
-
-    store = empty_store(config, n, filled=ranges != [(0, n)])
+    used, layout = preflight(config, devices, block_size, plan=plan)
+    dtype = dtype_of(config)
+    store = empty_store(config, n, plan.varying(), filled=ranges != [(0, n)])
 
     def gather(first: int, chunk: Chunk) -> None:
         columns = chunk_columns(chunk)
@@ -92,20 +92,30 @@ def fit_batch(
 
     timing: list[Timing] = []
     with precision(config):
-        problem = make_problem(config)
-        common, data = problem.hyper, problem.data
-        run_chunks(spec, plan, tables_as(tables, dtype), common, data, layout, used, ranges, gather, timing)
+        problem = problem_of(config)
+        inputs = Inputs(tables_as(tables, dtype), problem.hyper, problem.data)
+        run_chunks(
+            Program(spec, plan),
+            inputs,
+            layout=layout,
+            devices=used,
+            ranges=ranges,
+            on_chunk=gather,
+            timing=timing,
+        )
     facts = RunFacts(len(used), used[0].device_kind, layout.block_size, *timing[0])
     return assemble(config, store, facts)
 
 
-def empty_store(config: Config, n: int, filled: bool = True) -> dict[str, np.ndarray]:
-    """Per-fit columns for ``n`` fits, not yet run (status ``RUNNING``, NaN loss).
+def empty_store(
+    config: Config, n: int, varying: Sequence[str], *, filled: bool = True
+) -> dict[str, np.ndarray]:
+    """Per-fit columns for ``n`` fits, not yet run (status ``RUNNING``, NaN loss);
+    ``varying`` names the quantities that differ between fits (``Plan.varying``).
 
     ``filled=False`` leaves them uninitialised, for callers that write every row.
     """
     dtype = dtype_of(config)
-    varying = plan_of(config)[0].varying()
     kinds = {
         **{f"params.{p}": (dtype, np.nan) for p in config.train.trainable},
         **{f"init.{q}": (np.int32, 0) if q == "max_steps" else (dtype, np.nan) for q in varying},

@@ -73,22 +73,37 @@ class Chunk(NamedTuple):
 def default_layout(platform: str, devices: int, block_size: int | None = None, trainable: int = 1) -> Layout:
     """Block size and blocks per call that suit ``platform`` and the fits.
 
-    Fits of one parameter (a convex problem) take similar step counts: blocks of 8192
-    that each run until their slowest fit stops amortise the loop best. Fits of
-    several parameters vary widely (W2: 100 to 5,000 steps), so they stream through
-    128 lanes, refilled 8 at a time, 8192 fits per device per call. Measured on a
-    2-core CPU, W2 (1e4 fits of seven parameters): blocks of 128, 14,600 fits/s;
-    streamed, 20,000 (the same results, bit for bit); W1 (one parameter, 12 steps
-    a fit) streamed would be 2-4x slower than in blocks. A GPU wants far wider blocks
-    to fill its cores.
+    On CPU, fits of one parameter (a convex problem) take similar step counts: blocks
+    of 8192, each running until its slowest fit stops, amortise the loop best. Fits of
+    several parameters vary widely in step count, so they stream through 128 lanes,
+    refilled 8 at a time, 8192 fits per device per call (README, "Performance", has
+    the figures). A GPU wants far wider blocks to fill its cores.
     """
     if platform == "cpu":
         if trainable == 1:
             return Layout(devices, 16, block_size or 8192)
         return Layout(devices, 64, block_size or 128, refill=8)
     # on a GPU each loop iteration is a few kernel launches: one wide block per call
-    # keeps the launches few (unmeasured here: no GPU was at hand)
+    # keeps the launches few
     return Layout(devices, 1, block_size or (1 << 22 if trainable == 1 else 1 << 20))
+
+
+class Program(NamedTuple):
+    """What a chunk's program is built from (static, hashable): the fit's ``Spec`` and
+    the batch's ``Plan``."""
+
+    spec: Spec
+    plan: Plan
+
+
+class Inputs(NamedTuple):
+    """The traced inputs every fit of a batch shares."""
+
+    tables: Tables
+    """The numbers behind the plan (``sweep.Tables``)."""
+    common: Hyper
+    """Hyperparameters that are the same for every fit (per-fit ones come from the tables)."""
+    data: Data
 
 
 _PER_FIT = ("learning_rate", "tolerance", "max_steps")
@@ -110,9 +125,10 @@ class _Lanes(NamedTuple):
         )
 
 
-def _start(spec: Spec, plan: Plan, tables: Tables, common: Hyper, data: Data, index: jax.Array) -> _Lanes:
+def _start(program: Program, inputs: Inputs, index: jax.Array) -> _Lanes:
     """Initial states of fits ``index`` (shape (B,)); fits at ``index < 0`` take no step."""
-    drawn = draw(plan, tables, index)
+    spec, (_, common, data) = program.spec, inputs
+    drawn = draw(program.plan, inputs.tables, index)
     frozen = {n: v for n, v in drawn.params.items() if n not in spec.trainable}
     max_steps = jnp.where(index >= 0, drawn.max_steps, 0)
     hyper = common._replace(learning_rate=drawn.learning_rate, tolerance=drawn.tolerance, max_steps=max_steps)
@@ -134,12 +150,12 @@ class _Final(NamedTuple):
     status: jax.Array
 
 
-def _chunk(spec: Spec, plan: Plan, tables: Tables, final: _Final, index: jax.Array) -> Chunk:
-    drawn = draw(plan, tables, index)
+def _chunk(program: Program, inputs: Inputs, final: _Final, index: jax.Array) -> Chunk:
+    drawn = draw(program.plan, inputs.tables, index)
     varying = {**drawn.params, **drawn._asdict()}
     return Chunk(
         params=final.params,
-        init={q: varying[q] for q in plan.varying()},
+        init={q: varying[q] for q in program.plan.varying()},
         loss=final.loss,
         steps=final.step,
         status=final.status.astype(jnp.int8),
@@ -150,24 +166,22 @@ def _final(state: engine.FitState) -> _Final:
     return _Final(state.params, state.loss, state.step, state.status)
 
 
-def _fit_block(spec: Spec, plan: Plan, tables: Tables, common: Hyper, data: Data, index: jax.Array) -> Chunk:
+def _fit_block(program: Program, inputs: Inputs, index: jax.Array) -> Chunk:
     """Fits ``index`` (shape (B,)) as one ``vmap`` of the single-fit loop; fits at
     ``index < 0`` take no step."""
-    lanes = _start(spec, plan, tables, common, data, index)
+    lanes = _start(program, inputs, index)
 
     def run(state: engine.FitState, frozen: Params, hyper: Hyper) -> engine.FitState:
-        return engine.run(spec, state, Problem(data, frozen, hyper))
+        return engine.run(program.spec, state, Problem(inputs.data, frozen, hyper))
 
-    final = jax.vmap(run, in_axes=(0, 0, _HYPER_AXES))(lanes.state, *lanes.problem_axes(common))
-    return _chunk(spec, plan, tables, _final(final), index)
+    final = jax.vmap(run, in_axes=(0, 0, _HYPER_AXES))(lanes.state, *lanes.problem_axes(inputs.common))
+    return _chunk(program, inputs, _final(final), index)
 
 
 def _fit_stream(
-    spec: Spec,
-    plan: Plan,
-    tables: Tables,
-    common: Hyper,
-    data: Data,
+    program: Program,
+    inputs: Inputs,
+    *,
     first: jax.Array,
     stride: int,
     count: jax.Array,
@@ -181,14 +195,14 @@ def _fit_stream(
     ``group`` fits; and so on. A fit's arithmetic is the same as in ``_fit_block``
     (the same vmapped step), so is its result, bit for bit."""
 
+    spec, common, data = program.spec, inputs.common, inputs.data
+
     def index(j: jax.Array) -> jax.Array:
         return first + j * stride
 
     # Lanes start idle (stopped, holding no fit) and fill `group` at a time: one
     # place in the program starts fits, which keeps it small to compile.
-    shapes = jax.eval_shape(
-        lambda index: _start(spec, plan, tables, common, data, index), jnp.zeros(lanes, jnp.int32)
-    )
+    shapes = jax.eval_shape(lambda index: _start(program, inputs, index), jnp.zeros(lanes, jnp.int32))
     current = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     current = current._replace(state=current.state._replace(status=jnp.full(lanes, Status.MAX_STEPS)))
     fit = jnp.full(lanes, -1, jnp.int32)  # which of this device's fits each lane holds
@@ -226,7 +240,7 @@ def _fit_stream(
         following = taken + jnp.arange(group, dtype=jnp.int32)
         start = (target < lanes) & (following < count)
         target = jnp.where(start, target, lanes)  # out of range: dropped
-        started = _start(spec, plan, tables, common, data, jnp.where(start, index(following), -1))
+        started = _start(program, inputs, jnp.where(start, index(following), -1))
         current = jax.tree.map(lambda buf, v: buf.at[target].set(v, mode="drop"), current, started)
         fit = fit.at[target].set(following, mode="drop")
         return current, fit, taken + jnp.sum(start, dtype=jnp.int32), final
@@ -237,47 +251,42 @@ def _fit_stream(
         (current, fit, jnp.zeros((), jnp.int32), final0),
     )
     slot = jnp.arange(slots, dtype=jnp.int32)
-    return _chunk(spec, plan, tables, final, jnp.where(slot < count, index(slot), -1))
+    return _chunk(program, inputs, final, jnp.where(slot < count, index(slot), -1))
 
 
 @functools.cache
-def compiled_chunk(
-    spec: Spec, plan: Plan, layout: Layout, devices: tuple[jax.Device, ...]
-) -> Callable[..., Chunk]:
-    """``chunk(start, end, tables, common, data) -> Chunk`` for fits ``start .. start+chunk``
-    (fits at or past ``end`` take no step), jitted over a mesh of ``devices``."""
+def compiled_chunk(program: Program, layout: Layout, devices: tuple[jax.Device, ...]) -> Callable[..., Chunk]:
+    """``chunk(start, end, inputs) -> Chunk`` for fits ``start .. start+chunk`` (fits at
+    or past ``end`` take no step), jitted over a mesh of ``devices``."""
     per_device = layout.blocks * layout.block_size
     mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
 
-    def on_device(start, end, tables, common, data):
+    def on_device(start: jax.Array, end: jax.Array, inputs: Inputs) -> Chunk:
         device = lax.axis_index(AXIS)
         if layout.refill:  # fits dealt round-robin: device d runs start + d + j * devices
             count = jnp.clip((end - start - device + layout.devices - 1) // layout.devices, 0, per_device)
             return _fit_stream(
-                spec,
-                plan,
-                tables,
-                common,
-                data,
-                start + device,
-                layout.devices,
-                count,
-                per_device,
-                layout.block_size,
-                min(layout.refill, layout.block_size),
+                program,
+                inputs,
+                first=start + device,
+                stride=layout.devices,
+                count=count,
+                slots=per_device,
+                lanes=layout.block_size,
+                group=min(layout.refill, layout.block_size),
             )
         base = start + device * per_device
         offsets = jnp.arange(layout.block_size, dtype=jnp.int32)
 
         def block(k: jax.Array) -> Chunk:
             index = base + k * layout.block_size + offsets
-            return _fit_block(spec, plan, tables, common, data, jnp.where(index < end, index, -1))
+            return _fit_block(program, inputs, jnp.where(index < end, index, -1))
 
         out = lax.map(block, jnp.arange(layout.blocks, dtype=jnp.int32))
         return jax.tree.map(lambda a: a.reshape((per_device,) + a.shape[2:]), out)
 
     sharded = jax.shard_map(
-        on_device, mesh=mesh, in_specs=(P(), P(), P(), P(), P()), out_specs=P(AXIS), check_vma=False
+        on_device, mesh=mesh, in_specs=(P(), P(), P()), out_specs=P(AXIS), check_vma=False
     )
     return jax.jit(sharded)
 
@@ -288,11 +297,9 @@ class Timing(NamedTuple):
 
 
 def run_chunks(
-    spec: Spec,
-    plan: Plan,
-    tables: Tables,
-    common: Hyper,
-    data: Data,
+    program: Program,
+    inputs: Inputs,
+    *,
     layout: Layout,
     devices: Sequence[jax.Device],
     ranges: Sequence[tuple[int, int]],
@@ -304,10 +311,9 @@ def run_chunks(
 
     Up to two chunks are in flight, so copying one to the host overlaps running the next.
     """
-    args = (tables, common, data)
     i32 = np.int32
-    fn = compiled_chunk(spec, plan, layout, tuple(devices))
-    compiled, compile_s = executable(fn, (spec, plan, layout, tuple(devices)), (i32(0), i32(0), *args))
+    fn = compiled_chunk(program, layout, tuple(devices))
+    compiled, compile_s = executable(fn, (program, layout, tuple(devices)), (i32(0), i32(0), inputs))
     t1 = time.perf_counter()
 
     def starts() -> Iterator[tuple[int, int]]:
@@ -330,7 +336,7 @@ def run_chunks(
         on_chunk(s, host)
 
     for s, e in starts():
-        pending.append((s, e, compiled(i32(s), i32(e), *args)))
+        pending.append((s, e, compiled(i32(s), i32(e), inputs)))
         if len(pending) > 1:
             flush()
     while pending:

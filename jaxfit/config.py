@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from jaxfit.core.example import OPTIMIZERS, PARAM_NAMES, SEED_PARAMS, SEED_X, SEED_Y
+from jaxfit.errors import ConfigError
 
 MAX_STEPS_LIMIT = 10**9
 """Largest accepted ``train.max_steps``."""
@@ -37,15 +38,25 @@ MAX_FITS = 2**31 - 2**26
 """Largest batch: fit indices are int32 on the device, with room for padding."""
 
 
-class ConfigError(ValueError):
-    """A user error in a config: the message is one line, ready to print."""
-
-
 # -- YAML: a safe loader that also reads 1e-3 as a float (YAML 1.2), with line numbers
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: object, first: int, again: int):
+        super().__init__(f"duplicate key {key!r} (lines {first} and {again}); give each key once")
+
+
 class _Loader(yaml.SafeLoader):
-    pass
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        # YAML says keys are unique; PyYAML would keep the last silently
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise _DuplicateKey(key, seen[key], line)
+            seen.setdefault(key, line)
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(
@@ -66,6 +77,8 @@ def parse_yaml(text: str, source: str = "<string>") -> Any:
     """Parse YAML safely (no Python object tags); errors become ``ConfigError``."""
     try:
         return yaml.load(text, Loader=_Loader)
+    except _DuplicateKey as err:
+        raise ConfigError(f"{source}: invalid YAML: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -314,6 +327,10 @@ class Config(_Strict):
     block_size: Annotated[StrictInt, Field(ge=1, le=2**24)] | None = None
     """Fits per vmapped block, or lanes of a streamed batch (default: by platform and
     problem; on CPU 8192 for one trainable parameter, else 128)."""
+
+
+ConfigLike = Union[Config, Mapping[str, Any], str, Path]
+"""What the API takes as a config: a ``Config``, a mapping, or a YAML file's path."""
 
 
 # -- loading

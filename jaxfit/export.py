@@ -29,14 +29,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfit.config import Config, ConfigError, load_config
+from jaxfit.config import Config, ConfigLike, load_config
 from jaxfit.core.engine import FitState, Problem, Spec, opt_state_tree, state_from_dict, state_to_dict
 from jaxfit.core.engine import init_state as _init_state
 from jaxfit.core.engine import run as _run
 from jaxfit.core.engine import step as _step
 from jaxfit.core.model import PARAM_NAMES, Data
 from jaxfit.core.optim import Hyper
-from jaxfit.problem import dtype_of, hyper_of, make_problem, precision, spec_of
+from jaxfit.errors import ExportError
+from jaxfit.problem import dtype_of, hyper_of, precision, problem_of, spec_of
 
 PLATFORMS = ("cpu", "cuda")
 FORMAT = 1
@@ -50,16 +51,16 @@ def _problem_dict(problem: Problem) -> dict[str, Any]:
     }
 
 
-def _problem_of(d: Mapping[str, Any]) -> Problem:
+def _problem_from_dict(d: Mapping[str, Any]) -> Problem:
     return Problem(Data(d["data"]["x"], d["data"]["y"]), dict(d["frozen"]), Hyper(**d["hyper"]))
 
 
 def _functions(spec: Spec, opt_tree: Any) -> dict[str, Any]:
     def init(params: dict, problem: dict) -> dict:
-        return state_to_dict(_init_state(spec, params, _problem_of(problem)))
+        return state_to_dict(_init_state(spec, params, _problem_from_dict(problem)))
 
     def step(state: dict, problem: dict) -> dict:
-        return state_to_dict(_step(spec, state_from_dict(state, opt_tree), _problem_of(problem)))
+        return state_to_dict(_step(spec, state_from_dict(state, opt_tree), _problem_from_dict(problem)))
 
     def fit_many(params: dict, hyper: dict, data: dict) -> dict:
         def one(p: dict, h: dict) -> FitState:
@@ -76,13 +77,13 @@ def _functions(spec: Spec, opt_tree: Any) -> dict[str, Any]:
     return {"init": init, "step": step, "fit_many": fit_many}
 
 
-def export_config(config: Config | Mapping[str, Any] | str | Path, path: Path) -> int:
+def export_config(config: ConfigLike, path: Path) -> int:
     """Write the exported functions of ``config`` to ``path``; returns the file size."""
     config = load_config(config)
     spec = spec_of(config)
     with precision(config):
         dtype = dtype_of(config)
-        problem = _problem_dict(make_problem(config))
+        problem = _problem_dict(problem_of(config))
         params = {n: jnp.zeros((), dtype) for n in spec.trainable}
         opt_tree = opt_state_tree(spec, dtype)
         fns = _functions(spec, opt_tree)
@@ -101,10 +102,15 @@ def export_config(config: Config | Mapping[str, Any] | str | Path, path: Path) -
                 problem["data"],
             ),
         }
-        blobs = {
-            name: jax.export.export(jax.jit(fn), platforms=PLATFORMS)(*specs[name]).serialize()
-            for name, fn in fns.items()
-        }
+        try:
+            blobs = {
+                name: jax.export.export(jax.jit(fn), platforms=PLATFORMS)(*specs[name]).serialize()
+                for name, fn in fns.items()
+            }
+        except ImportError as err:  # jax.export serialises with flatbuffers
+            raise ExportError(
+                f"export needs the flatbuffers package: pip install flatbuffers ({err})"
+            ) from None
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         manifest = {
@@ -133,7 +139,7 @@ class ExportedFit:
 
     def problem(self) -> Problem:
         """The config's data, frozen values and hyperparameters."""
-        return make_problem(self.config)
+        return problem_of(self.config)
 
     def init(self, problem: Problem, params: Mapping[str, Any] | None = None) -> FitState:
         """The state before the first step (default: the config's starting values)."""
@@ -175,9 +181,9 @@ def load_exported(path: str | Path) -> ExportedFit:
             manifest = json.loads(z.read("manifest.json"))
             blobs = {name: z.read(f"{name}.bin") for name in ("init", "step", "fit_many")}
     except (OSError, KeyError, zipfile.BadZipFile, ValueError) as err:
-        raise ConfigError(f"{path}: not a jaxfit export ({err})") from None
+        raise ExportError(f"{path}: not a jaxfit export ({err})") from None
     if manifest.get("format") != FORMAT:
-        raise ConfigError(
+        raise ExportError(
             f"{path}: export format {manifest.get('format')} is not supported (expected {FORMAT})"
         )
     config = load_config(manifest["config"])

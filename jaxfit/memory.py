@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxfit.config import Config, ConfigError
+from jaxfit.config import Config
+from jaxfit.errors import ResourceError
 
 HEADROOM = 0.8
 """Use at most this share of the memory available."""
@@ -72,18 +73,18 @@ def _gib(b: float) -> str:
 
 
 def check(config: Config, chunk: int, varying: int, device_bytes: int | None = None) -> Estimate:
-    """Raise ``ConfigError`` when the batch's results or one chunk cannot fit."""
+    """Raise ``ResourceError`` when the batch's results or one chunk cannot fit."""
     est = estimate(config, chunk, varying)
     host = available_host_bytes()
     n = config.batch.fits if config.batch else 1
     if est.host_bytes > HEADROOM * host:
-        raise ConfigError(
+        raise ResourceError(
             f"batch: {n:,} fits need about {_gib(est.host_bytes)} for their results but only "
             f"{_gib(host)} of memory is available; run fewer fits per job (split the batch)"
         )
     device = device_bytes if device_bytes is not None else host
     if est.chunk_bytes > HEADROOM * device:
-        raise ConfigError(
+        raise ResourceError(
             f"block_size: one chunk of {chunk:,} fits needs about {_gib(est.chunk_bytes)} of device "
             f"memory but {_gib(device)} is available; use a smaller block_size"
         )

@@ -10,10 +10,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxfit.config import Config, ConfigError
+from jaxfit.config import BatchConfig, Config, Linspace, Normal, Uniform, Values
 from jaxfit.core.engine import Problem, Spec
 from jaxfit.core.model import PARAM_NAMES, Data, Params
 from jaxfit.core.optim import Hyper, OptimizerKind
+from jaxfit.errors import ConfigError
+from jaxfit.sweep import FIXED, HYPER_NAMES, LINSPACE, NORMAL, QUANTITIES, UNIFORM, VALUES, Plan, Tables
 
 
 def spec_of(config: Config) -> Spec:
@@ -87,7 +89,7 @@ def hyper_of(config: Config) -> Hyper:
     return inputs(config)[1].hyper
 
 
-def make_problem(config: Config) -> Problem:
+def problem_of(config: Config) -> Problem:
     """Data, frozen parameter values and hyperparameters of a config, as arrays.
 
     For ``precision: float64``, call it with 64-bit JAX enabled (``precision(config)``).
@@ -98,3 +100,53 @@ def make_problem(config: Config) -> Problem:
 def initial_params(config: Config) -> Params:
     """Starting values of the trainable parameters, by name."""
     return inputs(config)[0]
+
+
+def _kind(spec: object) -> str:
+    for kind, cls in ((LINSPACE, Linspace), (VALUES, Values), (NORMAL, Normal), (UNIFORM, Uniform)):
+        if isinstance(spec, cls):
+            return kind
+    return FIXED
+
+
+def plan_of(config: Config) -> tuple[Plan, Tables]:
+    """The plan and tables of a config's batch (a batch of one if it has none)."""
+    batch = config.batch or BatchConfig()
+    base = {**config.params.model_dump(), **config.train.model_dump(include=set(HYPER_NAMES))}
+    kinds, coef, tables_values, sizes = [], [], [], []
+    for q in QUANTITIES:
+        spec = batch.init.get(q) if q in PARAM_NAMES else getattr(batch, q)
+        if isinstance(spec, list):
+            spec = Values(values=[float(v) for v in spec])
+        kind = _kind(spec)
+        kinds.append(kind)
+        row, values, size = [base[q], 0.0, 0.0], [], 1
+        if kind == LINSPACE:
+            row, size = list(spec.linspace), spec.linspace[2]
+        elif kind == VALUES:
+            values, size = spec.values, len(spec.values)
+        elif kind == NORMAL:
+            row = [spec.normal.mean, spec.normal.std, 0.0]
+        elif kind == UNIFORM:
+            row = [spec.uniform.low, spec.uniform.high, 0.0]
+        coef.append(row)
+        tables_values.append(values)
+        sizes.append(size)
+    capacity = 8
+    while capacity < max(len(v) for v in tables_values):
+        capacity *= 2
+    padded = np.zeros((len(QUANTITIES), capacity), np.float64)
+    for i, v in enumerate(tables_values):
+        padded[i, : len(v)] = v
+    strides = np.ones(len(QUANTITIES), np.int64)
+    for i in range(len(QUANTITIES) - 2, -1, -1):
+        strides[i] = strides[i + 1] * sizes[i + 1]
+    tables = Tables(
+        coef=np.asarray(coef, np.float64),
+        values=padded,
+        size=np.asarray(sizes, np.int32),
+        stride=strides.clip(max=2**31 - 1).astype(np.int32),
+        count=np.asarray(batch.count, np.int32),
+        seed=np.asarray(batch.seed, np.uint32),
+    )
+    return Plan(tuple(kinds), capacity), tables

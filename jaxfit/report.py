@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -153,13 +155,15 @@ def batch_text(result: BatchResult, source: str) -> str:
 
 
 def csv_text(columns: dict[str, np.ndarray]) -> str:
-    """Columns as CSV text, full precision (``repr`` of each value)."""
+    """Columns as CSV text (the csv module's quoting): numbers at full precision,
+    labels as plain values."""
     names = list(columns)
-    cols = [np.asarray(columns[n]) for n in names]
-    lines = [",".join(names)]
-    for i in range(len(cols[0]) if cols else 0):
-        lines.append(",".join(repr(c[i].item()) for c in cols))
-    return "\n".join(lines) + "\n"
+    cols = [np.asarray(columns[n]).tolist() for n in names]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(names)
+    writer.writerows(zip(*cols))
+    return out.getvalue()
 
 
 def fit_csv(result: FitResult) -> str:

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jaxfit.config import Config, ConfigError, dump_yaml
+from jaxfit.config import Config, dump_yaml
+from jaxfit.errors import RunDirError
 from jaxfit.report import fit_csv
 from jaxfit.results import BatchResult, FitResult
 
@@ -58,9 +59,9 @@ def start(path: Path, config: Config, resume: bool) -> list[tuple[int, int]]:
         try:
             old = json.loads(manifest.read_text())
         except (OSError, ValueError) as err:
-            raise ConfigError(f"{manifest}: cannot read the run's manifest ({err})") from None
+            raise RunDirError(f"{manifest}: cannot read the run's manifest ({err})") from None
         if old.get("config_hash") != digest:
-            raise ConfigError(
+            raise RunDirError(
                 f"{path}: --resume refused: this run was made by a different config "
                 f"(hash {str(old.get('config_hash'))[:12]}, now {digest[:12]}); use the same config or a new --output"
             )
@@ -100,8 +101,10 @@ def write_part(path: Path, first: int, columns: dict[str, np.ndarray]) -> None:
 def read_parts(path: Path, config: Config, facts: RunFacts) -> BatchResult:
     """The batch as its finished parts hold it (``facts``: how the last run went)."""
     from jaxfit.batch import assemble, empty_store, put
+    from jaxfit.problem import plan_of
 
-    store = empty_store(config, config.batch.fits if config.batch else 1)
+    varying = plan_of(config)[0].varying()
+    store = empty_store(config, config.batch.fits if config.batch else 1, varying)
     for lo, hi in done_ranges(path):
         with np.load(path / "parts" / f"{lo:012d}-{hi:012d}.npz") as part:
             put(store, lo, {k: part[k] for k in part.files})
@@ -211,3 +214,43 @@ def wait_complete(path: Path, n: int, timeout_s: float, poll_s: float = 0.2) -> 
             return False
         time.sleep(poll_s)
     return True
+
+
+RUN_FILES = (
+    "manifest.json",
+    "config.yaml",
+    "parts",
+    "fits.npz",
+    "fits.csv",
+    "best_trace.csv",
+    "summary.json",
+    "env.json",
+    "result.json",
+    "trace.csv",
+    "plots",
+)
+"""Everything a run may write in its directory (what ``--overwrite`` replaces)."""
+
+
+def check_output(path: Path, overwrite: bool, resume: bool = False) -> None:
+    """Refuse a ``path`` that cannot take a run (a file, or a non-empty folder unless told)."""
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{path}: exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
+        raise RunDirError(
+            f"{path}: directory is not empty; pass --overwrite to replace it or --resume to continue it"
+        )
+
+
+def prepare(path: Path, overwrite: bool, resume: bool = False) -> None:
+    """Make ``path`` ready for a run (``check_output`` first; ``--overwrite`` clears a run's files)."""
+    check_output(path, overwrite, resume)
+    if overwrite and not resume:
+        # remove only what a run writes: never a user's other files
+        for name in RUN_FILES:
+            target = path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+    path.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -19,7 +18,7 @@ import numpy as np
 
 from jaxfit import problem as _problem
 from jaxfit.aot import executable
-from jaxfit.config import Config, load_config
+from jaxfit.config import Config, ConfigLike, load_config
 from jaxfit.core import engine
 from jaxfit.core.engine import FitState, Problem, Spec
 from jaxfit.core.model import Params
@@ -110,7 +109,7 @@ def fit_compiled(config: Config) -> tuple[jax.stages.Compiled, float, list[np.nd
     return compiled, compile_s, inputs
 
 
-def make_step(config: Config | Mapping[str, Any] | str | Path) -> StepFn:
+def make_step(config: ConfigLike) -> StepFn:
     """The jit-compiled pure step function for a config's trainable set and optimizer.
 
     ``step(state, problem) -> state`` takes one gradient-descent step. It compiles once
@@ -130,16 +129,16 @@ def make_step(config: Config | Mapping[str, Any] | str | Path) -> StepFn:
     return _compiled_step(spec_of(load_config(config)))
 
 
-def make_problem(config: Config | Mapping[str, Any] | str | Path) -> Problem:
+def make_problem(config: ConfigLike) -> Problem:
     """A config's data, frozen parameter values and hyperparameters, as JAX arrays.
 
     For ``precision: float64``, call it (and the step) inside ``with jax.enable_x64(True):``.
     """
-    return _problem.make_problem(load_config(config))
+    return _problem.problem_of(load_config(config))
 
 
 def make_state(
-    config: Config | Mapping[str, Any] | str | Path,
+    config: ConfigLike,
     problem: Problem | None = None,
     params: Params | None = None,
 ) -> FitState:
@@ -151,12 +150,12 @@ def make_state(
         params: starting values of the trainable parameters (default: the config's).
     """
     config = load_config(config)
-    problem = _problem.make_problem(config) if problem is None else problem
+    problem = _problem.problem_of(config) if problem is None else problem
     params = initial_params(config) if params is None else params
     return _compiled_init(spec_of(config))(params, problem)
 
 
-def fit(config: Config | Mapping[str, Any] | str | Path | None = None) -> FitResult:
+def fit(config: ConfigLike | None = None) -> FitResult:
     """Run one fit to completion in a compiled loop and return it with its trace.
 
     Example:

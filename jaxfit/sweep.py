@@ -2,7 +2,7 @@
 function of the fit's global index.
 
 A ``Plan`` (static, hashable) says how each quantity varies; ``Tables`` (traced)
-hold the numbers. ``draw(plan, tables, index)`` gives fit ``index``'s starting
+hold the numbers (``problem.plan_of`` builds both from a config). ``draw(plan, tables, index)`` gives fit ``index``'s starting
 parameters and hyperparameters, on the device, independent of block size, device
 count or process layout: random draws use ``fold_in(seed, quantity, index)``.
 """
@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfit.config import BatchConfig, Config, Linspace, Normal, Uniform, Values
 from jaxfit.core.model import PARAM_NAMES, Params
 
 HYPER_NAMES: tuple[str, ...] = ("learning_rate", "tolerance", "max_steps")
@@ -58,56 +57,6 @@ class Draw(NamedTuple):
     learning_rate: jax.Array
     tolerance: jax.Array
     max_steps: jax.Array
-
-
-def _kind(spec: object) -> str:
-    for kind, cls in ((LINSPACE, Linspace), (VALUES, Values), (NORMAL, Normal), (UNIFORM, Uniform)):
-        if isinstance(spec, cls):
-            return kind
-    return FIXED
-
-
-def plan_of(config: Config) -> tuple[Plan, Tables]:
-    """The plan and tables of a config's batch (a batch of one if it has none)."""
-    batch = config.batch or BatchConfig()
-    base = {**config.params.model_dump(), **config.train.model_dump(include=set(HYPER_NAMES))}
-    kinds, coef, tables_values, sizes = [], [], [], []
-    for q in QUANTITIES:
-        spec = batch.init.get(q) if q in PARAM_NAMES else getattr(batch, q)
-        if isinstance(spec, list):
-            spec = Values(values=[float(v) for v in spec])
-        kind = _kind(spec)
-        kinds.append(kind)
-        row, values, size = [base[q], 0.0, 0.0], [], 1
-        if kind == LINSPACE:
-            row, size = list(spec.linspace), spec.linspace[2]
-        elif kind == VALUES:
-            values, size = spec.values, len(spec.values)
-        elif kind == NORMAL:
-            row = [spec.normal.mean, spec.normal.std, 0.0]
-        elif kind == UNIFORM:
-            row = [spec.uniform.low, spec.uniform.high, 0.0]
-        coef.append(row)
-        tables_values.append(values)
-        sizes.append(size)
-    capacity = 8
-    while capacity < max(len(v) for v in tables_values):
-        capacity *= 2
-    padded = np.zeros((len(QUANTITIES), capacity), np.float64)
-    for i, v in enumerate(tables_values):
-        padded[i, : len(v)] = v
-    strides = np.ones(len(QUANTITIES), np.int64)
-    for i in range(len(QUANTITIES) - 2, -1, -1):
-        strides[i] = strides[i + 1] * sizes[i + 1]
-    tables = Tables(
-        coef=np.asarray(coef, np.float64),
-        values=padded,
-        size=np.asarray(sizes, np.int32),
-        stride=strides.clip(max=2**31 - 1).astype(np.int32),
-        count=np.asarray(batch.count, np.int32),
-        seed=np.asarray(batch.seed, np.uint32),
-    )
-    return Plan(tuple(kinds), capacity), tables
 
 
 def tables_as(tables: Tables, dtype: np.dtype) -> Tables:

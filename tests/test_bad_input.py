@@ -46,6 +46,11 @@ BAD_YAML = [
     ("train: [1, 2", "invalid YAML"),
     ("!!python/object/apply:os.system ['echo pwned']", "invalid YAML"),
     ("a: !!python/name:os.system", "invalid YAML"),
+    (
+        "train: {learning_rate: 0.1}\nprecision: float32\ntrain: {trainable: [b3]}\n",
+        "duplicate key 'train' (lines 1 and 3)",
+    ),
+    ("params:\n  b3: 1.0\n  b3: 2.0\n", "duplicate key 'b3' (lines 2 and 3)"),
 ]
 
 

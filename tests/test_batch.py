@@ -119,9 +119,9 @@ def test_grid_is_a_cartesian_product():
 def test_streamed_lanes_equal_blocks_bit_for_bit():
     # seven parameters from a wide normal: step counts vary widely, some fits hit
     # max_steps, some diverge; streamed lanes must give every fit exactly as blocks do
-    from jaxfit.chunks import Layout, run_chunks
-    from jaxfit.problem import dtype_of, hyper_of, make_problem, precision, spec_of
-    from jaxfit.sweep import plan_of, tables_as
+    from jaxfit.chunks import Inputs, Layout, Program, run_chunks
+    from jaxfit.problem import dtype_of, hyper_of, plan_of, precision, problem_of, spec_of
+    from jaxfit.sweep import tables_as
 
     cfg = jaxfit.load_config(
         {
@@ -140,15 +140,12 @@ def test_streamed_lanes_equal_blocks_bit_for_bit():
         chunks = {}
         with precision(cfg):
             run_chunks(
-                spec_of(cfg),
-                plan,
-                tables_as(tables, dtype_of(cfg)),
-                hyper_of(cfg),
-                make_problem(cfg).data,
-                layout,
-                devices[: layout.devices],
-                [(0, cfg.batch.fits)],
-                lambda first, chunk: chunks.__setitem__(first, chunk),
+                Program(spec_of(cfg), plan),
+                Inputs(tables_as(tables, dtype_of(cfg)), hyper_of(cfg), problem_of(cfg).data),
+                layout=layout,
+                devices=devices[: layout.devices],
+                ranges=[(0, cfg.batch.fits)],
+                on_chunk=lambda first, chunk: chunks.__setitem__(first, chunk),
             )
         parts = [chunks[k] for k in sorted(chunks)]
         return jax.tree.map(lambda *a: np.concatenate(a), *parts)

@@ -71,3 +71,29 @@ def test_diverged_fit_json_is_strict(tmp_path):
     out = strict_json(p.stdout)
     assert out["status"] == "diverged" and out["loss"] is None and out["steps"] > 0
     assert strict_json((tmp_path / "run" / "result.json").read_text())["loss"] is None
+
+
+def test_batch_csv_has_plain_values_any_csv_reader_takes(tmp_path):
+    import csv
+    import io
+
+    p = run_jaxfit(
+        "--config",
+        "configs/b3_sweep.yaml",
+        "--set",
+        "batch.init.b3.linspace=[-10, 10, 7]",
+        "--set",
+        "batch.learning_rate=[0.1, 1.5]",
+        "--format",
+        "csv",
+        "--output",
+        str(tmp_path / "run"),
+    )
+    assert p.returncode == 0, p.stderr
+    for text in (p.stdout, (tmp_path / "run" / "fits.csv").read_text()):
+        assert "'" not in text
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert len(rows) == 14
+        assert {r["status"] for r in rows} == {"converged", "diverged"}
+        converged = [r for r in rows if r["status"] == "converged"]
+        assert all(abs(float(r["final_b3"]) - 2.609185) < 1e-3 for r in converged), converged[0]

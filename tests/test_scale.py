@@ -6,6 +6,7 @@ import socket
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,10 +190,46 @@ print(json.dumps({{"b3": float(s.params["b3"]), "steps": r["steps"].tolist(), "f
     np.testing.assert_allclose(got["final"], batch.params["b3"], rtol=1e-6)
 
 
+def test_export_works_on_a_plain_install_and_steps_the_seed(tmp_path):
+    # flatbuffers (which jax.export serialises with) is a dependency, not an extra
+    from importlib.metadata import requires
+
+    core = [r for r in requires("jaxfit") if "extra ==" not in r]
+    assert any(r.startswith("flatbuffers") for r in core), core
+    path = tmp_path / "seed.jaxexport"
+    p = run(["export", "--config", "configs/b3.yaml", "-o", str(path)])
+    assert p.returncode == 0, p.stderr
+    probe = f"""
+import jaxfit
+e = jaxfit.load_exported({str(path)!r})
+p = e.problem(); s = e.init(p)
+while int(s.status) == 0:
+    s = e.step(s, p)
+print(round(float(s.params["b3"]), 4), int(s.step))
+"""
+    p = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["2.6089", "10"]
+
+
+def test_export_without_flatbuffers_is_one_error_line(tmp_path):
+    # a process where flatbuffers cannot be imported (as on an install that lacks it)
+    out = tmp_path / "seed.jaxexport"
+    code = f"import sys; sys.modules['flatbuffers'] = None; from jaxfit.cli import main; sys.exit(main(['export', '-o', {str(out)!r}]))"
+    p = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120
+    )
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip().count("\n") == 0 and "pip install flatbuffers" in p.stderr
+    assert not out.exists()
+
+
 def test_load_exported_rejects_other_files(tmp_path):
     bad = tmp_path / "x.jaxexport"
     bad.write_text("not a zip")
-    with pytest.raises(jaxfit.ConfigError, match="not a jaxfit export"):
+    with pytest.raises(jaxfit.ExportError, match="not a jaxfit export"):
         jaxfit.load_exported(bad)
 
 
@@ -232,3 +269,19 @@ def test_warm_start_in_float64(tmp_path):
     warm, raw = _fit_json(env, "--set", "precision=float64")
     assert warm == cold and raw["compile_s"] == 0.0 and warm["precision"] == "float64"
     assert warm["params"]["b3"] == jaxfit.fit({"precision": "float64"}).params["b3"]
+
+
+def test_warm_start_key_covers_every_module_of_the_package():
+    # an edit anywhere in the package (core/ included) must invalidate saved executables
+    import jaxfit.core.engine
+    from jaxfit.cli import warm
+
+    source = Path(jaxfit.core.engine.__file__)
+    before = warm.key("configs/b3.yaml", [])
+    info = source.stat()
+    try:
+        os.utime(source, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000))
+        assert warm.key("configs/b3.yaml", []) != before
+    finally:
+        os.utime(source, ns=(info.st_atime_ns, info.st_mtime_ns))
+    assert warm.key("configs/b3.yaml", []) == before

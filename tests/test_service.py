@@ -123,6 +123,26 @@ def test_step_walks_the_seed_path(server):
     assert seen == [1.57, 2.19, 2.44]
 
 
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda s: s["params"].update(b3=[1.0, 2.0]), "state.params.b3"),
+        (lambda s: s.update(loss=[[1.0]]), "state.loss"),
+        (lambda s: s.update(step="three"), "state.step"),
+        (lambda s: s.update(opt_state=[1.0, 2.0, 3.0]), "state.opt_state"),
+        (lambda s: s["grad"].pop("b3"), "state.grad"),
+        (lambda s: s.pop("step_size"), "state.step_size"),
+    ],
+)
+def test_step_with_a_malformed_state_is_422_naming_the_field(server, edit, field):
+    r = post(server, "/v1/step", {"config": {}, "state": None})
+    state = r.json()["state"]
+    edit(state)
+    r = post(server, "/v1/step", {"config": {}, "state": state})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"].startswith(field), r.text
+
+
 def test_schema_health_metrics(server):
     assert httpx.get(server.url + "/v1/schema").json()["properties"]["train"]
     assert httpx.get(server.url + "/healthz").json()["status"] == "ok"

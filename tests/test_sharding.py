@@ -4,9 +4,9 @@ import jax
 import numpy as np
 
 import jaxfit
-from jaxfit.chunks import compiled_chunk, default_layout
-from jaxfit.problem import hyper_of, make_problem, spec_of
-from jaxfit.sweep import plan_of, tables_as
+from jaxfit.chunks import Inputs, Program, compiled_chunk, default_layout
+from jaxfit.problem import hyper_of, plan_of, problem_of, spec_of
+from jaxfit.sweep import tables_as
 
 CFG = {"train": {"trainable": ["w3", "b3"]}, "batch": {"init": {"b3": {"linspace": [-8, 8, 4099]}}}}
 
@@ -20,9 +20,9 @@ def test_compiled_chunk_has_no_cross_device_reduction():
     devices = tuple(jax.local_devices())
     layout = default_layout("cpu", len(devices), 256)
     plan, tables = plan_of(cfg)
-    fn = compiled_chunk(spec_of(cfg), plan, layout, devices)
-    args = (tables_as(tables, np.float32), hyper_of(cfg), make_problem(cfg).data)
-    hlo = fn.lower(np.int32(0), np.int32(10), *args).compile().as_text()
+    fn = compiled_chunk(Program(spec_of(cfg), plan), layout, devices)
+    inputs = Inputs(tables_as(tables, np.float32), hyper_of(cfg), problem_of(cfg).data)
+    hlo = fn.lower(np.int32(0), np.int32(10), inputs).compile().as_text()
     assert "while" in hlo
     for collective in ("all-reduce", "all-gather", "collective-permute", "all-to-all", "reduce-scatter"):
         assert collective not in hlo
@@ -41,5 +41,5 @@ def test_padding_for_batch_not_divisible_by_devices():
 def test_too_many_devices_is_a_config_error():
     import pytest
 
-    with pytest.raises(jaxfit.ConfigError, match="devices"):
+    with pytest.raises(jaxfit.ResourceError, match="devices"):
         jaxfit.fit_batch(CFG, devices=64)

@@ -283,7 +283,7 @@ def w2_float64_agreement(n: int) -> dict[str, float]:
     }
 
 
-def main(argv: Sequence[str]) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m jaxfit bench",
         description=__doc__,
@@ -306,72 +306,88 @@ def main(argv: Sequence[str]) -> int:
     ap.add_argument("--serve-clients", type=int, default=200, help="--serve: concurrent clients")
     ap.add_argument("--serve-requests", type=int, default=20, help="--serve: requests per client")
     ap.add_argument("--serve-rounds", type=int, default=3, help="--serve: interleaved rounds (median)")
+    return ap
+
+
+def _num(v: float | None, fmt: str = "{:,.0f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def _gpu() -> int:
+    from jaxfit.batch import fit_batch
+
+    for name, cfg in (("W1", w1_config(100_000_000)), ("W2", w2_config(1_000_000))):
+        first = fit_batch(cfg)
+        t, res = _timed(lambda cfg=cfg: fit_batch(cfg), repeat=2)
+        print(
+            f"{name}: {res.fits:,} fits in {t:.3f} s = {res.fits / t:,.0f} fits/s; compile {first.compile_s:.2f} s; {res.status_counts()}"
+        )
+    return 0
+
+
+def _workload_table(rows: list[dict[str, Any]]) -> str:
+    from jaxfit.report import table
+
+    headers = ["workload", "fits", "jaxfit fits/s", "fit-steps/s", "NumPy fits/s", "jaxfit/NumPy"]
+    headers += ["torch fits/s", "SciPy BFGS fits/s", "compile s", "peak RSS MB"]
+    return table(
+        headers,
+        [
+            [
+                r["workload"],
+                f"{r['fits']:,}",
+                _num(r["jaxfit_fits_per_s"]),
+                _num(r["fit_steps_per_s"]),
+                _num(r["fits"] / r["numpy_s"]),
+                _num(r["speedup_vs_numpy"], "{:.1f}x"),
+                _num(r["fits"] / r["torch_s"] if r["torch_s"] else None),
+                _num(r["scipy_fits_per_s"]),
+                _num(r["compile_s"], "{:.2f}"),
+                _num(r["peak_rss_mb"]),
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _w1_scaling(sizes: Sequence[int]) -> str:
+    from jaxfit.batch import fit_batch
+    from jaxfit.report import table
+
+    scale = []
+    for n in sizes:
+        t, _ = _timed(lambda n=n: fit_batch(w1_config(n)), repeat=2)
+        scale.append([f"{n:,}", f"{t:.4f}", _num(n / t), _num(_rss_mb())])
+    return table(["N", "seconds", "fits/s", "peak RSS MB"], scale)
+
+
+def main(argv: Sequence[str]) -> int:
+    ap = _parser()
     args = ap.parse_args(argv)
     if args.serve:
         for name in ("serve_clients", "serve_requests", "serve_rounds"):
             if getattr(args, name) < 1:
                 ap.error(f"--{name.replace('_', '-')}: must be at least 1")
+        from jaxfit.benchmarks.serving import serve_bench
+
         return serve_bench(
             args.serve_clients, args.serve_requests, args.serve_rounds, args.serve_lr, not args.no_trace
         )
     os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count() or 1))
     import jax
 
-    from jaxfit.batch import fit_batch
-    from jaxfit.report import table
-
     dev = jax.local_devices()
     print(
         f"jaxfit bench: {len(dev)} x {dev[0].device_kind} ({dev[0].platform}), jax {jax.__version__}, python {sys.version.split()[0]}"
     )
     if args.gpu:
-        for name, cfg in (("W1", w1_config(100_000_000)), ("W2", w2_config(1_000_000))):
-            first = fit_batch(cfg)
-            t, res = _timed(lambda cfg=cfg: fit_batch(cfg), repeat=2)
-            print(
-                f"{name}: {res.fits:,} fits in {t:.3f} s = {res.fits / t:,.0f} fits/s; compile {first.compile_s:.2f} s; {res.status_counts()}"
-            )
-        return 0
+        return _gpu()
     n1, n2, scipy_n = (20_000, 500, 50) if args.quick else (1_000_000, 10_000, 300)
     rows = [
         run_workload("W1", w1_config(n1), ["b3"], 0.1, 1e-4, 1000, scipy_n),
         run_workload("W2", w2_config(n2), PARAM_NAMES, 0.05, 1e-5, 5000, scipy_n // 3),
     ]
-
-    def f(v: float | None, fmt: str = "{:,.0f}") -> str:
-        return "-" if v is None else fmt.format(v)
-
-    print(
-        table(
-            [
-                "workload",
-                "fits",
-                "jaxfit fits/s",
-                "fit-steps/s",
-                "NumPy fits/s",
-                "jaxfit/NumPy",
-                "torch fits/s",
-                "SciPy BFGS fits/s",
-                "compile s",
-                "peak RSS MB",
-            ],
-            [
-                [
-                    r["workload"],
-                    f"{r['fits']:,}",
-                    f(r["jaxfit_fits_per_s"]),
-                    f(r["fit_steps_per_s"]),
-                    f(r["fits"] / r["numpy_s"]),
-                    f(r["speedup_vs_numpy"], "{:.1f}x"),
-                    f(r["fits"] / r["torch_s"] if r["torch_s"] else None),
-                    f(r["scipy_fits_per_s"]),
-                    f(r["compile_s"], "{:.2f}"),
-                    f(r["peak_rss_mb"]),
-                ]
-                for r in rows
-            ],
-        )
-    )
+    print(_workload_table(rows))
     w1 = rows[0]
     print(
         f"\nW1 agreement with NumPy (float32): same steps {100 * w1['same_steps']:.3f}% of fits, max |b3 diff| {w1['max_abs_diff_b3']:.2e}"
@@ -381,174 +397,5 @@ def main(argv: Sequence[str]) -> int:
         f"W2 agreement with NumPy (float64): same status {100 * agree['same_status']:.2f}%, same steps {100 * agree['same_steps']:.2f}%, max loss diff (converged in both) {agree['max_loss_diff_converged']:.2e}"
     )
     print("\nW1 scaling (jaxfit, end to end after compile):")
-    scale = []
-    for n in [10**3, 10**4, 10**5] if args.quick else [10**3, 10**4, 10**5, 10**6, 10**7]:
-        t, res = _timed(lambda n=n: fit_batch(w1_config(n)), repeat=2)
-        scale.append([f"{n:,}", f"{t:.4f}", f(n / t), f(_rss_mb())])
-    print(table(["N", "seconds", "fits/s", "peak RSS MB"], scale))
-    return 0
-
-
-def serve_bench(
-    clients: int = 200, per_client: int = 20, rounds: int = 3, learning_rate: float = 0.1, trace: bool = True
-) -> int:
-    """Load on loopback: ``clients`` x ``per_client`` single-b3 fits (each a different
-    initial b3) against a batching server and one with ``--max-batch 1``, both
-    running, loaded in turn for ``rounds`` rounds."""
-    import asyncio
-    import json
-    import signal
-    import socket
-    import subprocess
-
-    import httpx
-
-    def start(*args: str) -> tuple[subprocess.Popen, str]:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1"}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "jaxfit", "serve", "--port", str(port), *args],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        return proc, url
-
-    async def load(url: str) -> tuple[float, list[float], int]:
-        # a minimal keep-alive HTTP/1.1 client on raw asyncio streams: a general-purpose
-        # client in Python is slower than the server and would measure itself
-        host, port = url.rsplit("//", 1)[1].split(":")
-        latencies: list[float] = []
-        failures = 0
-
-        async def request(
-            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes
-        ) -> tuple[int, bytes]:
-            writer.write(
-                b"POST /v1/fit%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                % (b"" if trace else b"?trace=false", host.encode(), len(body), body)
-            )
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head.split(b" ", 2)[1])
-            length = int(
-                next(
-                    line.split(b":")[1]
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length")
-                )
-            )
-            return status, await reader.readexactly(length)
-
-        async def client(k: int) -> None:
-            nonlocal failures
-            reader, writer = await asyncio.open_connection(host, int(port))
-            for j in range(per_client):
-                b3 = -10 + 20 * (k * per_client + j) / (clients * per_client)
-                body = json.dumps({"params": {"b3": b3}, "train": {"learning_rate": learning_rate}}).encode()
-                t0 = time.perf_counter()
-                status, _ = await request(reader, writer, body)
-                latencies.append(time.perf_counter() - t0)
-                failures += status != 200
-            writer.close()
-
-        reader, writer = await asyncio.open_connection(host, int(port))
-        await request(reader, writer, b"{}")  # warm up
-        writer.close()
-        t0 = time.perf_counter()
-        await asyncio.gather(*[client(k) for k in range(clients)])
-        return time.perf_counter() - t0, latencies, failures
-
-    def batch_mean(url: str) -> float:
-        lines = httpx.get(url + "/metrics").text.splitlines()
-        total, count = (
-            float(next(x.split()[1] for x in lines if x.startswith(f"jaxfit_batch_size_{k}")))
-            for k in ("sum", "count")
-        )
-        return total / count
-
-    def cpu_seconds(proc: subprocess.Popen) -> float | None:
-        """User + system CPU of a server process, all threads (Linux /proc; else None)."""
-        try:
-            with open(f"/proc/{proc.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return None
-
-    labels = {"batching (--max-batch 64)": "64", "no batching (--max-batch 1)": "1"}
-    cpu: dict[str, list[float]] = {label: [] for label in labels}
-    rates: dict[str, list[float]] = {label: [] for label in labels}
-    latencies: dict[str, list[float]] = {label: [] for label in labels}
-    failures = dict.fromkeys(labels, 0)
-    servers: dict[str, tuple[subprocess.Popen, str]] = {}
-    try:
-        for label, max_batch in labels.items():
-            servers[label] = start("--max-batch", max_batch, "--max-queue", str(clients * 2))
-        for _ in range(rounds):  # interleaved, so drift on a shared machine hits both alike
-            for label, (proc, url) in servers.items():
-                before = cpu_seconds(proc)
-                seconds, lat, failed = asyncio.run(load(url))
-                after = cpu_seconds(proc)
-                if before is not None and after is not None:
-                    cpu[label].append((after - before) / len(lat))
-                rates[label].append(len(lat) / seconds)
-                latencies[label] += lat
-                failures[label] += failed
-        batches = {label: batch_mean(url) for label, (_, url) in servers.items()}
-    finally:
-        for proc, _ in servers.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc, _ in servers.values():
-            proc.wait(timeout=60)
-    rows = []
-    for label in servers:
-        lat = sorted(latencies[label])
-        median = sorted(rates[label])[len(rates[label]) // 2]
-        per_request = sorted(cpu[label])[len(cpu[label]) // 2] if cpu[label] else None
-        rows.append(
-            (
-                label,
-                median,
-                lat[len(lat) // 2],
-                lat[int(len(lat) * 0.99)],
-                batches[label],
-                failures[label],
-                per_request,
-            )
-        )
-    from jaxfit.report import table
-
-    print(
-        f"service: {clients} clients x {per_client} single-b3 fit requests (learning rate {learning_rate}{'' if trace else ', no trace'}) on loopback, median of {rounds} interleaved rounds"
-    )
-    print(
-        table(
-            ["server", "requests/s", "p50 ms", "p99 ms", "mean batch", "failures", "server CPU us/request"],
-            [
-                [
-                    r[0],
-                    f"{r[1]:,.0f}",
-                    f"{1e3 * r[2]:.1f}",
-                    f"{1e3 * r[3]:.1f}",
-                    f"{r[4]:.1f}",
-                    r[5],
-                    "-" if r[6] is None else f"{1e6 * r[6]:.0f}",
-                ]
-                for r in rows
-            ],
-            [False, True, True, True, True, True, True],
-        )
-    )
-    print(f"throughput ratio: {rows[0][1] / rows[1][1]:.1f}x")
-    if rows[0][6] and rows[1][6]:
-        print(f"server CPU per request ratio: {rows[1][6] / rows[0][6]:.1f}x")
+    print(_w1_scaling([10**3, 10**4, 10**5] if args.quick else [10**3, 10**4, 10**5, 10**6, 10**7]))
     return 0

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jaxfit.errors import JaxfitError
 from jaxfit.jsonout import dumps
 
 if TYPE_CHECKING:  # imported lazily at run time: start-up cost
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # imported lazily at run time: start-up cost
 USER_ERROR, STRICT_FAILED, INTERRUPTED = 2, 1, 130
 
 
-class UsageError(Exception):
+class UsageError(JaxfitError):
     """A bad command line (argparse's own errors also exit 2)."""
 
 
@@ -186,13 +187,54 @@ def _fit_single(args: argparse.Namespace, config: Config, source: str, digest: s
     return code
 
 
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command line that continues this run."""
+    parts = ["python -m jaxfit", *(["--config", args.config] if args.config else [])]
+    parts += [f"--set {o}" for o in args.overrides]
+    return " ".join([*parts, "--output", str(args.output), "--resume"])
+
+
+def _join_processes(args: argparse.Namespace, n: int) -> int | None:
+    """After a ``--distributed`` run: wait for every process; process 0 then waits for
+    every part. Returns an exit code when this process is done, None to merge."""
+    import jax
+
+    from jaxfit import rundir
+
+    me = jax.process_index()
+    jax.distributed.shutdown()  # waits for every process to finish its slice
+    if me != 0:
+        print(f"jaxfit: process {me} finished its share; process 0 merges {args.output}", file=sys.stderr)
+        return 0
+    if not rundir.wait_complete(args.output, n, args.merge_timeout):
+        print(
+            f"jaxfit: error: parts of {args.output} are still missing after {args.merge_timeout:.0f} s; merge later with: python -m jaxfit merge {args.output}",
+            file=sys.stderr,
+        )
+        return USER_ERROR
+    return None
+
+
+def _print_batch(args: argparse.Namespace, result: Any, summary: dict[str, Any], source: str) -> None:
+    if args.format == "json":
+        print(dumps(summary))
+    elif args.format == "csv":
+        from jaxfit.report import csv_text
+        from jaxfit.rundir import per_fit_columns
+
+        sys.stdout.write(csv_text(per_fit_columns(result)))
+    else:
+        from jaxfit.report import batch_text
+
+        print(batch_text(result, source))
+
+
 def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
     import time
 
     from jaxfit import rundir
     from jaxfit.batch import chunk_columns, facts_of, fit_batch
     from jaxfit.cli.progress import Progress
-    from jaxfit.report import batch_text
 
     t0 = time.perf_counter()
     n = config.batch.fits
@@ -205,9 +247,8 @@ def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
         print(f"jaxfit: {args.output} is already complete; its summary:", file=sys.stderr)
         sys.stdout.write((args.output / "summary.json").read_text())
         return 0
-    todo = sum(hi - lo for lo, hi in ranges)
     progress = Progress(n, enabled=not args.quiet)
-    done = n - todo
+    done = n - sum(hi - lo for lo, hi in ranges)
 
     def on_chunk(first: int, chunk: Chunk) -> None:
         nonlocal done
@@ -221,39 +262,14 @@ def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
     except KeyboardInterrupt:
         progress.close()
         if args.output:
-            again = " ".join(
-                [
-                    "python -m jaxfit",
-                    *(["--config", args.config] if args.config else []),
-                    *[f"--set {o}" for o in args.overrides],
-                    "--output",
-                    str(args.output),
-                    "--resume",
-                ]
-            )
             print(
-                f"jaxfit: interrupted after {done:,} of {n:,} fits; finished chunks are saved. Resume with: {again}",
+                f"jaxfit: interrupted after {done:,} of {n:,} fits; finished chunks are saved. Resume with: {_resume_command(args)}",
                 file=sys.stderr,
             )
         raise
     progress.close()
-    if args.distributed:
-        import jax
-
-        me = jax.process_index()
-        jax.distributed.shutdown()  # waits for every process to finish its slice
-        if me != 0:
-            print(
-                f"jaxfit: process {me} finished its share; process 0 merges {args.output}",
-                file=sys.stderr,
-            )
-            return 0
-        if not rundir.wait_complete(args.output, n, args.merge_timeout):
-            print(
-                f"jaxfit: error: parts of {args.output} are still missing after {args.merge_timeout:.0f} s; merge later with: python -m jaxfit merge {args.output}",
-                file=sys.stderr,
-            )
-            return USER_ERROR
+    if args.distributed and (code := _join_processes(args, n)) is not None:
+        return code
     if args.output:
         if ranges != [(0, n)]:  # some fits came from an earlier run or another process
             result = rundir.read_parts(args.output, config, facts_of(result))
@@ -263,15 +279,7 @@ def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
         from jaxfit.plots import batch_plots
 
         _report_plots(batch_plots(result, args.plot, args.plot_format))
-    if args.format == "json":
-        print(dumps(summary))
-    elif args.format == "csv":
-        from jaxfit.report import csv_text
-        from jaxfit.rundir import per_fit_columns
-
-        sys.stdout.write(csv_text(per_fit_columns(result)))
-    else:
-        print(batch_text(result, source))
+    _print_batch(args, result, summary, source)
     converged = summary["status_counts"]["converged"] == summary["fits"]
     return STRICT_FAILED if args.strict and not converged else 0
 
@@ -325,7 +333,7 @@ def run(argv: Sequence[str]) -> int:
     if args.distributed and (config.batch is None or not args.output):
         raise UsageError("--distributed needs a batch config and a shared --output DIR")
     if args.output:
-        from jaxfit.atomic import check_output, prepare
+        from jaxfit.rundir import check_output, prepare
 
         check_output(args.output, args.overwrite, args.resume)
         if args.distributed:
@@ -467,14 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = COMMANDS.get(argv[0]) if argv else None
     try:
         return command(argv[1:]) if command else run(argv)
-    except (UsageError, FileExistsError) as err:
-        print(f"jaxfit: error: {err}", file=sys.stderr)
-        return USER_ERROR
-    except ValueError as err:
-        from jaxfit.config import ConfigError
-
-        if not isinstance(err, ConfigError):
-            raise
+    except JaxfitError as err:
         print(f"jaxfit: error: {err}", file=sys.stderr)
         return USER_ERROR
     except KeyboardInterrupt:

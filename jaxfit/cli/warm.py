@@ -39,8 +39,11 @@ def key(config_path: str | None, overrides: Sequence[str]) -> str | None:
         return None
     # jaxfit's own source (size and mtime of each module), so an edited checkout
     # never runs an executable built from older code
-    here = Path(__file__).parent
-    source = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(here.glob("*.py"))]
+    package = Path(__file__).parents[1]  # the whole package: an edit in core/ counts too
+    source = [
+        f"{p.relative_to(package)}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+        for p in sorted(package.rglob("*.py"))
+    ]
     parts = [__version__, version("jax"), version("jaxlib"), *source, *overrides]
     parts += [
         f"{v}={os.environ.get(v, '')}" for v in ("JAX_PLATFORMS", "JAX_ENABLE_X64", "JAX_NUM_CPU_DEVICES")

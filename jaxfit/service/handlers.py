@@ -1,0 +1,201 @@
+"""The routes' handlers. Each takes the server's one explicit ``State`` and the
+request; errors are raised (``guard.HTTPError`` and friends) and mapped to
+responses in one place, ``guard.error_response``."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs
+
+import jax
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+
+from jaxfit.batch import fit_batch as run_batch
+from jaxfit.config import Config, json_schema, load_config
+from jaxfit.core.engine import opt_state_tree, state_from_dict, state_to_dict
+from jaxfit.jsonout import plain
+from jaxfit.problem import dtype_of, precision, problem_of, spec_of
+from jaxfit.service.batcher import FitBatcher
+from jaxfit.service.guard import HTTPError, Limits, encode, read_json, within
+from jaxfit.service.metrics import Metrics
+from jaxfit.single import make_state, make_step
+
+
+@dataclass
+class State:
+    """Everything the handlers share, for the server's lifetime."""
+
+    limits: Limits
+    batcher: FitBatcher
+    metrics: Metrics
+    token: str | None = None
+    batch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """One /v1/fit_batch at a time: each uses every device."""
+
+
+class JSONResponse(Response):
+    """Strict JSON: non-finite numbers (a diverged fit's loss) as null."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return encode(content)
+
+
+def config_of(state: State, raw: Any, what: str = "body") -> Config:
+    """A request's config, validated (422 with the CLI's message) and within the limits."""
+    if not isinstance(raw, dict):
+        raise HTTPError(422, f"{what}: a config must be a JSON object (got {type(raw).__name__})")
+    config = load_config(raw)  # a ConfigError becomes 422
+    if config.train.max_steps > state.limits.max_steps:
+        raise HTTPError(
+            422,
+            f"train.max_steps: at most {state.limits.max_steps:,} per request (got {config.train.max_steps:,})",
+        )
+    return config
+
+
+def _flag(values: list[str] | str | None, default: bool) -> bool:
+    value = values[-1] if isinstance(values, list) else values
+    return default if value is None else value.lower() in ("1", "true", "yes")
+
+
+async def fit(state: State, scope: dict, receive: Any) -> bytes:
+    """POST /v1/fit -> the response body. The hot path under load, so it runs
+    without the framework's per-request objects (a batched fit costs a few us)."""
+    config = config_of(state, await read_json(scope, receive, state.limits.max_body_bytes))
+    if config.batch is not None:
+        raise HTTPError(422, "batch: use POST /v1/fit_batch for a config with a batch section")
+    query = parse_qs(scope["query_string"].decode("latin-1")) if scope["query_string"] else {}
+    return await state.batcher.fit(config, _flag(query.get("trace"), True))  # keeps the time limit
+
+
+async def fit_batch(state: State, request: Request) -> Response:
+    """POST /v1/fit_batch -> the batch's summary (``?per_fit=true`` adds per-fit arrays)."""
+    limits = state.limits
+    config = config_of(state, await read_json(request.scope, request.receive, limits.max_body_bytes))
+    if config.batch is None:
+        raise HTTPError(422, "batch: missing; POST /v1/fit runs a single fit")
+    if config.batch.fits > limits.max_fits:
+        raise HTTPError(422, f"batch: {config.batch.fits:,} fits; at most {limits.max_fits:,} per request")
+    per_fit = _flag(request.query_params.get("per_fit"), False)
+    if per_fit and config.batch.fits > limits.max_per_fit:
+        raise HTTPError(
+            422,
+            f"per_fit: only for batches of up to {limits.max_per_fit:,} fits (this has {config.batch.fits:,})",
+        )
+    async with state.batch_lock:
+        loop = asyncio.get_running_loop()
+        result = await within(limits.timeout_s, loop.run_in_executor(None, run_batch, config))
+    body = result.summary()
+    if per_fit:
+        body["per_fit"] = {
+            "init": {n: v.tolist() for n, v in result.init.items()},
+            "params": {n: v.tolist() for n, v in result.params.items()},
+            "loss": result.loss.tolist(),
+            "steps": result.steps.tolist(),
+            "status": result.status.tolist(),
+            "learning_rate": result.learning_rate.tolist(),
+        }
+    return JSONResponse(body)
+
+
+def _scalar(raw: Any, field: str, dtype: Any) -> np.ndarray:
+    try:
+        value = np.asarray(raw, dtype)
+    except (TypeError, ValueError) as err:
+        raise HTTPError(422, f"state.{field}: expected a number ({err})") from None
+    if value.shape != ():
+        raise HTTPError(422, f"state.{field}: expected a number, got an array of shape {list(value.shape)}")
+    return value
+
+
+def state_of(config: Config, raw: Any) -> Any:
+    """A ``FitState`` from a previous /v1/step response's ``state`` (422 naming the field)."""
+    if not isinstance(raw, dict):
+        raise HTTPError(422, "state: must be a JSON object from a previous /v1/step response, or null")
+    dtype, names = dtype_of(config), config.train.trainable
+
+    def get(name: str) -> Any:
+        if name not in raw:
+            raise HTTPError(422, f"state.{name}: missing")
+        return raw[name]
+
+    def by_name(name: str) -> dict[str, np.ndarray]:
+        values = get(name)
+        if not isinstance(values, dict) or set(values) != set(names):
+            raise HTTPError(
+                422, f"state.{name}: expected an object with {', '.join(names)} (the trainable set)"
+            )
+        return {n: _scalar(values[n], f"{name}.{n}", dtype) for n in names}
+
+    opt_tree = opt_state_tree(spec_of(config), dtype)
+    opt = get("opt_state")
+    if not isinstance(opt, list) or len(opt) != opt_tree.num_leaves:
+        raise HTTPError(
+            422, f"state.opt_state: expected a list of {opt_tree.num_leaves} numbers for this optimizer"
+        )
+    fields = {
+        "params": by_name("params"),
+        "opt_state": [_scalar(v, f"opt_state[{i}]", None) for i, v in enumerate(opt)],
+        "loss": _scalar(get("loss"), "loss", dtype),
+        "grad": by_name("grad"),
+        "step_size": by_name("step_size"),
+        "step": _scalar(get("step"), "step", np.int32),
+        "status": _scalar(get("status"), "status", np.int32),
+    }
+    return state_from_dict(fields, opt_tree)
+
+
+def step_once(config: Config, raw_state: Any) -> dict[str, Any]:
+    """One compiled step from ``raw_state`` (or from the config's start when None)."""
+    with precision(config):
+        problem = problem_of(config)
+        before = make_state(config, problem) if raw_state is None else state_of(config, raw_state)
+        after = make_step(config)(before, problem)
+        return plain(
+            {
+                "state": jax.device_get(state_to_dict(after)),
+                "before": jax.device_get({"params": before.params, "loss": before.loss, "grad": before.grad}),
+            }
+        )
+
+
+async def step(state: State, request: Request) -> Response:
+    """POST /v1/step: ``{"config": ..., "state": null | state}`` -> one compiled step."""
+    body = await read_json(request.scope, request.receive, state.limits.max_body_bytes)
+    if not isinstance(body, dict) or "config" not in body:
+        raise HTTPError(422, 'body: expected {"config": {...}, "state": null | {...}}')
+    config = config_of(state, body["config"], "config")
+    if config.batch is not None:
+        raise HTTPError(422, "batch: /v1/step takes a single-fit config")
+    loop = asyncio.get_running_loop()
+    work = loop.run_in_executor(None, step_once, config, body.get("state"))
+    return JSONResponse(await within(state.limits.timeout_s, work))
+
+
+async def schema(state: State, request: Request) -> Response:
+    return JSONResponse(json_schema())
+
+
+async def healthz(state: State, request: Request) -> Response:
+    return JSONResponse({"status": "ok", "devices": len(jax.local_devices()), "queue": state.batcher.depth})
+
+
+async def metrics(state: State, request: Request) -> Response:
+    batcher = state.batcher
+    return PlainTextResponse(
+        state.metrics.render(batcher.batch_count, batcher.batch_fits, batcher.depth),
+        media_type="text/plain; version=0.0.4",
+    )
+
+
+async def page(state: State, request: Request) -> Response:
+    return HTMLResponse(
+        resources.files("jaxfit.service").joinpath("static/index.html").read_text(encoding="utf-8")
+    )
