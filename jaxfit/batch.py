@@ -11,9 +11,8 @@ import numpy as np
 from jaxfit import memory
 from jaxfit.chunks import Chunk, Inputs, Layout, Program, Timing, default_layout, run_chunks
 from jaxfit.config import Config, ConfigLike, load_config
-from jaxfit.core.model import PARAM_NAMES
 from jaxfit.errors import ResourceError
-from jaxfit.problem import dtype_of, plan_of, precision, problem_of, spec_of
+from jaxfit.problem import batch_data, dtype_of, hyper_of, plan_of, precision, spec_of
 from jaxfit.results import BatchResult
 from jaxfit.sweep import HYPER_NAMES, Plan, tables_as
 
@@ -77,7 +76,7 @@ def fit_batch(
     """
     config = load_config(config)
     spec = spec_of(config)
-    n = config.batch.fits if config.batch else 1
+    n = config.fits
     ranges = [(0, n)] if ranges is None else list(ranges)
     plan, tables = plan_of(config)
     used, layout = preflight(config, devices, block_size, plan=plan)
@@ -92,8 +91,8 @@ def fit_batch(
 
     timing: list[Timing] = []
     with precision(config):
-        problem = problem_of(config)
-        inputs = Inputs(tables_as(tables, dtype), problem.hyper, problem.data)
+        data, per_group = batch_data(config)
+        inputs = Inputs(tables_as(tables, dtype), hyper_of(config), data, per_group)
         run_chunks(
             Program(spec, plan),
             inputs,
@@ -164,15 +163,15 @@ def assemble(config: Config, store: Mapping[str, np.ndarray], facts: RunFacts) -
     dtype = dtype_of(config)
     spec = spec_of(config)
     n = len(store["loss"])
-    base = {**config.params.model_dump(), **config.train.model_dump(include=set(HYPER_NAMES))}
+    base = {**config.params, **config.train.model_dump(include=set(HYPER_NAMES))}
 
     def column(name: str, q: str, kind: type = dtype) -> np.ndarray:
         if name in store:
             return store[name]
         return np.broadcast_to(np.asarray(base[q], kind), (n,))
 
-    init = {p: column(f"init.{p}", p) for p in PARAM_NAMES}
-    params = {p: store[f"params.{p}"] if p in spec.trainable else init[p] for p in PARAM_NAMES}
+    init = {p: column(f"init.{p}", p) for p in config.names}
+    params = {p: store[f"params.{p}"] if p in spec.trainable else init[p] for p in config.names}
     return BatchResult(
         params=params,
         init=init,
@@ -184,5 +183,14 @@ def assemble(config: Config, store: Mapping[str, np.ndarray], facts: RunFacts) -
         max_steps=column("init.max_steps", "max_steps", np.int32),
         trainable=spec.trainable,
         precision=config.precision,
+        group=group_labels(config, n),
         **facts._asdict(),
     )
+
+
+def group_labels(config: Config, n: int) -> np.ndarray | None:
+    """Each fit's data-set label (fits run group by group), or None without groups."""
+    if not config.data.grouped:
+        return None
+    labels = np.asarray(config.data.table.labels)
+    return labels[np.arange(n) // (config.batch.fits if config.batch else 1)]

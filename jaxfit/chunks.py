@@ -104,6 +104,25 @@ class Inputs(NamedTuple):
     common: Hyper
     """Hyperparameters that are the same for every fit (per-fit ones come from the tables)."""
     data: Data
+    """One data set for every fit, or (with ``per_group``) one per group: ``(groups, n)``."""
+    per_group: jax.Array | None = None
+    """int32: fits per data set when ``data`` has a group axis; fit ``i`` fits data set
+    ``i // per_group`` from the starting values of the batch's fit ``i % per_group``."""
+
+
+def _draw_index(inputs: Inputs, index: jax.Array) -> jax.Array:
+    """Which of the batch's starting values fits ``index`` take (the same for every group)."""
+    if inputs.per_group is None:
+        return index
+    return jnp.where(index >= 0, index % inputs.per_group, -1)
+
+
+def _data_of(inputs: Inputs, index: jax.Array) -> Data | None:
+    """Each fit's own data set (None: every fit shares ``inputs.data``)."""
+    if inputs.per_group is None:
+        return None
+    group = jnp.maximum(index, 0) // inputs.per_group
+    return jax.tree.map(lambda a: a[group], inputs.data)
 
 
 _PER_FIT = ("learning_rate", "tolerance", "max_steps")
@@ -118,27 +137,37 @@ class _Lanes(NamedTuple):
     learning_rate: jax.Array
     tolerance: jax.Array
     max_steps: jax.Array
+    data: Data | None
+    """Each lane's data set (None: all share ``Inputs.data``)."""
 
-    def problem_axes(self, common: Hyper) -> tuple[Params, Hyper]:
-        return self.frozen, common._replace(
+    def problem_args(self, inputs: Inputs) -> tuple[tuple, tuple]:
+        """``(frozen, hyper, data)`` of the lanes' problems and their ``vmap`` axes."""
+        hyper = inputs.common._replace(
             learning_rate=self.learning_rate, tolerance=self.tolerance, max_steps=self.max_steps
         )
+        shared = self.data is None
+        data = inputs.data if shared else self.data
+        return (self.frozen, hyper, data), (0, _HYPER_AXES, None if shared else 0)
+
+
+def _problem(frozen: Params, hyper: Hyper, data: Data) -> Problem:
+    return Problem(data, frozen, hyper)
 
 
 def _start(program: Program, inputs: Inputs, index: jax.Array) -> _Lanes:
     """Initial states of fits ``index`` (shape (B,)); fits at ``index < 0`` take no step."""
-    spec, (_, common, data) = program.spec, inputs
-    drawn = draw(program.plan, inputs.tables, index)
+    spec = program.spec
+    drawn = draw(program.plan, inputs.tables, _draw_index(inputs, index))
     frozen = {n: v for n, v in drawn.params.items() if n not in spec.trainable}
     max_steps = jnp.where(index >= 0, drawn.max_steps, 0)
-    hyper = common._replace(learning_rate=drawn.learning_rate, tolerance=drawn.tolerance, max_steps=max_steps)
+    lanes = _Lanes(None, frozen, drawn.learning_rate, drawn.tolerance, max_steps, _data_of(inputs, index))
 
-    def init(params: Params, frozen: Params, hyper: Hyper) -> engine.FitState:
-        return engine.init_state(spec, params, Problem(data, frozen, hyper))
+    def init(params: Params, *problem: object) -> engine.FitState:
+        return engine.init_state(spec, params, _problem(*problem))
 
+    args, axes = lanes.problem_args(inputs)
     trainable = {n: drawn.params[n] for n in spec.trainable}
-    state = jax.vmap(init, in_axes=(0, 0, _HYPER_AXES))(trainable, frozen, hyper)
-    return _Lanes(state, frozen, drawn.learning_rate, drawn.tolerance, max_steps)
+    return lanes._replace(state=jax.vmap(init, in_axes=(0, *axes))(trainable, *args))
 
 
 class _Final(NamedTuple):
@@ -151,7 +180,7 @@ class _Final(NamedTuple):
 
 
 def _chunk(program: Program, inputs: Inputs, final: _Final, index: jax.Array) -> Chunk:
-    drawn = draw(program.plan, inputs.tables, index)
+    drawn = draw(program.plan, inputs.tables, _draw_index(inputs, index))
     varying = {**drawn.params, **drawn._asdict()}
     return Chunk(
         params=final.params,
@@ -171,10 +200,11 @@ def _fit_block(program: Program, inputs: Inputs, index: jax.Array) -> Chunk:
     ``index < 0`` take no step."""
     lanes = _start(program, inputs, index)
 
-    def run(state: engine.FitState, frozen: Params, hyper: Hyper) -> engine.FitState:
-        return engine.run(program.spec, state, Problem(inputs.data, frozen, hyper))
+    def run(state: engine.FitState, *problem: object) -> engine.FitState:
+        return engine.run(program.spec, state, _problem(*problem))
 
-    final = jax.vmap(run, in_axes=(0, 0, _HYPER_AXES))(lanes.state, *lanes.problem_axes(inputs.common))
+    args, axes = lanes.problem_args(inputs)
+    final = jax.vmap(run, in_axes=(0, *axes))(lanes.state, *args)
     return _chunk(program, inputs, _final(final), index)
 
 
@@ -195,7 +225,7 @@ def _fit_stream(
     ``group`` fits; and so on. A fit's arithmetic is the same as in ``_fit_block``
     (the same vmapped step), so is its result, bit for bit."""
 
-    spec, common, data = program.spec, inputs.common, inputs.data
+    spec = program.spec
 
     def index(j: jax.Array) -> jax.Array:
         return first + j * stride
@@ -210,19 +240,19 @@ def _fit_stream(
 
     def run_until_idle(current: _Lanes, enough: jax.Array) -> _Lanes:
         """Step until ``enough`` lanes are idle, or none is running."""
-        frozen, hyper = current.problem_axes(common)
+        args, axes = current.problem_args(inputs)
 
-        def one(state: engine.FitState, frozen: Params, hyper: Hyper) -> engine.FitState:
-            return engine.step(spec, state, Problem(data, frozen, hyper))
+        def one(state: engine.FitState, *problem: object) -> engine.FitState:
+            return engine.step(spec, state, _problem(*problem))
 
-        step = jax.vmap(one, in_axes=(0, 0, _HYPER_AXES))
+        step = jax.vmap(one, in_axes=(0, *axes))
 
         def more(state: engine.FitState) -> jax.Array:
             running = state.status == Status.RUNNING
             return jnp.any(running) & (jnp.sum(~running, dtype=jnp.int32) < enough)
 
         def body(state: engine.FitState) -> engine.FitState:
-            return engine.select_fits(state.status == Status.RUNNING, step(state, frozen, hyper), state)
+            return engine.select_fits(state.status == Status.RUNNING, step(state, *args), state)
 
         return current._replace(state=lax.while_loop(more, body, current.state))
 

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -29,11 +30,13 @@ from pydantic import (
     model_validator,
 )
 
-from jaxfit.core.example import OPTIMIZERS, PARAM_NAMES, SEED_PARAMS, SEED_X, SEED_Y
+from jaxfit.core.example import OPTIMIZERS, SEED_PARAMS, SEED_X, SEED_Y
 from jaxfit.errors import ConfigError
 
 MAX_STEPS_LIMIT = 10**9
 """Largest accepted ``train.max_steps``."""
+MAX_INLINE = 1_000_000
+"""Most inline data points (``data.x``/``data.y`` lists)."""
 MAX_FITS = 2**31 - 2**26
 """Largest batch: fit indices are int32 on the device, with room for padding."""
 
@@ -112,46 +115,101 @@ def _yaml_line(text: str, path: Sequence[str | int]) -> int | None:
 
 FiniteFloat = Annotated[StrictFloat, Field(allow_inf_nan=False)]
 PositiveFloat = Annotated[StrictFloat, Field(gt=0, allow_inf_nan=False)]
-ParamName = Literal["w1", "b1", "w2", "b2", "w3", "w4", "b3"]
+ParamName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+"""A parameter's name; which names exist depends on the model (checked in ``validate``)."""
+MAX_HIDDEN = 256
+ACTIVATIONS = ("softplus", "relu", "tanh", "sigmoid")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DataConfig(_Strict):
-    """Observations: dosages ``x`` and efficacies ``y`` (same length, finite)."""
+class ModelConfig(_Strict):
+    """The model: the network family (``hidden`` nodes of ``activation``; the seed's by
+    default) or a pure JAX ``function`` from an import path (``"module:function"``)."""
 
-    x: list[FiniteFloat] = Field(
-        default_factory=lambda: list(SEED_X),
-        json_schema_extra={"default": list(SEED_X)},
-        min_length=1,
-        max_length=1_000_000,
-    )
-    y: list[FiniteFloat] = Field(
-        default_factory=lambda: list(SEED_Y),
-        json_schema_extra={"default": list(SEED_Y)},
-        min_length=1,
-        max_length=1_000_000,
-    )
+    hidden: Annotated[StrictInt, Field(ge=1, le=MAX_HIDDEN)] = 2
+    activation: Literal["softplus", "relu", "tanh", "sigmoid"] = "softplus"
+    function: str | None = None
+    """``predict(x, p1, p2, ...)`` for one scalar x: a config that names one is code."""
 
     @model_validator(mode="after")
-    def _same_length(self) -> DataConfig:
-        if len(self.x) != len(self.y):
-            raise ValueError(f"x and y must have the same length (got {len(self.x)} and {len(self.y)})")
+    def _one_kind(self) -> ModelConfig:
+        if self.function is not None and {"hidden", "activation"} & self.model_fields_set:
+            raise ValueError("function: a function model takes no hidden or activation")
         return self
 
 
-class ParamsConfig(_Strict):
-    """Starting values of the seven parameters (the seed's by default)."""
+class DataConfig(_Strict):
+    """Observations: inline ``x`` and ``y`` lists (same length, finite), or columns of a
+    CSV ``file`` (``x``, ``y`` name them; ``group`` splits the rows into data sets)."""
 
-    w1: FiniteFloat = SEED_PARAMS["w1"]
-    b1: FiniteFloat = SEED_PARAMS["b1"]
-    w2: FiniteFloat = SEED_PARAMS["w2"]
-    b2: FiniteFloat = SEED_PARAMS["b2"]
-    w3: FiniteFloat = SEED_PARAMS["w3"]
-    w4: FiniteFloat = SEED_PARAMS["w4"]
-    b3: FiniteFloat = SEED_PARAMS["b3"]
+    x: list[FiniteFloat] | str = Field(
+        default_factory=lambda: list(SEED_X),
+        json_schema_extra={"default": list(SEED_X)},
+    )
+    y: list[FiniteFloat] | str = Field(
+        default_factory=lambda: list(SEED_Y),
+        json_schema_extra={"default": list(SEED_Y)},
+    )
+    file: str | None = None
+    """A CSV file with a header row (a path relative to the config file)."""
+    group: str | None = None
+    """With ``file``: the column whose labels split the rows into data sets (one fit each)."""
+    _table: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _columns_by_default(cls, raw: Any) -> Any:
+        if isinstance(raw, Mapping) and raw.get("file") is not None:
+            lists = [k for k in ("x", "y") if isinstance(raw.get(k), list)]
+            if lists:
+                raise ValueError(f"file: give either a file or inline {' and '.join(lists)} lists, not both")
+            return {"x": "x", "y": "y", **raw}
+        return raw
+
+    @field_validator("x", "y")
+    @classmethod
+    def _length(cls, values: list[float] | str) -> list[float] | str:
+        if isinstance(values, list) and not 1 <= len(values) <= MAX_INLINE:
+            raise ValueError(f"must have 1 to {MAX_INLINE:,} values (got {len(values):,})")
+        return values
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataConfig:
+        if self.file is None:
+            if isinstance(self.x, str) or isinstance(self.y, str):
+                raise ValueError("x and y name columns only with file: give number lists, or a file")
+            if self.group is not None:
+                raise ValueError("group: needs a file (the column of group labels)")
+            if len(self.x) != len(self.y):
+                raise ValueError(f"x and y must have the same length (got {len(self.x)} and {len(self.y)})")
+            return self
+        from jaxfit.datafile import read_table
+
+        self._table = read_table(Path(self.file), self.x, self.y, self.group)
+        return self
+
+    @property
+    def grouped(self) -> bool:
+        return self.group is not None
+
+    @property
+    def groups(self) -> int:
+        """Number of data sets (1 without a group column)."""
+        return len(self._table.labels) if self.grouped else 1
+
+    def arrays(self) -> tuple[Any, Any]:
+        """``(x, y)`` of an ungrouped data set (lists, or float64 arrays from a file)."""
+        if self.file is None:
+            return self.x, self.y
+        return self._table.x, self._table.y
+
+    @property
+    def table(self) -> Any:
+        """The file's ``datafile.Table`` (None for inline data)."""
+        return self._table
 
 
 class SGD(_Strict):
@@ -186,6 +244,8 @@ class TrainConfig(_Strict):
     trainable: list[ParamName] = Field(
         default_factory=lambda: ["b3"], json_schema_extra={"default": ["b3"]}, min_length=1
     )
+    """Names of the model's parameters to train, or ``all`` (default: the network's
+    output bias, every parameter of a function model)."""
     optimizer: Optimizer = Field(default_factory=SGD)
     learning_rate: PositiveFloat = 0.1
     tolerance: PositiveFloat = 0.001
@@ -201,7 +261,7 @@ class TrainConfig(_Strict):
     def _unique(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError(f"names must not repeat (got {value})")
-        return [name for name in PARAM_NAMES if name in value]
+        return value
 
 
 class Linspace(_Strict):
@@ -293,10 +353,9 @@ class BatchConfig(_Strict):
 
     @property
     def grid(self) -> list[tuple[str, int]]:
-        """Grid axes as ``(name, size)``, slowest first."""
+        """Grid axes as ``(name, size)`` (parameters as given, then hyperparameters)."""
         axes = []
-        for name in PARAM_NAMES:
-            spec = self.init.get(name)
+        for name, spec in self.init.items():
             if isinstance(spec, Linspace):
                 axes.append((name, spec.linspace[2]))
             elif isinstance(spec, Values):
@@ -316,8 +375,12 @@ class BatchConfig(_Strict):
 class Config(_Strict):
     """A whole jaxfit run. Every field defaults to the seed."""
 
+    model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
-    params: ParamsConfig = Field(default_factory=ParamsConfig)
+    params: dict[ParamName, FiniteFloat] = Field(
+        default_factory=lambda: dict(SEED_PARAMS), json_schema_extra={"default": SEED_PARAMS}
+    )
+    """Starting values by name (the model's defaults for names left out)."""
     train: TrainConfig = Field(default_factory=TrainConfig)
     precision: Literal["float32", "float64"] = "float32"
     batch: BatchConfig | None = None
@@ -327,6 +390,32 @@ class Config(_Strict):
     block_size: Annotated[StrictInt, Field(ge=1, le=2**24)] | None = None
     """Fits per vmapped block, or lanes of a streamed batch (default: by platform and
     problem; on CPU 8192 for one trainable parameter, else 128)."""
+    _model: Any = PrivateAttr(default=None)
+
+    @property
+    def core_model(self) -> Any:
+        """The model as the engine takes it (``core.model.Network`` or ``Function``)."""
+        if self._model is None:
+            from jaxfit.core.model import SEED_MODEL, Network
+
+            m = self.model
+            self._model = SEED_MODEL if m == ModelConfig() else Network(m.hidden, m.activation)
+        return self._model
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The model's parameter names, in order."""
+        return tuple(self.params)
+
+    @property
+    def is_batch(self) -> bool:
+        """Many fits: a ``batch`` section, or data split into groups."""
+        return self.batch is not None or self.data.grouped
+
+    @property
+    def fits(self) -> int:
+        """Fits in the run: data sets times the batch's fits per data set."""
+        return self.data.groups * (self.batch.fits if self.batch else 1)
 
 
 ConfigLike = Union[Config, Mapping[str, Any], str, Path]
@@ -402,25 +491,147 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     return raw
 
 
-def validate(raw: Any, source: str = "<dict>", text: str | None = None) -> Config:
-    """Validate a raw mapping into a ``Config``; errors become one-line ``ConfigError``."""
+def _messages(exc: ValidationError, prefix: Sequence[str | int] = ()) -> list[tuple[list[str | int], str]]:
+    out = []
+    for err in exc.errors():
+        path, message = _describe({**err, "loc": (*prefix, *err["loc"])})
+        out.append((path, message))
+    return out
+
+
+def _raise(source: str, text: str | None, errors: Sequence[tuple[Sequence[str | int], str]]) -> None:
+    parts = []
+    for path, message in errors:
+        dotted = ".".join(str(p) for p in path) or "(top level)"
+        line = _yaml_line(text, path) if text is not None else None
+        where = f" (line {line})" if line else ""
+        parts.append(f"{dotted}{where}: {message}")
+    raise ConfigError(f"{source}: " + "; ".join(parts))
+
+
+def _model_names(
+    raw: dict[str, Any], base_dir: Path | None
+) -> tuple[Any, tuple[str, ...], dict[str, float], list]:
+    """The model section validated, and the model's parameter names and defaults
+    (a function model is imported here). ``raw["model"]`` gets the resolved path."""
+    from jaxfit.core.names import network_defaults, network_names
+
+    section = raw.get("model")
+    try:
+        model = ModelConfig.model_validate({} if section is None else section)
+    except ValidationError as exc:
+        return None, (), {}, _messages(exc, ["model"])
+    if model.function is None:
+        return model, network_names(model.hidden), network_defaults(model.hidden), []
+    from jaxfit import functions
+
+    try:
+        resolved = functions.resolve(model.function, base_dir)
+        fn, names, defaults = functions.load(resolved)
+    except ValueError as err:
+        return None, (), {}, [(["model", "function"], str(err))]
+    raw["model"] = {**section, "function": resolved}
+    return (fn, resolved, model.function), names, defaults, []
+
+
+def _with_names(
+    raw: dict[str, Any], names: tuple[str, ...], defaults: dict[str, float], function: bool
+) -> list:
+    """Fill ``raw`` (a copy) with the model's defaults and check every parameter name
+    it uses; returns the errors as ``(path, message)``."""
+    errors: list[tuple[list[str | int], str]] = []
+    known = ", ".join(names)
+    given = raw.get("params")
+    if given is None or isinstance(given, Mapping):
+        given = dict(given or {})
+        for name in given:
+            if name not in names:
+                errors.append((["params", name], f"unknown parameter {name!r} (the model's: {known})"))
+        for name in names:
+            if name not in given and name not in defaults:
+                errors.append(
+                    (["params", name], f"missing: the function has no default for it (give {known})")
+                )
+        raw["params"] = {n: given.get(n, defaults.get(n)) for n in names if n in given or n in defaults}
+    train = raw.get("train")
+    if train is None or isinstance(train, Mapping):
+        train = dict(train or {})
+        chosen = train.get("trainable", list(names) if function else [names[-1]])
+        if chosen == "all":
+            chosen = list(names)
+        if isinstance(chosen, list) and all(isinstance(n, str) for n in chosen):
+            for name in chosen:
+                if name not in names:
+                    errors.append(
+                        (
+                            ["train", "trainable"],
+                            f"{name!r} is not a parameter of the model (the model's: {known})",
+                        )
+                    )
+            if len(set(chosen)) == len(chosen):
+                chosen = [n for n in names if n in chosen] + [n for n in chosen if n not in names]
+        train["trainable"] = chosen
+        raw["train"] = train
+    batch = raw.get("batch")
+    if isinstance(batch, Mapping) and isinstance(batch.get("init"), Mapping):
+        for name in batch["init"]:
+            if name not in names:
+                errors.append((["batch", "init", name], f"unknown parameter {name!r} (the model's: {known})"))
+    return errors
+
+
+def validate(
+    raw: Any, source: str = "<dict>", text: str | None = None, base_dir: Path | None = None
+) -> Config:
+    """Validate a raw mapping into a ``Config``; errors become one-line ``ConfigError``.
+
+    ``base_dir`` is where relative paths (``data.file``, a model module) are looked up
+    first: the config file's folder (default: the working directory).
+    """
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError(
             f"{source}: the config must be a mapping of keys to values, got {type(raw).__name__}"
         )
+    raw = dict(raw)
+    model, names, defaults, errors = _model_names(raw, base_dir)
+    if errors:
+        _raise(source, text, errors)
+    function = model if isinstance(model, tuple) else None
+    errors = _with_names(raw, names, defaults, function is not None)
+    if errors:
+        _raise(source, text, errors)
+    data = raw.get("data")
+    if isinstance(data, Mapping) and data.get("file") is None:
+        named = [k for k in ("x", "y") if isinstance(data.get(k), str)]
+        if named:
+            _raise(
+                source,
+                text,
+                [
+                    (["data", k], "names a column, but data has no file: give a list of numbers")
+                    for k in named
+                ],
+            )
+    if isinstance(data, Mapping) and isinstance(data.get("file"), str):
+        path = Path(data["file"]).expanduser()
+        raw["data"] = {**data, "file": str((path if base_dir is None else base_dir / path).resolve())}
     try:
-        return Config.model_validate(dict(raw))
+        config = Config.model_validate(raw)
     except ValidationError as exc:
-        parts = []
-        for err in exc.errors():
-            path, message = _describe(err)
-            dotted = ".".join(str(p) for p in path) or "(top level)"
-            line = _yaml_line(text, path) if text is not None else None
-            where = f" (line {line})" if line else ""
-            parts.append(f"{dotted}{where}: {message}")
-        raise ConfigError(f"{source}: " + "; ".join(parts)) from None
+        _raise(source, text, _messages(exc))
+    if function is not None:
+        from jaxfit import functions
+        from jaxfit.core.model import Function
+
+        fn, _, label = function
+        try:
+            functions.check_traceable(fn, names, label)
+        except ValueError as err:
+            _raise(source, text, [(["model", "function"], str(err))])
+        config._model = Function(fn, names, label)
+    return config
 
 
 def load_config(
@@ -446,7 +657,7 @@ def load_config(
         return source
     if isinstance(source, Config):
         source = source.model_dump()
-    text = None
+    text, base_dir = None, None
     if source is None:
         name, raw = "<defaults>", {}
     elif isinstance(source, Mapping):
@@ -463,6 +674,7 @@ def load_config(
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"{name}: cannot read: {getattr(err, 'strerror', None) or err}") from None
         raw = parse_yaml(text, name)
+        base_dir = Path(source).resolve().parent
     else:
         name, raw = "<config>", source
     if overrides:
@@ -472,7 +684,7 @@ def load_config(
             raise ConfigError(f"{name}: the config must be a mapping of keys to values")
         raw = apply_overrides(raw, overrides)
         text = None  # line numbers would point at the file, not the overridden value
-    return validate(raw, name, text)
+    return validate(raw, name, text, base_dir)
 
 
 def _deep_copy(value: Any) -> Any:

@@ -34,7 +34,7 @@ from jaxfit.core.engine import FitState, Problem, Spec, opt_state_tree, state_fr
 from jaxfit.core.engine import init_state as _init_state
 from jaxfit.core.engine import run as _run
 from jaxfit.core.engine import step as _step
-from jaxfit.core.model import PARAM_NAMES, Data
+from jaxfit.core.model import Data
 from jaxfit.core.optim import Hyper
 from jaxfit.errors import ExportError
 from jaxfit.problem import dtype_of, hyper_of, precision, problem_of, spec_of
@@ -66,7 +66,7 @@ def _functions(spec: Spec, opt_tree: Any) -> dict[str, Any]:
         def one(p: dict, h: dict) -> FitState:
             problem = Problem(
                 Data(data["x"], data["y"]),
-                {n: p[n] for n in PARAM_NAMES if n not in spec.trainable},
+                {n: p[n] for n in spec.model.names if n not in spec.trainable},
                 Hyper(**h),
             )
             return _run(spec, _init_state(spec, {n: p[n] for n in spec.trainable}, problem), problem)
@@ -97,7 +97,7 @@ def export_config(config: ConfigLike, path: Path) -> int:
             "init": (params, problem),
             "step": (state, problem),
             "fit_many": (
-                {p: batch(jnp.zeros((), dtype)) for p in PARAM_NAMES},
+                {p: batch(jnp.zeros((), dtype)) for p in spec.model.names},
                 jax.tree.map(batch, problem["hyper"]),
                 problem["data"],
             ),
@@ -143,7 +143,7 @@ class ExportedFit:
 
     def init(self, problem: Problem, params: Mapping[str, Any] | None = None) -> FitState:
         """The state before the first step (default: the config's starting values)."""
-        start = self.config.params.model_dump()
+        start = self.config.params
         dtype = dtype_of(self.config)
         params = {
             n: jnp.asarray(start[n] if params is None else params[n], dtype) for n in self.spec.trainable
@@ -161,8 +161,9 @@ class ExportedFit:
         left out take the config's value). Returns final trainable params, loss, steps, status."""
         dtype = dtype_of(self.config)
         n = len(next(iter(init.values())))
-        start = self.config.params.model_dump()
-        params = {p: jnp.broadcast_to(jnp.asarray(init.get(p, start[p]), dtype), (n,)) for p in PARAM_NAMES}
+        start = self.config.params
+        names = self.spec.model.names
+        params = {p: jnp.broadcast_to(jnp.asarray(init.get(p, start[p]), dtype), (n,)) for p in names}
         hyper = {k: jnp.broadcast_to(v, (n,)) for k, v in hyper_of(self.config)._asdict().items()}
         if learning_rate is not None:
             hyper["learning_rate"] = jnp.broadcast_to(jnp.asarray(learning_rate, dtype), (n,))

@@ -58,7 +58,7 @@ def available_host_bytes() -> int:
 def estimate(config: Config, chunk: int, varying: int) -> Estimate:
     """Bytes for ``config``'s batch with ``chunk`` fits per compiled call and
     ``varying`` quantities that differ across fits."""
-    n = config.batch.fits if config.batch else 1
+    n = config.fits
     item = np.dtype(config.precision).itemsize
     k = len(config.train.trainable)
     row = (k + varying + 1) * item + 4 + 1  # params, inits, loss; steps int32; status int8
@@ -76,7 +76,7 @@ def check(config: Config, chunk: int, varying: int, device_bytes: int | None = N
     """Raise ``ResourceError`` when the batch's results or one chunk cannot fit."""
     est = estimate(config, chunk, varying)
     host = available_host_bytes()
-    n = config.batch.fits if config.batch else 1
+    n = config.fits
     if est.host_bytes > HEADROOM * host:
         raise ResourceError(
             f"batch: {n:,} fits need about {_gib(est.host_bytes)} for their results but only "

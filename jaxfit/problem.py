@@ -12,18 +12,19 @@ import numpy as np
 
 from jaxfit.config import BatchConfig, Config, Linspace, Normal, Uniform, Values
 from jaxfit.core.engine import Problem, Spec
-from jaxfit.core.model import PARAM_NAMES, Data, Params
+from jaxfit.core.model import Data, Params
 from jaxfit.core.optim import Hyper, OptimizerKind
 from jaxfit.errors import ConfigError
-from jaxfit.sweep import FIXED, HYPER_NAMES, LINSPACE, NORMAL, QUANTITIES, UNIFORM, VALUES, Plan, Tables
+from jaxfit.sweep import FIXED, HYPER_NAMES, LINSPACE, NORMAL, UNIFORM, VALUES, Plan, Tables
 
 
 def spec_of(config: Config) -> Spec:
-    """The static part of a config: trainable set and optimizer kind."""
+    """The static part of a config: trainable set, optimizer kind and model."""
     opt = config.train.optimizer
     return Spec(
         trainable=tuple(config.train.trainable),
         optimizer=OptimizerKind(opt.name, bool(vars(opt).get("nesterov", False))),
+        model=config.core_model,
     )
 
 
@@ -47,6 +48,15 @@ def _check_precision(config: Config) -> None:
         )
 
 
+def _single_data(config: Config) -> tuple[Any, Any]:
+    if config.data.grouped:
+        raise ConfigError(
+            f"data.group: the data holds {config.data.groups:,} data sets, one fit each: "
+            "run it as a batch (jaxfit.fit_batch, or the command line)"
+        )
+    return config.data.arrays()
+
+
 def stacked_inputs(configs: Sequence[Config]) -> tuple[Params, Problem]:
     """Initial trainable values and problems of ``configs`` (same trainable set and
     precision), each leaf stacked along a leading config axis: one NumPy array per
@@ -54,9 +64,9 @@ def stacked_inputs(configs: Sequence[Config]) -> tuple[Params, Problem]:
     for config in configs:
         _check_precision(config)
     dtype, spec = dtype_of(configs[0]), spec_of(configs[0])
-    params = [vars(c.params) for c in configs]
-    trains = [c.train for c in configs]
-    opts = [vars(t.optimizer) for t in trains]  # each optimizer's own fields
+    params = [c.params for c in configs]
+    names = configs[0].names
+    data = [_single_data(c) for c in configs]
 
     def column(values: list, kind: Any = dtype) -> np.ndarray:
         return np.array(values, kind)
@@ -64,18 +74,29 @@ def stacked_inputs(configs: Sequence[Config]) -> tuple[Params, Problem]:
     return (
         {n: column([p[n] for p in params]) for n in spec.trainable},
         Problem(
-            data=Data(column([c.data.x for c in configs]), column([c.data.y for c in configs])),
-            frozen={n: column([p[n] for p in params]) for n in PARAM_NAMES if n not in spec.trainable},
-            hyper=Hyper(
-                learning_rate=column([t.learning_rate for t in trains]),
-                tolerance=column([t.tolerance for t in trains]),
-                max_steps=column([t.max_steps for t in trains], np.int32),
-                momentum=column([o.get("momentum", 0.0) for o in opts]),
-                b1=column([o.get("b1", 0.9) for o in opts]),
-                b2=column([o.get("b2", 0.999) for o in opts]),
-                eps=column([o.get("eps", 1e-8) for o in opts]),
-            ),
+            data=Data(column([x for x, _ in data]), column([y for _, y in data])),
+            frozen={n: column([p[n] for p in params]) for n in names if n not in spec.trainable},
+            hyper=_stacked_hyper(configs),
         ),
+    )
+
+
+def _stacked_hyper(configs: Sequence[Config]) -> Hyper:
+    dtype = dtype_of(configs[0])
+    trains = [c.train for c in configs]
+    opts = [vars(t.optimizer) for t in trains]  # each optimizer's own fields
+
+    def column(values: list, kind: Any = dtype) -> np.ndarray:
+        return np.array(values, kind)
+
+    return Hyper(
+        learning_rate=column([t.learning_rate for t in trains]),
+        tolerance=column([t.tolerance for t in trains]),
+        max_steps=column([t.max_steps for t in trains], np.int32),
+        momentum=column([o.get("momentum", 0.0) for o in opts]),
+        b1=column([o.get("b1", 0.9) for o in opts]),
+        b2=column([o.get("b2", 0.999) for o in opts]),
+        eps=column([o.get("eps", 1e-8) for o in opts]),
     )
 
 
@@ -86,7 +107,8 @@ def inputs(config: Config) -> tuple[Params, Problem]:
 
 def hyper_of(config: Config) -> Hyper:
     """The config's hyperparameters as scalars of its dtype."""
-    return inputs(config)[1].hyper
+    _check_precision(config)
+    return jax.tree.map(lambda a: a.reshape(()), _stacked_hyper([config]))
 
 
 def problem_of(config: Config) -> Problem:
@@ -112,10 +134,12 @@ def _kind(spec: object) -> str:
 def plan_of(config: Config) -> tuple[Plan, Tables]:
     """The plan and tables of a config's batch (a batch of one if it has none)."""
     batch = config.batch or BatchConfig()
-    base = {**config.params.model_dump(), **config.train.model_dump(include=set(HYPER_NAMES))}
+    base = {**config.params, **config.train.model_dump(include=set(HYPER_NAMES))}
     kinds, coef, tables_values, sizes = [], [], [], []
-    for q in QUANTITIES:
-        spec = batch.init.get(q) if q in PARAM_NAMES else getattr(batch, q)
+    names = config.names
+    quantities = names + HYPER_NAMES
+    for q in quantities:
+        spec = batch.init.get(q) if q in names else getattr(batch, q)
         if isinstance(spec, list):
             spec = Values(values=[float(v) for v in spec])
         kind = _kind(spec)
@@ -135,11 +159,11 @@ def plan_of(config: Config) -> tuple[Plan, Tables]:
     capacity = 8
     while capacity < max(len(v) for v in tables_values):
         capacity *= 2
-    padded = np.zeros((len(QUANTITIES), capacity), np.float64)
+    padded = np.zeros((len(quantities), capacity), np.float64)
     for i, v in enumerate(tables_values):
         padded[i, : len(v)] = v
-    strides = np.ones(len(QUANTITIES), np.int64)
-    for i in range(len(QUANTITIES) - 2, -1, -1):
+    strides = np.ones(len(quantities), np.int64)
+    for i in range(len(quantities) - 2, -1, -1):
         strides[i] = strides[i + 1] * sizes[i + 1]
     tables = Tables(
         coef=np.asarray(coef, np.float64),
@@ -149,4 +173,18 @@ def plan_of(config: Config) -> tuple[Plan, Tables]:
         count=np.asarray(batch.count, np.int32),
         seed=np.asarray(batch.seed, np.uint32),
     )
-    return Plan(tuple(kinds), capacity), tables
+    return Plan(tuple(kinds), capacity, names), tables
+
+
+def batch_data(config: Config) -> tuple[Data, np.ndarray | None]:
+    """A batch's data in the config's dtype, and the fits per data set: one data set
+    for every fit (None), or one per group, padded to a shared length with a mask."""
+    dtype = dtype_of(config)
+    if not config.data.grouped:
+        x, y = config.data.arrays()
+        return Data(np.asarray(x, dtype), np.asarray(y, dtype)), None
+    from jaxfit.datafile import padded_groups
+
+    x, y, mask = padded_groups(config.data.table)
+    per_group = np.int32(config.batch.fits if config.batch else 1)
+    return Data(x.astype(dtype), y.astype(dtype), mask), per_group

@@ -131,9 +131,9 @@ class BatchResult:
     """
 
     params: dict[str, np.ndarray]
-    """Final values of all seven parameters, by name."""
+    """Final values of every parameter of the model, by name."""
     init: dict[str, np.ndarray]
-    """Starting values of all seven parameters, by name."""
+    """Starting values of every parameter of the model, by name."""
     loss: np.ndarray
     steps: np.ndarray
     status: np.ndarray
@@ -148,6 +148,8 @@ class BatchResult:
     compile_s: float = 0.0
     run_s: float = 0.0
     precision: str = "float32"
+    group: np.ndarray | None = None
+    """With grouped data: each fit's data-set label (None: every fit had the same data)."""
 
     @property
     def fits(self) -> int:

@@ -44,15 +44,24 @@ RESULTS_AFFECTING = {"devices", "block_size"}
 
 
 def config_hash(config: Config) -> str:
-    """SHA-256 of the resolved config, less the fields that cannot change results."""
-    text = json.dumps(config.model_dump(mode="json", exclude=RESULTS_AFFECTING), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """SHA-256 of the resolved config, less the fields that cannot change results, and
+    of what it names: the data file's bytes and the model function's module source."""
+    h = hashlib.sha256(
+        json.dumps(config.model_dump(mode="json", exclude=RESULTS_AFFECTING), sort_keys=True).encode()
+    )
+    if config.data.file is not None:
+        h.update(hashlib.sha256(Path(config.data.file).read_bytes()).digest())
+    if config.model.function is not None:
+        from jaxfit.functions import source_digest
+
+        h.update(source_digest(config.model.function).encode())
+    return h.hexdigest()
 
 
 def start(path: Path, config: Config, resume: bool) -> list[tuple[int, int]]:
     """Begin (or continue) a batch run in ``path``; returns the fit ranges still to run
     (none when the run there is already complete)."""
-    n = config.batch.fits if config.batch else 1
+    n = config.fits
     digest = config_hash(config)
     manifest = path / "manifest.json"
     if resume and manifest.exists():
@@ -104,7 +113,7 @@ def read_parts(path: Path, config: Config, facts: RunFacts) -> BatchResult:
     from jaxfit.problem import plan_of
 
     varying = plan_of(config)[0].varying()
-    store = empty_store(config, config.batch.fits if config.batch else 1, varying)
+    store = empty_store(config, config.fits, varying)
     for lo, hi in done_ranges(path):
         with np.load(path / "parts" / f"{lo:012d}-{hi:012d}.npz") as part:
             put(store, lo, {k: part[k] for k in part.files})
@@ -113,8 +122,10 @@ def read_parts(path: Path, config: Config, facts: RunFacts) -> BatchResult:
 
 def per_fit_columns(result: BatchResult) -> dict[str, np.ndarray]:
     """The per-fit table: index, status, steps, loss, learning rate, init and final values."""
+    group = {} if result.group is None else {"group": result.group}
     return {
         "index": np.arange(result.fits),
+        **group,
         "status": STATUS_LABELS[result.status.astype(np.int64)],
         "steps": result.steps,
         "loss": result.loss,
@@ -186,6 +197,10 @@ def best_fit(config: Config, result: BatchResult, index: int) -> FitResult:
 
     single = config.model_dump(mode="json", exclude={"batch"})
     single["params"] = {n: float(v[index]) for n, v in result.init.items()}
+    if config.data.grouped:  # that fit's own data set, inline
+        table = config.data.table
+        rows = table.group == index // (config.batch.fits if config.batch else 1)
+        single["data"] = {"x": table.x[rows].tolist(), "y": table.y[rows].tolist()}
     single["train"] |= {
         "learning_rate": float(result.learning_rate[index]),
         "tolerance": float(result.tolerance[index]),

@@ -15,28 +15,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfit.core.model import PARAM_NAMES, Params
+from jaxfit.core.example import PARAM_NAMES
+from jaxfit.core.model import Params
 
 HYPER_NAMES: tuple[str, ...] = ("learning_rate", "tolerance", "max_steps")
-QUANTITIES: tuple[str, ...] = PARAM_NAMES + HYPER_NAMES
-"""Everything that may vary across fits, in grid order (last varies fastest)."""
 
 FIXED, LINSPACE, VALUES, NORMAL, UNIFORM = "fixed", "linspace", "values", "normal", "uniform"
 
 
 class Plan(NamedTuple):
-    """Static: how each quantity in ``QUANTITIES`` varies, and the values-table width."""
+    """Static: how each quantity in ``quantities`` varies, and the values-table width."""
 
     kinds: tuple[str, ...]
     capacity: int = 8
+    names: tuple[str, ...] = PARAM_NAMES
+    """The model's parameter names."""
+
+    @property
+    def quantities(self) -> tuple[str, ...]:
+        """Everything that may vary across fits, in grid order (the last varies fastest):
+        the model's parameters, then ``HYPER_NAMES``."""
+        return self.names + HYPER_NAMES
 
     def varying(self) -> tuple[str, ...]:
         """Names of the quantities that are not fixed."""
-        return tuple(q for q, k in zip(QUANTITIES, self.kinds) if k != FIXED)
+        return tuple(q for q, k in zip(self.quantities, self.kinds) if k != FIXED)
 
 
 class Tables(NamedTuple):
-    """Traced numbers behind a ``Plan`` (row ``q`` belongs to ``QUANTITIES[q]``)."""
+    """Traced numbers behind a ``Plan`` (row ``q`` belongs to ``plan.quantities[q]``)."""
 
     coef: jax.Array
     """(Q, 3): fixed value | start, stop, num | mean, std | low, high."""
@@ -70,7 +77,7 @@ def draw(plan: Plan, tables: Tables, index: jax.Array) -> Draw:
     point = index // tables.count
     key = jax.random.key(tables.seed)
     out = {}
-    for q, (name, kind) in enumerate(zip(QUANTITIES, plan.kinds)):
+    for q, (name, kind) in enumerate(zip(plan.quantities, plan.kinds)):
         c = tables.coef[q]
         if kind == FIXED:
             value = jnp.broadcast_to(c[0], index.shape)
@@ -93,7 +100,7 @@ def draw(plan: Plan, tables: Tables, index: jax.Array) -> Draw:
                 value = c[0] + (c[1] - c[0]) * u.reshape(index.shape)
         out[name] = value
     return Draw(
-        params={n: out[n] for n in PARAM_NAMES},
+        params={n: out[n] for n in plan.names},
         learning_rate=out["learning_rate"],
         tolerance=out["tolerance"],
         max_steps=jnp.round(out["max_steps"]).astype(jnp.int32),

@@ -74,3 +74,57 @@ def closed_form_b3(p=SEED, x=X, y=Y):
     """The exact minimiser of SSR over b3 alone: mean(y - blue - orange)."""
     rest = predict({**p, "b3": 0.0}, x)
     return float(np.mean(y - rest))
+
+
+# -- the network family: H hidden nodes of one activation (names as jaxfit's)
+
+ACT = {
+    "softplus": (softplus, sigmoid),
+    "sigmoid": (sigmoid, lambda z: sigmoid(z) * (1.0 - sigmoid(z))),
+    "tanh": (np.tanh, lambda z: 1.0 - np.tanh(z) ** 2),
+    "relu": (lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(float)),
+}
+
+
+def net_names(h):
+    return (
+        [n for i in range(1, h + 1) for n in (f"w{i}", f"b{i}")]
+        + [f"w{h + i}" for i in range(1, h + 1)]
+        + [f"b{h + 1}"]
+    )
+
+
+def net_predict(p, h, act, x):
+    f = ACT[act][0]
+    return sum(p[f"w{h + i}"] * f(p[f"w{i}"] * x + p[f"b{i}"]) for i in range(1, h + 1)) + p[f"b{h + 1}"]
+
+
+def net_grad(p, h, act, x, y):
+    """dSSR/dparam of the network, by the chain rule, node by node."""
+    f, df = ACT[act]
+    d = -2.0 * (y - net_predict(p, h, act, x))
+    g = {f"b{h + 1}": float(np.sum(d))}
+    for i in range(1, h + 1):
+        z = p[f"w{i}"] * x + p[f"b{i}"]
+        g[f"w{h + i}"] = float(np.sum(d * f(z)))
+        g[f"w{i}"] = float(np.sum(d * p[f"w{h + i}"] * df(z) * x))
+        g[f"b{i}"] = float(np.sum(d * p[f"w{h + i}"] * df(z)))
+    return g
+
+
+def net_gradient_descent(p0, h, act, trainable, lr, tol, max_steps, x, y):
+    """Plain GD on the network with jaxfit's stopping rule: (params, steps, status)."""
+    p = dict(p0)
+    g = net_grad(p, h, act, x, y)
+    for k in range(1, max_steps + 1):
+        steps = {n: lr * g[n] for n in trainable}
+        for n in trainable:
+            p[n] = p[n] - steps[n]
+        loss = float(np.sum((y - net_predict(p, h, act, x)) ** 2))
+        g = net_grad(p, h, act, x, y)
+        values = [loss] + [g[n] for n in trainable] + [p[n] for n in trainable] + list(steps.values())
+        if not np.all(np.isfinite(values)):
+            return p, k, DIVERGED
+        if all(abs(s) < tol for s in steps.values()):
+            return p, k, CONVERGED
+    return p, max_steps, MAX_STEPS

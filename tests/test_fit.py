@@ -241,8 +241,8 @@ def test_stacked_inputs_rows_equal_single_inputs():
         # and against the config's own numbers
         params, problem = jax.tree.unflatten(tree, [s[i] for s in stacked])
         f32 = np.float32
-        assert set(params) == {"b3", "w2"} and params["b3"] == f32(config.params.b3)
-        assert problem.frozen["w1"] == f32(config.params.w1) and "b3" not in problem.frozen
+        assert set(params) == {"b3", "w2"} and params["b3"] == f32(config.params["b3"])
+        assert problem.frozen["w1"] == f32(config.params["w1"]) and "b3" not in problem.frozen
         np.testing.assert_array_equal(problem.data.x, np.asarray(config.data.x, f32))
         assert problem.hyper.learning_rate == f32(config.train.learning_rate)
         assert problem.hyper.max_steps.dtype == np.int32

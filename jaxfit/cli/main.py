@@ -237,7 +237,7 @@ def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
     from jaxfit.cli.progress import Progress
 
     t0 = time.perf_counter()
-    n = config.batch.fits
+    n = config.fits
     ranges = rundir.start(args.output, config, args.resume) if args.output else [(0, n)]
     if args.distributed:
         import jax
@@ -328,9 +328,9 @@ def run(argv: Sequence[str]) -> int:
             raise UsageError(f"--plot: {err}") from None
     if args.resume and not args.output:
         raise UsageError("--resume needs --output DIR (the run to continue)")
-    if args.resume and config.batch is None:
+    if args.resume and not config.is_batch:
         raise UsageError("--resume applies to batch runs (a config with a batch: section)")
-    if args.distributed and (config.batch is None or not args.output):
+    if args.distributed and (not config.is_batch or not args.output):
         raise UsageError("--distributed needs a batch config and a shared --output DIR")
     if args.output:
         from jaxfit.rundir import check_output, prepare
@@ -340,14 +340,14 @@ def run(argv: Sequence[str]) -> int:
             # every process, before jax.distributed.initialize() (which waits for all of
             # them): none has written into the shared directory yet
             prepare(args.output, args.overwrite, args.resume)
-    _configure_jax(args, config.batch is not None)
-    if config.batch is not None:
+    _configure_jax(args, config.is_batch)
+    if config.is_batch:
         from jaxfit.batch import preflight
 
         preflight(config, args.devices)  # devices and memory, before anything is written
     if args.output and not args.distributed:
         prepare(args.output, args.overwrite, args.resume)
-    if config.batch is None:
+    if not config.is_batch:
         return _fit_single(args, config, source, digest)
     return _fit_batch(args, config, source)
 
@@ -385,7 +385,7 @@ def merge(argv: Sequence[str]) -> int:
     from jaxfit.config import load_config
 
     config = load_config(args.output / "config.yaml")
-    n = config.batch.fits if config.batch else 1
+    n = config.fits
     gaps = rundir.missing(args.output, n)
     if gaps and not (args.output / "summary.json").exists():
         todo = sum(hi - lo for lo, hi in gaps)

@@ -6,7 +6,7 @@
     run_traced(spec, state, problem, trace_limit) -> (FitState, Trace)
     run_traced_many(spec, states, problems, trace_limit)  the same for a batch
 
-``spec`` (a ``Spec``) is static: the trainable set and the optimizer kind. Everything
+``spec`` (a ``Spec``) is static: the model, the trainable set and the optimizer kind. Everything
 numeric (data, frozen params, initial values, learning rate, tolerance, max_steps)
 is a traced argument, so changing it never retraces or recompiles.
 
@@ -26,16 +26,17 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jaxfit.core.model import Data, Params, ssr
+from jaxfit.core.model import SEED_MODEL, Data, Model, Params, ssr
 from jaxfit.core.optim import Hyper, OptimizerKind, make_optimizer
 from jaxfit.core.status import Status
 
 
 class Spec(NamedTuple):
-    """What forces a compile: which parameters train and how (hashable, static)."""
+    """What forces a compile: which parameters train and how, and the model (hashable, static)."""
 
     trainable: tuple[str, ...] = ("b3",)
     optimizer: OptimizerKind = OptimizerKind()
+    model: Model = SEED_MODEL
 
 
 class Problem(NamedTuple):
@@ -81,7 +82,7 @@ class Trace(NamedTuple):
 
 def _loss_and_grad(spec: Spec, params: Params, problem: Problem) -> tuple[jax.Array, Params]:
     def loss_of_trainable(trainable: Params) -> jax.Array:
-        return ssr({**problem.frozen, **trainable}, problem.data)
+        return ssr({**problem.frozen, **trainable}, problem.data, spec.model)
 
     return jax.value_and_grad(loss_of_trainable)(params)
 

@@ -1,24 +1,49 @@
-"""The seed's network: one input, two softplus hidden nodes, one output.
+"""Models: the network family (the seed's network is one member) and a user's pure
+JAX function. One contract for both: a model predicts one ``y`` per ``x``.
+
+The network with ``H`` hidden nodes (StatQuest's numbering, generalised)::
+
+    predicted(x) = sum_i w(H+i) * act(w_i * x + b_i) + b(H+1)       i = 1..H
+
+For ``H = 2`` and softplus this is the seed's network, op for op::
 
     predicted(x) = w3 * softplus(w1*x + b1)     # "blue" curve (top node)
                  + w4 * softplus(w2*x + b2)     # "orange" curve (bottom node)
                  + b3                           # moves the "green squiggle"
 
-Parameters are a pytree: a dict from name to a scalar array (or, under ``vmap``,
-one value per fit). Every function here is pure and works under ``jit``, ``grad``
-and ``vmap``.
+A ``Function`` model is ``predict(x, p1, p2, ...)`` for one scalar ``x`` (scipy's
+``curve_fit`` convention); it is vmapped over the data points.
+
+Parameters are a pytree: a dict from name to a scalar array (or, under ``vmap``, one
+value per fit). A model (``Network`` or ``Function``) is static: hashable, part of the
+compile key. Every function here is pure and works under ``jit``, ``grad`` and ``vmap``.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
 
 from jaxfit.core.example import PARAM_NAMES, SEED_PARAMS, SEED_X, SEED_Y
+from jaxfit.core.names import network_names
 
-__all__ = ["PARAM_NAMES", "SEED_PARAMS", "SEED_X", "SEED_Y", "Data", "Params", "predict", "ssr"]
+__all__ = [
+    "PARAM_NAMES",
+    "SEED_MODEL",
+    "SEED_PARAMS",
+    "SEED_X",
+    "SEED_Y",
+    "Data",
+    "Function",
+    "Model",
+    "Network",
+    "Params",
+    "predict",
+    "ssr",
+]
 
 SMALL_DATA = 8
 """Data sets up to this size are summed term by term (see ``ssr``)."""
@@ -27,10 +52,12 @@ Params = dict[str, jax.Array]
 
 
 class Data(NamedTuple):
-    """Observations: ``x`` (dosage) and ``y`` (efficacy), both shape ``(n,)``."""
+    """Observations ``x`` and ``y``, both shape ``(n,)``; ``mask`` (bool, ``(n,)``)
+    marks the real points of a padded data set (None: every point is real)."""
 
     x: jax.Array
     y: jax.Array
+    mask: jax.Array | None = None
 
 
 @jax.custom_jvp
@@ -48,30 +75,91 @@ def _softplus_jvp(primals: tuple[jax.Array], tangents: tuple[jax.Array]) -> tupl
     return jnp.maximum(z, 0) + jnp.log1p(e), sigmoid * dz
 
 
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "softplus": softplus,
+    "relu": jax.nn.relu,  # derivative 0 at 0 (JAX's convention)
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+}
+
+
+class Network(NamedTuple):
+    """One input, ``hidden`` nodes of ``activation``, one output (static)."""
+
+    hidden: int = 2
+    activation: str = "softplus"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return network_names(self.hidden)
+
+    def node(self, params: Params, i: int, x: jax.Array) -> jax.Array:
+        """Hidden node ``i``'s contribution (1-based): ``w(H+i) * act(w_i * x + b_i)``."""
+        act = ACTIVATIONS[self.activation]
+        return params[f"w{self.hidden + i}"] * act(params[f"w{i}"] * x + params[f"b{i}"])
+
+    def __call__(self, params: Params, x: jax.Array) -> jax.Array:
+        total = self.node(params, 1, x)
+        for i in range(2, self.hidden + 1):
+            total = total + self.node(params, i, x)
+        return total + params[f"b{self.hidden + 1}"]
+
+
+class Function(NamedTuple):
+    """A user's ``predict(x, *params) -> y`` for one scalar ``x`` (static)."""
+
+    predict: Callable[..., jax.Array]
+    names: tuple[str, ...]
+    label: str = ""
+    """Where it came from, e.g. ``"decay_model:predict"``."""
+
+    def __call__(self, params: Params, x: jax.Array) -> jax.Array:
+        args = [params[n] for n in self.names]
+        if jnp.ndim(x) == 0:
+            return jnp.asarray(self.predict(x, *args))
+        flat = jax.vmap(lambda xi: jnp.asarray(self.predict(xi, *args)))(jnp.ravel(x))
+        return flat.reshape(jnp.shape(x))
+
+
+Model = Union[Network, Function]
+SEED_MODEL = Network()
+"""The seed's network: two softplus nodes."""
+
+
 def blue(params: Params, x: jax.Array) -> jax.Array:
-    """Top node's contribution: ``w3 * softplus(w1*x + b1)``."""
-    return params["w3"] * softplus(params["w1"] * x + params["b1"])
+    """The seed's top node: ``w3 * softplus(w1*x + b1)``."""
+    return SEED_MODEL.node(params, 1, x)
 
 
 def orange(params: Params, x: jax.Array) -> jax.Array:
-    """Bottom node's contribution: ``w4 * softplus(w2*x + b2)``."""
-    return params["w4"] * softplus(params["w2"] * x + params["b2"])
+    """The seed's bottom node: ``w4 * softplus(w2*x + b2)``."""
+    return SEED_MODEL.node(params, 2, x)
 
 
-def predict(params: Params, x: jax.Array) -> jax.Array:
-    """The green squiggle: ``blue + orange + b3``, same shape as ``x``."""
-    return blue(params, x) + orange(params, x) + params["b3"]
+def predict(params: Params, x: jax.Array, model: Model = SEED_MODEL) -> jax.Array:
+    """The model's prediction at ``x`` (any shape; the seed's green squiggle by default)."""
+    return model(params, x)
 
 
-def ssr(params: Params, data: Data) -> jax.Array:
-    """Sum of squared residuals ``sum_i (y_i - predicted(x_i))^2`` (a scalar)."""
-    if data.x.shape[0] <= SMALL_DATA:
+def ssr(params: Params, data: Data, model: Model = SEED_MODEL) -> jax.Array:
+    """Sum of squared residuals ``sum_i (y_i - predicted(x_i))^2`` over the real points.
+
+    Padded points (``mask`` False) are replaced by zeros before the model sees them
+    and their residuals are zeroed, so no value there (NaN included) can reach the
+    loss or its gradient.
+    """
+    x, y, mask = data
+    if mask is not None:
+        x, y = jnp.where(mask, x, 0), jnp.where(mask, y, 0)
+    elif x.shape[0] <= SMALL_DATA:
         # One term per observation: under vmap every op then runs along the fits
         # axis, which XLA:CPU vectorises far better than many length-3 reductions.
-        total = jnp.zeros((), data.y.dtype)
-        for i in range(data.x.shape[0]):
-            r = data.y[i] - predict(params, data.x[i])
+        total = jnp.zeros((), y.dtype)
+        for i in range(x.shape[0]):
+            r = y[i] - model(params, x[i])
             total = total + r * r
         return total
-    residual = data.y - predict(params, data.x)
+    residual = y - model(params, x)
+    if mask is not None:
+        residual = jnp.where(mask, residual, 0)
     return jnp.sum(residual * residual)

@@ -45,7 +45,7 @@ class _Pending:
 def batch_key(config: Config) -> tuple:
     """What forces a compile (the ``Spec``, precision, number of observations):
     requests with equal keys share one batch."""
-    return (spec_of(config), config.precision, len(config.data.x))
+    return (spec_of(config), config.precision, len(config.data.arrays()[0]))
 
 
 def _result_config(config: Config) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def _result_config(config: Config) -> dict[str, Any]:
     ``model_dump`` per request costs more than the batched fit)."""
     return {
         "train": {"trainable": config.train.trainable},
-        "params": vars(config.params),
+        "params": config.params,
         "precision": config.precision,
     }
 

@@ -1,0 +1,118 @@
+"""Data from a CSV file: two numeric columns, and optionally a group column that
+splits the rows into data sets (one fit per distinct label).
+
+``read_table`` checks everything before anything runs and says what is wrong in one
+line: the file, the column or the row. Rows of a group need not be contiguous;
+groups keep the order in which their labels first appear.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+MAX_ROWS = 10_000_000
+"""Most data rows a file may hold."""
+MAX_BYTES = 1 << 30
+"""Largest data file (1 GiB)."""
+MAX_GROUP_POINTS = 1 << 16
+"""Most points in one group (groups are padded to a power of two at least this long)."""
+
+
+class Table(NamedTuple):
+    """A data file's observations (float64) and, with a group column, the group of
+    each row (an index into ``labels``)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    group: np.ndarray | None = None
+    labels: tuple[str, ...] = ()
+
+
+def read_table(path: Path, x: str, y: str, group: str | None = None) -> Table:
+    """Read columns ``x``, ``y`` (and ``group``) of the CSV file at ``path``;
+    ``ValueError`` with one line when the file or a cell is not as it must be."""
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, not a data file")
+    if not path.is_file():
+        raise ValueError(f"{path}: no such data file")
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise ValueError(f"{path}: {size:,} bytes; data files of at most {MAX_BYTES:,} bytes are read")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = csv.reader(f)
+            header = next(rows, None)
+            if header is None:
+                raise ValueError(f"{path}: the file is empty (expected a header row naming the columns)")
+            header = [h.strip() for h in header]
+            wanted = [c for c in (x, y, group) if c is not None]
+            for column in wanted:
+                if column not in header:
+                    raise ValueError(f"{path}: no column {column!r} (the header has {', '.join(header)})")
+            at = [header.index(c) for c in wanted]
+            cols: list[list[str]] = [[] for _ in wanted]
+            for line, row in enumerate(rows, start=2):
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise ValueError(f"{path}: row {line} has {len(row)} cells, the header {len(header)}")
+                for values, i in zip(cols, at):
+                    values.append(row[i].strip())
+                if len(cols[0]) > MAX_ROWS:
+                    raise ValueError(
+                        f"{path}: more than {MAX_ROWS:,} rows; split the data into several files"
+                    )
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a UTF-8 text file ({err.reason})") from None
+    except csv.Error as err:
+        raise ValueError(f"{path}: not a CSV file ({err})") from None
+    if not cols[0]:
+        raise ValueError(f"{path}: the file has a header but no data rows")
+    xs, ys = (_numbers(path, name, values) for name, values in zip((x, y), cols))
+    if group is None:
+        return Table(xs, ys)
+    labels: dict[str, int] = {}
+    index = np.fromiter((labels.setdefault(v, len(labels)) for v in cols[2]), np.int64, len(cols[2]))
+    counts = np.bincount(index)
+    if counts.max() > MAX_GROUP_POINTS:
+        big = list(labels)[int(counts.argmax())]
+        raise ValueError(
+            f"{path}: group {big!r} has {int(counts.max()):,} points; at most {MAX_GROUP_POINTS:,} per group"
+        )
+    return Table(xs, ys, index, tuple(labels))
+
+
+def _numbers(path: Path, column: str, values: list[str]) -> np.ndarray:
+    out = np.empty(len(values), np.float64)
+    for i, text in enumerate(values):
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+            text = text or "an empty cell"
+        if not math.isfinite(v):
+            raise ValueError(f"{path}: row {i + 2}, column {column!r}: {text!r} is not a finite number")
+        out[i] = v
+    return out
+
+
+def padded_groups(table: Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x, y, mask)``, each ``(groups, length)``: group ``g``'s points in file order,
+    padded to ``length`` (the next power of two, at least 4) with ``mask`` False."""
+    assert table.group is not None
+    counts = np.bincount(table.group, minlength=len(table.labels))
+    length = max(4, 1 << int(counts.max() - 1).bit_length())
+    order = np.argsort(table.group, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.arange(len(order)) - np.repeat(starts, counts)
+    rows = table.group[order]
+    x = np.zeros((len(counts), length))
+    y = np.zeros((len(counts), length))
+    mask = np.zeros((len(counts), length), bool)
+    x[rows, slot], y[rows, slot], mask[rows, slot] = table.x[order], table.y[order], True
+    return x, y, mask

@@ -1,0 +1,127 @@
+"""A user's model function from an import path: ``"module:function"`` (the module
+looked up next to the config file first, then on ``sys.path``) or
+``"path/to/file.py:function"``.
+
+A config that names a function is code: loading it imports and runs that module.
+The function is ``predict(x, p1, p2, ...)`` for one scalar ``x``; its parameter names
+(after ``x``) are the model's, and their defaults (if any) are starting values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+PATTERN = re.compile(r"^(?P<module>[^:]+):(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def resolve(spec: str, base_dir: Path | None) -> str:
+    """``spec`` with a module found next to the config as its absolute file path (so
+    the resolved config names the same code from any working directory)."""
+    m = PATTERN.match(spec)
+    if m is None:
+        raise ValueError(f"{spec!r} is not an import path; expected 'module:function' or 'file.py:function'")
+    module = m["module"]
+    if module.endswith(".py"):
+        path = Path(module) if base_dir is None else base_dir / module
+        return f"{path.resolve()}:{m['name']}"
+    if base_dir is not None:
+        beside = base_dir / (module.replace(".", "/") + ".py")
+        if beside.is_file():
+            return f"{beside.resolve()}:{m['name']}"
+    return spec
+
+
+def _module(module: str) -> Any:
+    if not module.endswith(".py"):
+        return importlib.import_module(module)
+    path = Path(module)
+    if not path.is_file():
+        raise ModuleNotFoundError(f"no file {path}")
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    name = f"jaxfit_user_{path.stem}_{digest}"
+    mtime = path.stat().st_mtime_ns
+    cached = sys.modules.get(name)
+    if cached is not None and getattr(cached, "__jaxfit_mtime__", None) == mtime:
+        return cached
+    spec = importlib.util.spec_from_file_location(name, path)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded
+    try:
+        spec.loader.exec_module(loaded)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    loaded.__jaxfit_mtime__ = mtime
+    return loaded
+
+
+def load(resolved: str) -> tuple[Any, tuple[str, ...], dict[str, float]]:
+    """``(function, parameter names, defaults)`` of a resolved import path;
+    ``ValueError`` (one line) if it cannot be imported or is not a model function."""
+    m = PATTERN.match(resolved)
+    if m is None:
+        raise ValueError(f"{resolved!r} is not an import path; expected 'module:function'")
+    try:
+        module = _module(m["module"])
+    except ModuleNotFoundError as err:
+        raise ValueError(f"cannot import {m['module']!r}: {err}") from None
+    except Exception as err:  # the user's module failed while importing
+        raise ValueError(f"importing {m['module']!r} failed: {type(err).__name__}: {err}") from None
+    fn = getattr(module, m["name"], None)
+    if fn is None:
+        raise ValueError(f"module {m['module']!r} has no attribute {m['name']!r}")
+    if not callable(fn):
+        raise ValueError(f"{m['name']!r} in {m['module']!r} is not callable ({type(fn).__name__})")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        raise ValueError(f"{m['name']!r}: cannot read its signature") from None
+    params = list(signature.parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if not params or any(p.kind not in positional for p in params):
+        raise ValueError(
+            f"{m['name']!r}: expected predict(x, p1, p2, ...) with plain positional parameters, got {signature}"
+        )
+    names = tuple(p.name for p in params[1:])
+    if not names:
+        raise ValueError(f"{m['name']!r}: takes only x; a model needs parameters after x")
+    defaults = {
+        p.name: float(p.default)
+        for p in params[1:]
+        if isinstance(p.default, (int, float)) and not isinstance(p.default, bool)
+    }
+    return fn, names, defaults
+
+
+def source_digest(resolved: str) -> str:
+    """SHA-256 of the function's module source (part of the config's hash)."""
+    m = PATTERN.match(resolved)
+    module = m["module"] if m else resolved
+    if module.endswith(".py"):
+        path = Path(module)
+    else:
+        found = importlib.util.find_spec(module)
+        path = Path(found.origin) if found and found.origin else None
+    data = path.read_bytes() if path is not None and path.is_file() else module.encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_traceable(fn: Any, names: tuple[str, ...], label: str) -> None:
+    """Trace ``fn`` once at scalar inputs: it must return one scalar and be pure JAX."""
+    import jax
+    import jax.numpy as jnp
+
+    try:
+        out = jax.eval_shape(lambda x, *p: jnp.asarray(fn(x, *p)), 0.0, *([0.0] * len(names)))
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{label} cannot be traced by JAX ({type(err).__name__}: {reason[:200]})") from None
+    if out.shape != ():
+        raise ValueError(f"{label} must return one scalar per x, got shape {list(out.shape)}")
