@@ -136,7 +136,7 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> ModelConfig:
-        if self.function is not None and {"hidden", "activation"} & self.model_fields_set:
+        if self.function is not None and (self.hidden, self.activation) != (2, "softplus"):
             raise ValueError("function: a function model takes no hidden or activation")
         return self
 
@@ -474,7 +474,9 @@ def _set_path(raw: dict[str, Any], dotted: str, value: Any, source: str) -> None
     keys = dotted.split(".")
     node = raw
     for i, key in enumerate(keys[:-1]):
-        child = node.setdefault(key, {})
+        if node.get(key) is None:  # absent, or null (as a dumped config's batch)
+            node[key] = {}
+        child = node[key]
         if not isinstance(child, dict):
             raise ConfigError(f"{source}: --set {dotted}: {'.'.join(keys[: i + 1])} is not a mapping")
         node = child

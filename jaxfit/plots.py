@@ -1,11 +1,12 @@
-"""The seed's pictures and batch diagnostics (needs the ``plot`` extra: matplotlib).
+"""The pictures of a fit (the seed's, for the seed) and batch diagnostics (needs the ``plot`` extra: matplotlib).
 
 Single fit:
   ``pink_<p>.png``  SSR as a function of each trainable parameter ``p`` (the others
                     at their starting values), the gradient-descent steps on it and
                     the tangent (slope dSSR/dp) at the first steps;
-  ``squiggle.png``  the data, the green squiggle and its blue and orange parts,
-                    before and after the fit;
+  ``squiggle.png``  the data and the fitted curve, before and after the fit: for
+                    the seed, the green squiggle with its blue and orange parts; for
+                    a network, each hidden node's part; for a function, the curve;
   ``loss.png``      SSR per step (log scale) and |step size| per step.
 Batch:
   ``basins_<p>.png`` final vs initial value of each varied parameter;
@@ -61,43 +62,73 @@ def _save(fig: Any, path: Path, fmt: str) -> Path:
     return target
 
 
-# -- the model in float64 NumPy, for curves (independent of the fit's precision)
+# -- curves of the config's model, in float64 (independent of the fit's precision)
 
 
-def _softplus(z: np.ndarray) -> np.ndarray:
-    return np.logaddexp(z, 0.0)
+def _curves(model: Any, params: dict[str, float], name: str, values: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Predictions at ``x`` with ``name`` set to each of ``values``: ``(len(values), len(x))``."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxfit.core.model import predict
+
+    with jax.enable_x64(True):
+        p = {n: jnp.float64(v) for n, v in params.items()}
+        xs = jnp.asarray(x, jnp.float64)
+        one = jax.jit(jax.vmap(lambda v: predict({**p, name: v}, xs, model)))
+        return np.asarray(one(jnp.asarray(values, jnp.float64)))
 
 
-def parts(params: dict[str, float], x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(blue, orange, green squiggle)`` at dosages ``x``."""
-    blue = params["w3"] * _softplus(params["w1"] * x + params["b1"])
-    orange = params["w4"] * _softplus(params["w2"] * x + params["b2"])
-    return blue, orange, blue + orange + params["b3"]
+def predicted(params: dict[str, float], x: np.ndarray, model: Any = None) -> np.ndarray:
+    """The model's prediction at ``x`` (default: the seed's network)."""
+    from jaxfit.core.model import SEED_MODEL
+
+    name = next(iter(params))
+    return _curves(model or SEED_MODEL, params, name, np.array([params[name]]), x)[0]
 
 
 def ssr_along(
-    params: dict[str, float], name: str, values: np.ndarray, x: np.ndarray, y: np.ndarray
+    params: dict[str, float], name: str, values: np.ndarray, x: np.ndarray, y: np.ndarray, model: Any = None
 ) -> np.ndarray:
     """SSR with parameter ``name`` set to each of ``values`` (the others from ``params``): the pink curve."""
-    out = np.empty(len(values))
-    for i, v in enumerate(values):
-        green = parts({**params, name: float(v)}, x)[2]
-        out[i] = np.sum((y - green) ** 2)
-    return out
+    from jaxfit.core.model import SEED_MODEL
+
+    curves = _curves(model or SEED_MODEL, params, name, np.asarray(values, float), x)
+    return np.sum((np.asarray(y, float) - curves) ** 2, axis=1)
 
 
-def _slope(params: dict[str, float], name: str, at: float, x: np.ndarray, y: np.ndarray) -> float:
+def _slope(model: Any, params: dict[str, float], name: str, at: float, x: np.ndarray, y: np.ndarray) -> float:
     h = 1e-6 * max(1.0, abs(at))
-    f = ssr_along(params, name, np.array([at - h, at + h]), x, y)
+    f = ssr_along(params, name, np.array([at - h, at + h]), x, y, model)
     return float((f[1] - f[0]) / (2 * h))
 
 
-def fit_plots(
-    result: FitResult, config: dict[str, Any], out: Path, fmt: str = "png", tangents: int = 3
-) -> list[Path]:
-    """Draw the single-fit pictures into ``out`` (``config``: the resolved config as a
-    plain dict); returns the files written."""
-    x, y = np.asarray(config["data"]["x"], float), np.asarray(config["data"]["y"], float)
+def _nodes(model: Any, params: dict[str, float], x: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """A network's hidden-node contributions at ``x``, labelled (none for a function model)."""
+    from jaxfit.core.model import SEED_MODEL, Network
+
+    if not isinstance(model, Network):
+        return []
+    import jax
+
+    with jax.enable_x64(True):
+        p = {n: np.float64(v) for n, v in params.items()}
+        curves = [np.asarray(model.node(p, i, np.asarray(x, np.float64))) for i in range(1, model.hidden + 1)]
+    if model == SEED_MODEL:
+        return [("blue: w3·softplus(w1·x+b1)", curves[0]), ("orange: w4·softplus(w2·x+b2)", curves[1])]
+    h, act = model.hidden, model.activation
+    return [(f"node {i}: w{h + i}·{act}(w{i}·x+b{i})", c) for i, c in enumerate(curves, start=1)]
+
+
+def fit_plots(result: FitResult, config: Any, out: Path, fmt: str = "png", tangents: int = 3) -> list[Path]:
+    """Draw the single-fit pictures into ``out`` (``config``: the run's config, or its
+    resolved plain dict); returns the files written."""
+    from jaxfit.config import load_config
+
+    config = load_config(config)
+    model = config.core_model
+    xs, ys = config.data.arrays()
+    x, y = np.asarray(xs, float), np.asarray(ys, float)
     written = []
     trace = result.trace_rows()
     for name in result.trainable:
@@ -108,7 +139,7 @@ def fit_plots(
         grid = np.linspace(lo - pad, hi + pad, 400)
         ax.plot(
             grid,
-            ssr_along(result.init, name, grid, x, y),
+            ssr_along(result.init, name, grid, x, y, model),
             color=PINK,
             lw=2.5,
             label="SSR (others at their starting values)",
@@ -116,16 +147,17 @@ def fit_plots(
         steps = np.asarray(visited)
         ax.plot(
             steps,
-            ssr_along(result.init, name, steps, x, y),
+            ssr_along(result.init, name, steps, x, y, model),
             "o-",
             color="k",
             ms=4,
             lw=0.8,
             label=f"gradient-descent steps ({result.steps})",
         )
+        levels = ssr_along(result.init, name, steps[:tangents], x, y, model)
         for k, at in enumerate(steps[:tangents]):
-            slope = _slope(result.init, name, float(at), x, y)
-            level = ssr_along(result.init, name, np.array([at]), x, y)[0]
+            slope = _slope(model, result.init, name, float(at), x, y)
+            level = levels[k]
             span = np.linspace(at - 0.45, at + 0.45, 2) * 1.0
             ax.plot(
                 span,
@@ -148,15 +180,26 @@ def fit_plots(
         written.append(_save(fig, out / f"pink_{name}", fmt))
 
     fig, axes = _figure(2)
-    dense = np.linspace(min(x.min(), 0.0), max(x.max(), 1.0), 300)
+    span = x.max() - x.min()
+    dense = (
+        np.linspace(min(x.min(), 0.0), max(x.max(), 1.0), 300)
+        if span <= 1
+        else np.linspace(x.min(), x.max(), 300)
+    )
+    seed = model == _seed_model()
     for ax, (label, params) in zip(axes, (("before the fit", result.init), ("after the fit", result.params))):
-        blue, orange, green = parts(params, dense)
-        ax.plot(dense, blue, color=BLUE, lw=1.5, label="blue: w3·softplus(w1·x+b1)")
-        ax.plot(dense, orange, color=ORANGE, lw=1.5, label="orange: w4·softplus(w2·x+b2)")
-        ax.plot(dense, green, color=GREEN, lw=2.5, label="green squiggle = blue + orange + b3")
+        for (part, curve), color in zip(_nodes(model, params, dense), [BLUE, ORANGE] + [None] * 256):
+            ax.plot(dense, curve, color=color, lw=1.5, label=part)
+        fitted = predicted(params, dense, model)
+        green = "green squiggle = blue + orange + b3" if seed else "the model's prediction"
+        ax.plot(dense, fitted, color=GREEN, lw=2.5, label=green)
         ax.scatter(x, y, color="k", zorder=3, label="observed")
-        sse = float(np.sum((y - parts(params, x)[2]) ** 2))
-        ax.set(xlabel="dosage", ylabel="efficacy", title=f"{label} (SSR {sse:.4g})")
+        sse = float(np.sum((y - predicted(params, x, model)) ** 2))
+        ax.set(
+            xlabel="dosage" if seed else "x",
+            ylabel="efficacy" if seed else "y",
+            title=f"{label} (SSR {sse:.4g})",
+        )
         ax.legend(fontsize=7, loc="best")
     written.append(_save(fig, out / "squiggle", fmt))
 
@@ -166,11 +209,17 @@ def fit_plots(
     a1.set(xlabel="step", ylabel="SSR before the step (log)", title="Loss per step")
     for name in result.trainable:
         a2.semilogy(k, [max(abs(r["step_size"][name]), 1e-300) for r in trace], "o-", ms=3, label=name)
-    a2.axhline(config["train"]["tolerance"], color="gray", ls="--", lw=1, label="tolerance")
+    a2.axhline(config.train.tolerance, color="gray", ls="--", lw=1, label="tolerance")
     a2.set(xlabel="step", ylabel="|step size| (log)", title="Step size per step")
     a2.legend(fontsize=8)
     written.append(_save(fig, out / "loss", fmt))
     return written
+
+
+def _seed_model() -> Any:
+    from jaxfit.core.model import SEED_MODEL
+
+    return SEED_MODEL
 
 
 def batch_plots(result: BatchResult, out: Path, fmt: str = "png", max_points: int = 50_000) -> list[Path]:

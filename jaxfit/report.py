@@ -138,10 +138,31 @@ def batch_text(result: BatchResult, source: str) -> str:
                 ],
             )
         )
+    if s.get("per_group"):
+        names = list(result.trainable)
+        out.append(f"\nBest fit of each data set ({len(s['per_group'])} of {s['groups']:,} shown):")
+        out.append(
+            table(
+                ["group", *names, "SSR", "steps", "status"],
+                [
+                    [
+                        g["group"],
+                        *[num(g["params"][n]) for n in names],
+                        num(g["loss"]),
+                        g["steps"],
+                        g["status"],
+                    ]
+                    for g in s["per_group"]
+                ],
+                [False, *[True] * (len(names) + 2), False],
+            )
+        )
     if s["best"]:
         b = s["best"]
         out.append(
-            f"\nBest fit #{b['index']}: SSR {num(b['loss'])}, {b['steps']} steps, {b['status']}; "
+            f"\nBest fit #{b['index']}"
+            + (f" ({b['group']})" if "group" in b else "")
+            + f": SSR {num(b['loss'])}, {b['steps']} steps, {b['status']}; "
             + ", ".join(f"{n}={num(v)}" for n, v in b["params"].items())
         )
     rate = s["fits_per_s"]

@@ -173,7 +173,7 @@ class BatchResult:
         how many fits reached it.
         """
         done = np.flatnonzero(self.status == Status.CONVERGED)
-        if done.size == 0:
+        if done.size == 0 or self.group is not None:  # across data sets, end points do not compare
             return []
         values = np.stack([self.params[n][done] for n in self.trainable], axis=1).astype(np.float64)
         keys, inverse, counts = np.unique(
@@ -197,8 +197,10 @@ class BatchResult:
 
     def fit_row(self, i: int) -> dict[str, Any]:
         """One fit as a dict."""
+        group = {} if self.group is None else {"group": str(self.group[i])}
         return {
             "index": i,
+            **group,
             "params": {n: float(v[i]) for n, v in self.params.items()},
             "init": {n: float(v[i]) for n, v in self.init.items()},
             "loss": float(self.loss[i]),
@@ -207,13 +209,33 @@ class BatchResult:
             "learning_rate": float(self.learning_rate[i]),
         }
 
+    def group_best(self) -> list[int]:
+        """With grouped data: the index of each data set's lowest-loss fit, in group order."""
+        if self.group is None:
+            return []
+        labels, first, which = np.unique(self.group, return_index=True, return_inverse=True)
+        loss = np.where(np.isfinite(self.loss), self.loss, np.inf).astype(np.float64)
+        order = np.lexsort((loss, which.ravel()))  # by group, then loss
+        starts = np.searchsorted(which.ravel()[order], np.arange(len(labels)))
+        best = order[starts]
+        return [int(i) for i in best[np.argsort(first)]]
+
     def summary(self, minima_limit: int = 20) -> dict[str, Any]:
-        """JSON-ready summary: counts by status, best fit, distinct minima, timing."""
+        """JSON-ready summary: counts by status, best fit, distinct minima (or, with
+        grouped data, the best fit of the first data sets), timing."""
         best = self.best()
         minima = self.minima()
         run_s = self.run_s
+        grouped = {}
+        if self.group is not None:
+            per_group = self.group_best()
+            grouped = {
+                "groups": len(per_group),
+                "per_group": [self.fit_row(i) for i in per_group[:minima_limit]],
+            }
         return {
             "fits": self.fits,
+            **grouped,
             "trainable": list(self.trainable),
             "status_counts": self.status_counts(),
             "best": None if best is None else self.fit_row(best),

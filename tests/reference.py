@@ -128,3 +128,34 @@ def net_gradient_descent(p0, h, act, trainable, lr, tol, max_steps, x, y):
         if all(abs(s) < tol for s in steps.values()):
             return p, k, CONVERGED
     return p, max_steps, MAX_STEPS
+
+
+# -- the decay model a * exp(-k x) + c, by hand
+
+
+def decay_predict(p, x):
+    return p["a"] * np.exp(-p["k"] * x) + p["c"]
+
+
+def decay_grad(p, x, y):
+    e = np.exp(-p["k"] * x)
+    r = y - decay_predict(p, x)
+    return {
+        "a": float(-2 * np.sum(r * e)),
+        "k": float(2 * np.sum(r * p["a"] * x * e)),
+        "c": float(-2 * np.sum(r)),
+    }
+
+
+def decay_gradient_descent(p0, lr, tol, max_steps, x, y):
+    """Plain GD on all three parameters with jaxfit's stopping rule: (params, steps, status)."""
+    p, g = dict(p0), decay_grad(p0, x, y)
+    for k in range(1, max_steps + 1):
+        steps = {n: lr * g[n] for n in "akc"}
+        p = {n: p[n] - steps[n] for n in "akc"}
+        g = decay_grad(p, x, y)
+        if not np.all(np.isfinite(list(p.values()) + list(g.values()))):
+            return p, k, DIVERGED
+        if all(abs(s) < tol for s in steps.values()):
+            return p, k, CONVERGED
+    return p, max_steps, MAX_STEPS

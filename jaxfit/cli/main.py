@@ -167,7 +167,7 @@ def _fit_single(args: argparse.Namespace, config: Config, source: str, digest: s
     if args.plot:
         from jaxfit.plots import fit_plots
 
-        _report_plots(fit_plots(result, plain, args.plot, args.plot_format))
+        _report_plots(fit_plots(result, config, args.plot, args.plot_format))
     if args.output:
         from jaxfit.atomic import write_atomic, write_json
         from jaxfit.config import dump_yaml
