@@ -25,12 +25,12 @@ def free_port():
 
 
 class Server:
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, cwd=ROOT):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [*JAXFIT, "serve", "--port", str(self.port), *args],
-            cwd=ROOT,
+            cwd=cwd,
             env={**ENV, "JAX_NUM_CPU_DEVICES": "1", **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -158,6 +158,7 @@ def test_schema_health_metrics(server):
         assert name in text
     page = httpx.get(server.url + "/")
     assert page.status_code == 200 and "<canvas" in page.text
+    assert "shows the seed's network" in page.text  # the page says what it covers
     # self-contained: no external scripts, styles or images (users may be offline)
     assert not re.findall(r'(?:src|href)\s*=\s*"(?:https?:)?//', page.text) and "<link" not in page.text
 
@@ -295,3 +296,58 @@ def test_concurrent_fits_are_batched_and_each_equals_its_solo_fit():
         assert total == 400 and total / count > 1, (total, count)
     finally:
         s.stop()
+
+
+DECAY = "import jax.numpy as jnp\ndef predict(x, a, k, c):\n    return a * jnp.exp(-k * x) + c\n"
+
+
+@pytest.fixture(scope="module")
+def model_server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("served")
+    (folder / "decay_model.py").write_text(DECAY)
+    s = Server("--model", "decay_model:predict", "--max-hidden", "8", cwd=folder)
+    yield s, folder
+    s.stop()
+
+
+def test_a_registered_model_and_the_network_family_fit_over_http(model_server):
+    server, folder = model_server
+    decay = {
+        "model": {"function": "decay_model:predict"},
+        "data": {"x": [0, 1, 2, 3, 4], "y": [3.0, 2.1, 1.5, 1.2, 1.0]},
+        "params": {"a": 1.0, "k": 0.3, "c": 0.0},
+        "train": {"trainable": "all", "learning_rate": 0.01, "tolerance": 1e-5, "max_steps": 50000},
+    }
+    r = post(server, "/v1/fit", decay)
+    assert r.status_code == 200, r.text
+    local = jaxfit.fit({**decay, "model": {"function": str(folder / "decay_model.py") + ":predict"}})
+    got = r.json()
+    assert got["status"] == local.status.label and got["steps"] == local.steps
+    # batched on the server: vectorised code may round the last float32 bits differently
+    assert got["params"] == pytest.approx(local.params, rel=1e-5)
+    net = {"model": {"hidden": 3, "activation": "tanh"}, "train": {"trainable": "all", "learning_rate": 0.05}}
+    r = post(server, "/v1/fit", net)
+    assert r.status_code == 200, r.text
+    local = jaxfit.fit(net)
+    assert r.json()["steps"] == local.steps and r.json()["params"] == pytest.approx(local.params, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"model": {"function": "other_model:predict"}}, "model.function"),
+        ({"model": {"function": "os:system"}}, "model.function"),
+        ({"data": {"file": "/etc/passwd", "x": "a", "y": "b"}}, "data.file"),
+        ({"data": {"file": "decay_model.py"}}, "data.file"),
+        ({"model": {"hidden": 9}}, "model.hidden"),
+    ],
+)
+def test_requests_may_name_only_registered_models_and_never_files(model_server, body, needle):
+    server, _ = model_server
+    r = post(server, "/v1/fit", body)
+    assert r.status_code == 422 and r.json()["error"].startswith(needle), r.text
+
+
+def test_serve_refuses_a_model_that_does_not_import():
+    p = run_jaxfit("serve", "--model", "no_such_module:f", "--port", str(free_port()), timeout=60)
+    assert p.returncode == 2 and "no_such_module" in p.stderr and "Traceback" not in p.stderr

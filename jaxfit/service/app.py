@@ -71,6 +71,7 @@ def create_app(
     max_batch: int = 64,
     max_wait_ms: float = 2.0,
     max_queue: int = 1024,
+    models: dict[str, str] | None = None,
 ) -> Any:
     """The ASGI app: Starlette routes behind a ``Guard``, sharing one ``handlers.State``."""
     import jax.monitoring
@@ -89,6 +90,7 @@ def create_app(
         batcher=FitBatcher(max_batch, max_wait_ms, max_queue, timeout_s=limits.timeout_s),
         metrics=Metrics(),
         token=token,
+        models=dict(models or {}),
     )
     jax.monitoring.register_event_duration_secs_listener(state.metrics.compiled)
 
@@ -153,6 +155,15 @@ def serve(argv: list[str]) -> int:
     ap.add_argument("--timeout-s", type=float, default=30.0, help="per-request time limit (504)")
     ap.add_argument("--max-body-bytes", type=int, default=1 << 20, help="request body cap (413)")
     ap.add_argument("--max-steps", type=int, default=100_000, help="train.max_steps cap per request (422)")
+    ap.add_argument("--max-hidden", type=int, default=32, help="model.hidden cap per request (422)")
+    ap.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        default=[],
+        metavar="MODULE:FUNCTION",
+        help="a model function requests may name (repeatable; imported at start from the working directory or sys.path)",
+    )
     ap.add_argument(
         "--max-fits", type=int, default=1_000_000, help="fits cap per /v1/fit_batch request (422)"
     )
@@ -180,9 +191,21 @@ def serve(argv: list[str]) -> int:
         )
         return 2
     from jaxfit.service.guard import Limits
+    from jaxfit.service.handlers import register_models
 
-    limits = Limits(args.max_body_bytes, args.max_steps, args.max_fits, timeout_s=args.timeout_s)
-    app = create_app(limits, args.token, args.max_batch, args.max_wait_ms, args.max_queue)
+    try:
+        models = register_models(args.models)
+    except ValueError as err:
+        print(f"jaxfit: error: --model {err}", file=sys.stderr)
+        return 2
+    limits = Limits(
+        args.max_body_bytes,
+        args.max_steps,
+        args.max_fits,
+        timeout_s=args.timeout_s,
+        max_hidden=args.max_hidden,
+    )
+    app = create_app(limits, args.token, args.max_batch, args.max_wait_ms, args.max_queue, models)
     uvicorn.run(
         app,
         host=args.host,

@@ -24,6 +24,7 @@ class Limits:
     max_fits: int = 1_000_000
     max_per_fit: int = 10_000
     timeout_s: float = 30.0
+    max_hidden: int = 32
 
 
 class HTTPError(Exception):

@@ -34,8 +34,51 @@ class State:
     batcher: FitBatcher
     metrics: Metrics
     token: str | None = None
+    models: dict[str, str] = field(default_factory=dict)
+    """Model functions requests may name: as registered -> resolved import path."""
     batch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """One /v1/fit_batch at a time: each uses every device."""
+
+
+def register_models(specs: list[str]) -> dict[str, str]:
+    """Import and check each ``module:function`` (from the working directory first,
+    then ``sys.path``); ``ValueError`` naming the first that is not a model."""
+    from pathlib import Path
+
+    from jaxfit import functions
+
+    models = {}
+    for spec in specs:
+        try:
+            resolved = functions.resolve(spec, Path.cwd())
+            fn, names, _ = functions.load(resolved)
+            functions.check_traceable(fn, names, spec)
+        except ValueError as err:
+            raise ValueError(f"{spec}: {err}") from None
+        models[spec] = resolved
+    return models
+
+
+def _allowed(state: State, raw: dict) -> dict:
+    """The request's config with a registered model's resolved path; 422 for a model
+    the server does not serve, a network past the width cap, or a data file."""
+    model, data = raw.get("model"), raw.get("data")
+    if isinstance(data, dict) and "file" in data:
+        raise HTTPError(422, "data.file: a request cannot name a file; send the data as x and y lists")
+    if not isinstance(model, dict):
+        return raw
+    if "function" in model:
+        name = model["function"]
+        if name not in state.models:
+            served = ", ".join(state.models) or "none: start the server with --model MODULE:FUNCTION"
+            raise HTTPError(
+                422, f"model.function: {name!r} is not a model this server serves (it serves {served})"
+            )
+        return {**raw, "model": {**model, "function": state.models[name]}}
+    hidden = model.get("hidden")
+    if isinstance(hidden, int) and hidden > state.limits.max_hidden:
+        raise HTTPError(422, f"model.hidden: at most {state.limits.max_hidden} per request (got {hidden})")
+    return raw
 
 
 class JSONResponse(Response):
@@ -51,7 +94,7 @@ def config_of(state: State, raw: Any, what: str = "body") -> Config:
     """A request's config, validated (422 with the CLI's message) and within the limits."""
     if not isinstance(raw, dict):
         raise HTTPError(422, f"{what}: a config must be a JSON object (got {type(raw).__name__})")
-    config = load_config(raw)  # a ConfigError becomes 422
+    config = load_config(_allowed(state, raw))  # a ConfigError becomes 422
     if config.train.max_steps > state.limits.max_steps:
         raise HTTPError(
             422,
@@ -69,7 +112,7 @@ async def fit(state: State, scope: dict, receive: Any) -> bytes:
     """POST /v1/fit -> the response body. The hot path under load, so it runs
     without the framework's per-request objects (a batched fit costs a few us)."""
     config = config_of(state, await read_json(scope, receive, state.limits.max_body_bytes))
-    if config.batch is not None:
+    if config.is_batch:
         raise HTTPError(422, "batch: use POST /v1/fit_batch for a config with a batch section")
     query = parse_qs(scope["query_string"].decode("latin-1")) if scope["query_string"] else {}
     return await state.batcher.fit(config, _flag(query.get("trace"), True))  # keeps the time limit
@@ -81,13 +124,13 @@ async def fit_batch(state: State, request: Request) -> Response:
     config = config_of(state, await read_json(request.scope, request.receive, limits.max_body_bytes))
     if config.batch is None:
         raise HTTPError(422, "batch: missing; POST /v1/fit runs a single fit")
-    if config.batch.fits > limits.max_fits:
-        raise HTTPError(422, f"batch: {config.batch.fits:,} fits; at most {limits.max_fits:,} per request")
+    if config.fits > limits.max_fits:
+        raise HTTPError(422, f"batch: {config.fits:,} fits; at most {limits.max_fits:,} per request")
     per_fit = _flag(request.query_params.get("per_fit"), False)
-    if per_fit and config.batch.fits > limits.max_per_fit:
+    if per_fit and config.fits > limits.max_per_fit:
         raise HTTPError(
             422,
-            f"per_fit: only for batches of up to {limits.max_per_fit:,} fits (this has {config.batch.fits:,})",
+            f"per_fit: only for batches of up to {limits.max_per_fit:,} fits (this has {config.fits:,})",
         )
     async with state.batch_lock:
         loop = asyncio.get_running_loop()
