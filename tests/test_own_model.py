@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 import reference as ref
-from conftest import ENV, JAXFIT, ROOT
+from conftest import ENV, JAXFIT, run_jaxfit
 from test_fit import compiles  # noqa: F401 - fixture
 
 import jaxfit
@@ -137,14 +137,7 @@ def test_compiles_once_per_model_trainable_set_and_optimizer(project, compiles):
 
 
 def test_shipped_dose_response_example_fits_every_compound():
-    p = subprocess.run(
-        [*JAXFIT, "--config", "configs/dose_response.yaml", "--format", "json", "-q"],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    p = run_jaxfit("--config", "configs/dose_response.yaml", "--format", "json", "-q")
     assert p.returncode == 0, p.stderr
     s = json.loads(p.stdout)
     assert s["groups"] == s["fits"] == 5 and s["status_counts"]["converged"] == 5
@@ -153,14 +146,7 @@ def test_shipped_dose_response_example_fits_every_compound():
 
 
 def test_shipped_network_example_runs():
-    p = subprocess.run(
-        [*JAXFIT, "--config", "configs/network_h3_tanh.yaml", "--format", "json"],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    p = run_jaxfit("--config", "configs/network_h3_tanh.yaml", "--format", "json")
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout)
     assert r["status"] == "converged" and len(r["params"]) == 10 and r["loss"] < 0.1
