@@ -3,6 +3,12 @@
 The public API (everything in ``__all__``) loads lazily, so ``import jaxfit`` is
 cheap and the command line can configure JAX before JAX starts.
 
+Every CPU core: the first use of the API, if JAX has not started yet, gives JAX one
+CPU device per core (XLA:CPU runs one block of fits per device at a time), so
+``fit_batch`` uses the whole machine. To opt out, set ``JAX_NUM_CPU_DEVICES`` (e.g.
+to 1), or ``JAXFIT_ALL_CORES=0``, or start JAX before using jaxfit: what JAX already
+has is used as it is.
+
 Example:
     >>> import jaxfit
     >>> result = jaxfit.fit("configs/b3.yaml")
@@ -91,9 +97,38 @@ if TYPE_CHECKING:
     from jaxfit.single import fit, make_problem, make_state, make_step
 
 
+def use_every_core() -> bool:
+    """Give JAX one CPU device per core if JAX has not started and nobody chose
+    otherwise; True if it did."""
+    import os
+
+    if os.environ.get("JAX_NUM_CPU_DEVICES") or os.environ.get("JAXFIT_ALL_CORES", "1").lower() in (
+        "0",
+        "off",
+        "false",
+        "no",
+    ):
+        return False
+    import jax
+
+    try:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        jax.config.update("jax_num_cpu_devices", cores or 1)
+    except RuntimeError:  # JAX has started: use what it has
+        return False
+    return True
+
+
+_configured = False
+
+
 def __getattr__(name: str) -> Any:
+    global _configured
     if name not in _EXPORTS:
         raise AttributeError(f"module 'jaxfit' has no attribute {name!r}")
+    if not _configured:
+        _configured = True
+        use_every_core()
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value
     return value

@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import pytest
 
 import jaxfit
 from jaxfit.chunks import Inputs, Program, compiled_chunk, default_layout
@@ -43,3 +44,36 @@ def test_too_many_devices_is_a_config_error():
 
     with pytest.raises(jaxfit.ResourceError, match="devices"):
         jaxfit.fit_batch(CFG, devices=64)
+
+
+@pytest.mark.parametrize(
+    ("env", "prelude", "expected"),
+    [
+        ({}, "", "cores"),
+        ({"JAXFIT_ALL_CORES": "0"}, "", 1),
+        ({"JAX_NUM_CPU_DEVICES": "1"}, "", 1),
+        ({}, "import jax; jax.numpy.zeros(1); ", 1),  # JAX already started: what it has
+    ],
+)
+def test_fit_batch_uses_every_core_by_default(env, prelude, expected):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ENV, ROOT
+
+    base = {k: v for k, v in ENV.items() if k not in ("JAX_NUM_CPU_DEVICES", "JAXFIT_ALL_CORES")}
+    code = (
+        prelude + "import jaxfit; print(jaxfit.fit_batch('configs/b3_sweep.yaml', ranges=[(0, 100)]).devices)"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    want = len(os.sched_getaffinity(0)) if expected == "cores" else expected
+    assert int(p.stdout) == want
