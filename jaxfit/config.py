@@ -235,7 +235,16 @@ class Adam(_Strict):
     eps: PositiveFloat = 1e-8
 
 
-Optimizer = Annotated[Union[SGD, Momentum, Adam], Field(discriminator="name")]
+class LM(_Strict):
+    """Levenberg–Marquardt for the SSR (what scipy's curve_fit runs): damped
+    Gauss–Newton steps, each kept only if the SSR does not grow. No learning rate."""
+
+    name: Literal["lm"] = "lm"
+    damping: PositiveFloat = 1e-3
+    """The starting damping λ."""
+
+
+Optimizer = Annotated[Union[SGD, Momentum, Adam, LM], Field(discriminator="name")]
 
 
 class TrainConfig(_Strict):
@@ -443,7 +452,7 @@ def _describe(err: Mapping[str, Any]) -> tuple[list[str | int], str]:
     if kind == "literal_error" and err.get("ctx", {}).get("expected"):
         return path, f"{value!r} is not allowed; expected {err['ctx']['expected']}"
     if kind == "union_tag_invalid":
-        return path, f"unknown optimizer {value.get('name')!r}; expected 'sgd', 'momentum', 'adam'"
+        return path, f"unknown optimizer {value.get('name')!r}; expected 'sgd', 'momentum', 'adam', 'lm'"
     msg = msg.removeprefix("Value error, ")
     if kind == "missing":
         return path, "missing required field"
@@ -453,7 +462,13 @@ def _describe(err: Mapping[str, Any]) -> tuple[list[str | int], str]:
 
 def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
     """The model class at a raw pydantic ``loc`` (union tags included), if any."""
-    tagged: dict[str, type[BaseModel]] = {**_INIT_KINDS, "sgd": SGD, "momentum": Momentum, "adam": Adam}
+    tagged: dict[str, type[BaseModel]] = {
+        **_INIT_KINDS,
+        "sgd": SGD,
+        "momentum": Momentum,
+        "adam": Adam,
+        "lm": LM,
+    }
     model: Any = Config
     for key in loc:
         fields = getattr(model, "model_fields", None)

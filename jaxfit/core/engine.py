@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from jaxfit.core import lm
 from jaxfit.core.model import SEED_MODEL, Data, Model, Params, ssr
 from jaxfit.core.optim import Hyper, OptimizerKind, make_optimizer
 from jaxfit.core.status import Status
@@ -107,7 +108,7 @@ def init_state(spec: Spec, params: Params, problem: Problem) -> FitState:
     ).astype(jnp.int32)
     return FitState(
         params=params,
-        opt_state=make_optimizer(spec.optimizer, problem.hyper).init(params),
+        opt_state=_opt_init(spec, params, problem.hyper),
         loss=loss,
         grad=grad,
         step_size=jax.tree.map(jnp.zeros_like, params),
@@ -116,11 +117,52 @@ def init_state(spec: Spec, params: Params, problem: Problem) -> FitState:
     )
 
 
+def _opt_init(spec: Spec, params: Params, hyper: Hyper) -> optax.OptState:
+    if spec.optimizer.name == "lm":
+        return lm.LMState(jnp.asarray(hyper.damping))
+    return make_optimizer(spec.optimizer, hyper).init(params)
+
+
+def _status(hyper: Hyper, count: jax.Array, converged: jax.Array, *trees: object) -> jax.Array:
+    # Non-finite first: a NaN must never look converged (nan < tol is False anyway).
+    return jnp.where(
+        ~_all_finite(*trees),
+        Status.DIVERGED,
+        jnp.where(
+            converged, Status.CONVERGED, jnp.where(count >= hyper.max_steps, Status.MAX_STEPS, Status.RUNNING)
+        ),
+    ).astype(jnp.int32)
+
+
+def _lm_step(spec: Spec, state: FitState, problem: Problem) -> FitState:
+    """One Levenberg–Marquardt step (``core.lm``): a trial that is kept only if the
+    SSR does not grow."""
+    hyper, damping = problem.hyper, state.opt_state.damping
+    delta = lm.proposal(spec.model, state.params, problem.frozen, problem.data, damping)
+    trial = jax.tree.map(jnp.add, state.params, delta)
+    trial_loss, trial_grad = _loss_and_grad(spec, trial, problem)
+    accepted = trial_loss <= state.loss  # False for a NaN trial: rejected, not diverged
+
+    def pick(new: object, old: object) -> object:
+        return jax.tree.map(lambda n, o: jnp.where(accepted, n, o), new, old)
+
+    params, loss, grad = pick(trial, state.params), pick(trial_loss, state.loss), pick(trial_grad, state.grad)
+    step_size = jax.tree.map(lambda d: jnp.where(accepted, -d, jnp.zeros_like(d)), delta)
+    small = accepted & _all([jnp.abs(d) < hyper.tolerance for d in jax.tree.leaves(delta)])
+    count = state.step + 1
+    status = _status(hyper, count, small, loss, grad, params, step_size)
+    return FitState(
+        params, lm.LMState(lm.next_damping(damping, accepted)), loss, grad, step_size, count, status
+    )
+
+
 def step(spec: Spec, state: FitState, problem: Problem) -> FitState:
-    """One gradient-descent step; sets ``status`` to why the fit should stop, if it should.
+    """One step of the optimizer; sets ``status`` to why the fit should stop, if it should.
 
     A step is always taken, whatever ``state.status`` says: loops stop on status.
     """
+    if spec.optimizer.name == "lm":
+        return _lm_step(spec, state, problem)
     hyper = problem.hyper
     updates, opt_state = make_optimizer(spec.optimizer, hyper).update(
         state.grad, state.opt_state, state.params
@@ -216,7 +258,7 @@ def opt_state_tree(spec: Spec, dtype: object) -> jax.tree_util.PyTreeDef:
     """The optimizer state's structure for ``spec`` (built from zeros: no model is traced)."""
     zeros = {n: jnp.zeros((), dtype) for n in spec.trainable}
     hyper = Hyper(*(jnp.zeros((), jnp.int32 if f == "max_steps" else dtype) for f in Hyper._fields))
-    return jax.tree.structure(make_optimizer(spec.optimizer, hyper).init(zeros))
+    return jax.tree.structure(_opt_init(spec, zeros, hyper))
 
 
 def state_from_dict(d: dict, opt_tree: jax.tree_util.PyTreeDef) -> FitState:

@@ -24,5 +24,5 @@ SEED_X: tuple[float, ...] = (0.0, 0.5, 1.0)
 SEED_Y: tuple[float, ...] = (0.0, 1.0, 0.0)
 """The seed's observed efficacies."""
 
-OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "adam")
+OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "adam", "lm")
 """Optimizer names accepted by the config."""

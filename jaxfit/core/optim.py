@@ -25,7 +25,8 @@ class OptimizerKind(NamedTuple):
 class Hyper(NamedTuple):
     """Traced hyperparameters of one fit (scalars, or one value per fit under vmap).
 
-    ``momentum`` is used by ``momentum``; ``b1``, ``b2``, ``eps`` by ``adam``.
+    ``momentum`` is used by ``momentum``; ``b1``, ``b2``, ``eps`` by ``adam``;
+    ``damping`` by ``lm`` (which has no learning rate).
     """
 
     learning_rate: jax.Array
@@ -35,6 +36,8 @@ class Hyper(NamedTuple):
     b1: jax.Array
     b2: jax.Array
     eps: jax.Array
+    damping: jax.Array
+    """Levenberg–Marquardt's starting damping (``lm``)."""
 
 
 def make_optimizer(kind: OptimizerKind, hyper: Hyper) -> optax.GradientTransformation:

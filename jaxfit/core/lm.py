@@ -1,0 +1,62 @@
+"""Levenberg–Marquardt: the least-squares method for an SSR loss (what scipy's
+``curve_fit`` runs), one fit at a time, pure and vmappable.
+
+A step, at parameters ``p`` with residuals ``r = y - predicted`` and their Jacobian
+``J`` (``jax.jacfwd``, trainable parameters only):
+
+    A = JᵀJ,  g = Jᵀr,  δ = -(A + λ·diag(A))⁻¹ g        (Marquardt's scaling)
+    try p + δ:  SSR no larger -> accept, λ /= 10;   else reject (p stays), λ *= 10
+
+``step_size`` is what the step applied (``-δ`` when accepted, zeros when rejected),
+so ``new = old - step_size`` holds as for every optimizer. A fit converges when an
+accepted step has every ``|δ| < tolerance``: a rejected step is never convergence.
+The damping ``λ`` is the optimizer state (``LMState``), starting at ``hyper.damping``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxfit.core.model import Data, Model, Params
+
+DOWN, UP = 0.1, 10.0
+"""Damping factors after an accepted and a rejected step."""
+LOWEST, HIGHEST = 1e-12, 1e12
+"""Bounds of the damping."""
+
+
+class LMState(NamedTuple):
+    damping: jax.Array
+    """λ: 0 is Gauss–Newton, large is a short gradient step."""
+
+
+def residuals(model: Model, params: Params, data: Data) -> jax.Array:
+    """``y - predicted`` at every point, zero at padded ones (as ``model.ssr`` sums them)."""
+    x, y, mask = data
+    if mask is not None:
+        x, y = jnp.where(mask, x, 0), jnp.where(mask, y, 0)
+    r = y - model(params, x)
+    return r if mask is None else jnp.where(mask, r, 0)
+
+
+def proposal(model: Model, trainable: Params, frozen: Params, data: Data, damping: jax.Array) -> Params:
+    """The damped Gauss–Newton step ``δ`` from ``trainable`` (by name)."""
+    names = tuple(trainable)
+
+    def r_of(t: Params) -> jax.Array:
+        return residuals(model, {**frozen, **t}, data)
+
+    r, jac = r_of(trainable), jax.jacfwd(r_of)(trainable)
+    J = jnp.stack([jac[n] for n in names], axis=-1)  # (points, k)
+    A, g = J.T @ J, J.T @ r
+    d = jnp.diag(A)
+    scale = jnp.maximum(d, 1e-12 * jnp.max(d) + jnp.finfo(d.dtype).tiny)
+    delta = -jnp.linalg.solve(A + damping * jnp.diag(scale), g)
+    return {n: delta[i] for i, n in enumerate(names)}
+
+
+def next_damping(damping: jax.Array, accepted: jax.Array) -> jax.Array:
+    return jnp.clip(jnp.where(accepted, damping * DOWN, damping * UP), LOWEST, HIGHEST).astype(damping.dtype)
