@@ -240,7 +240,7 @@ class LM(_Strict):
     Gauss–Newton steps, each kept only if the SSR does not grow. No learning rate."""
 
     name: Literal["lm"] = "lm"
-    damping: PositiveFloat = 1e-3
+    damping: PositiveFloat = 0.01
     """The starting damping λ."""
 
 

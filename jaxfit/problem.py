@@ -97,7 +97,7 @@ def _stacked_hyper(configs: Sequence[Config]) -> Hyper:
         b1=column([o.get("b1", 0.9) for o in opts]),
         b2=column([o.get("b2", 0.999) for o in opts]),
         eps=column([o.get("eps", 1e-8) for o in opts]),
-        damping=column([o.get("damping", 1e-3) for o in opts]),
+        damping=column([o.get("damping", 0.01) for o in opts]),
     )
 
 

@@ -54,8 +54,32 @@ def proposal(model: Model, trainable: Params, frozen: Params, data: Data, dampin
     A, g = J.T @ J, J.T @ r
     d = jnp.diag(A)
     scale = jnp.maximum(d, 1e-12 * jnp.max(d) + jnp.finfo(d.dtype).tiny)
-    delta = -jnp.linalg.solve(A + damping * jnp.diag(scale), g)
+    delta = solve_spd(A + damping * jnp.diag(scale), -g)
     return {n: delta[i] for i, n in enumerate(names)}
+
+
+UNROLLED = 16
+"""Systems up to this size are solved by an unrolled Cholesky factorisation:
+elementwise ops that vectorise across vmapped fits (a batched LAPACK call does not)."""
+
+
+def solve_spd(M: jax.Array, b: jax.Array) -> jax.Array:
+    """``M⁻¹ b`` for a symmetric positive definite ``M`` (k, k)."""
+    k = M.shape[0]
+    if k > UNROLLED:
+        return jnp.linalg.solve(M, b)
+    L = [[None] * k for _ in range(k)]
+    for i in range(k):
+        for j in range(i + 1):
+            acc = M[i, j] - sum((L[i][m] * L[j][m] for m in range(j)), jnp.zeros((), M.dtype))
+            L[i][j] = jnp.sqrt(acc) if i == j else acc / L[j][j]
+    z = []
+    for i in range(k):  # L z = b
+        z.append((b[i] - sum((L[i][m] * z[m] for m in range(i)), jnp.zeros((), M.dtype))) / L[i][i])
+    x = [None] * k
+    for i in reversed(range(k)):  # Lᵀ x = z
+        x[i] = (z[i] - sum((L[m][i] * x[m] for m in range(i + 1, k)), jnp.zeros((), M.dtype))) / L[i][i]
+    return jnp.stack(x)
 
 
 def next_damping(damping: jax.Array, accepted: jax.Array) -> jax.Array:
