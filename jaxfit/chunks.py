@@ -36,7 +36,7 @@ from jaxfit.core.engine import Problem, Spec
 from jaxfit.core.model import Data, Params
 from jaxfit.core.optim import Hyper
 from jaxfit.core.status import Status
-from jaxfit.sweep import Plan, Tables, draw
+from jaxfit.sweep import FIXED, Plan, Tables, draw
 
 AXIS = "fits"
 
@@ -134,38 +134,53 @@ class _Lanes(NamedTuple):
 
     state: engine.FitState
     frozen: Params
+    """Frozen values that vary across fits (one per lane); the ones every fit shares
+    come from ``_shared_frozen`` and stay unbatched."""
     learning_rate: jax.Array
     tolerance: jax.Array
     max_steps: jax.Array
     data: Data | None
     """Each lane's data set (None: all share ``Inputs.data``)."""
 
-    def problem_args(self, inputs: Inputs) -> tuple[tuple, tuple]:
-        """``(frozen, hyper, data)`` of the lanes' problems and their ``vmap`` axes."""
+    def problem_args(self, program: Program, inputs: Inputs) -> tuple[tuple, tuple]:
+        """``(frozen, shared frozen, hyper, data)`` of the lanes' problems and their
+        ``vmap`` axes."""
         hyper = inputs.common._replace(
             learning_rate=self.learning_rate, tolerance=self.tolerance, max_steps=self.max_steps
         )
         shared = self.data is None
         data = inputs.data if shared else self.data
-        return (self.frozen, hyper, data), (0, _HYPER_AXES, None if shared else 0)
+        common = _shared_frozen(program, inputs.tables)
+        return (self.frozen, common, hyper, data), (0, None, _HYPER_AXES, None if shared else 0)
 
 
-def _problem(frozen: Params, hyper: Hyper, data: Data) -> Problem:
-    return Problem(data, frozen, hyper)
+def _shared_frozen(program: Program, tables: Tables) -> Params:
+    """Frozen parameters whose value is the same for every fit, as scalars."""
+    plan = program.plan
+    return {
+        n: tables.coef[q, 0]
+        for q, (n, kind) in enumerate(zip(plan.names, plan.kinds))
+        if kind == FIXED and n not in program.spec.trainable
+    }
+
+
+def _problem(frozen: Params, common: Params, hyper: Hyper, data: Data) -> Problem:
+    return Problem(data, {**common, **frozen}, hyper)
 
 
 def _start(program: Program, inputs: Inputs, index: jax.Array) -> _Lanes:
     """Initial states of fits ``index`` (shape (B,)); fits at ``index < 0`` take no step."""
     spec = program.spec
     drawn = draw(program.plan, inputs.tables, _draw_index(inputs, index))
-    frozen = {n: v for n, v in drawn.params.items() if n not in spec.trainable}
+    common = _shared_frozen(program, inputs.tables)
+    frozen = {n: v for n, v in drawn.params.items() if n not in spec.trainable and n not in common}
     max_steps = jnp.where(index >= 0, drawn.max_steps, 0)
     lanes = _Lanes(None, frozen, drawn.learning_rate, drawn.tolerance, max_steps, _data_of(inputs, index))
 
     def init(params: Params, *problem: object) -> engine.FitState:
         return engine.init_state(spec, params, _problem(*problem))
 
-    args, axes = lanes.problem_args(inputs)
+    args, axes = lanes.problem_args(program, inputs)
     trainable = {n: drawn.params[n] for n in spec.trainable}
     return lanes._replace(state=jax.vmap(init, in_axes=(0, *axes))(trainable, *args))
 
@@ -203,7 +218,7 @@ def _fit_block(program: Program, inputs: Inputs, index: jax.Array) -> Chunk:
     def run(state: engine.FitState, *problem: object) -> engine.FitState:
         return engine.run(program.spec, state, _problem(*problem))
 
-    args, axes = lanes.problem_args(inputs)
+    args, axes = lanes.problem_args(program, inputs)
     final = jax.vmap(run, in_axes=(0, *axes))(lanes.state, *args)
     return _chunk(program, inputs, _final(final), index)
 
@@ -240,7 +255,7 @@ def _fit_stream(
 
     def run_until_idle(current: _Lanes, enough: jax.Array) -> _Lanes:
         """Step until ``enough`` lanes are idle, or none is running."""
-        args, axes = current.problem_args(inputs)
+        args, axes = current.problem_args(program, inputs)
 
         def one(state: engine.FitState, *problem: object) -> engine.FitState:
             return engine.step(spec, state, _problem(*problem))
@@ -344,6 +359,9 @@ def run_chunks(
     i32 = np.int32
     fn = compiled_chunk(program, layout, tuple(devices))
     compiled, compile_s = executable(fn, (program, layout, tuple(devices)), (i32(0), i32(0), inputs))
+    # on the devices once, not copied from the host at every call
+    replicated = jax.sharding.NamedSharding(jax.sharding.Mesh(np.asarray(devices), (AXIS,)), P())
+    inputs = jax.device_put(inputs, replicated)
     t1 = time.perf_counter()
 
     def starts() -> Iterator[tuple[int, int]]:

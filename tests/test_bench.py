@@ -4,7 +4,7 @@ import numpy as np
 import reference as ref
 from conftest import run_jaxfit
 
-from jaxfit.benchmarks.workloads import numpy_gd
+from jaxfit.benchmarks.peers import numpy_gd, numpy_w1, numpy_w2
 
 
 def test_numpy_peer_matches_the_reference():
@@ -20,11 +20,29 @@ def test_numpy_peer_matches_the_reference():
                 assert abs(loss[i] - ref.ssr(p)) < 1e-12
 
 
+def test_lean_peers_match_the_reference():
+    b0 = np.linspace(-10, 10, 41)
+    b3, steps = numpy_w1(b0)
+    for i in range(0, 41, 8):
+        p, n, _, _ = ref.gradient_descent({**ref.SEED, "b3": b0[i]}, ["b3"], 0.1, 1e-4, 1000)
+        assert n == steps[i] and abs(p["b3"] - b3[i]) < 1e-9
+    starts = np.random.default_rng(1).normal(size=(12, 7))
+    P, steps = numpy_w2(starts)
+    for i in range(0, 12, 3):
+        p, n, s, _ = ref.gradient_descent(dict(zip(ref.NAMES, starts[i])), list(ref.NAMES), 0.05, 1e-5, 2000)
+        if s != ref.DIVERGED:
+            assert n == steps[i] and max(abs(p[k] - P[i, j]) for j, k in enumerate(ref.NAMES)) < 1e-9
+
+
 def test_quick_benchmark_prints_ratios():
     p = run_jaxfit("bench", "--quick", timeout=600)
     assert p.returncode == 0, p.stderr
-    assert "jaxfit/NumPy" in p.stdout and "W1" in p.stdout and "W2" in p.stdout and "x " in p.stdout
+    assert "jaxfit/peer" in p.stdout and "lean NumPy" in p.stdout and "scipy curve_fit loop" in p.stdout
+    for name in ("W1", "W2", "W4"):
+        assert name in p.stdout
     assert "W1 agreement with NumPy (float32): same steps" in p.stdout
+    assert "fixed cost" in p.stdout and "ns per fit-step" in p.stdout and "peak RSS" in p.stdout
+    assert "W4 quality: 0 of" in p.stdout
 
 
 def test_serve_benchmark_runs_both_servers_and_prints_the_ratio():
