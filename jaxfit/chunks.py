@@ -126,7 +126,7 @@ def _data_of(inputs: Inputs, index: jax.Array) -> Data | None:
 
 
 _PER_FIT = ("learning_rate", "tolerance", "max_steps")
-_HYPER_AXES = Hyper(*(0 if f in _PER_FIT else None for f in Hyper._fields))
+"""Hyperparameters a batch may vary across fits (the others are ``Inputs.common``)."""
 
 
 class _Lanes(NamedTuple):
@@ -136,22 +136,24 @@ class _Lanes(NamedTuple):
     frozen: Params
     """Frozen values that vary across fits (one per lane); the ones every fit shares
     come from ``_shared_frozen`` and stay unbatched."""
-    learning_rate: jax.Array
-    tolerance: jax.Array
-    max_steps: jax.Array
+    learning_rate: jax.Array | None
+    tolerance: jax.Array | None
+    max_steps: jax.Array | None
+    """Per-lane hyperparameters, where the batch varies them (None: the one value in
+    ``Inputs.common`` serves every lane, unbatched)."""
     data: Data | None
     """Each lane's data set (None: all share ``Inputs.data``)."""
 
     def problem_args(self, program: Program, inputs: Inputs) -> tuple[tuple, tuple]:
         """``(frozen, shared frozen, hyper, data)`` of the lanes' problems and their
         ``vmap`` axes."""
-        hyper = inputs.common._replace(
-            learning_rate=self.learning_rate, tolerance=self.tolerance, max_steps=self.max_steps
-        )
+        per_lane = {f: getattr(self, f) for f in _PER_FIT if getattr(self, f) is not None}
+        hyper = inputs.common._replace(**per_lane)
+        hyper_axes = Hyper(*(0 if f in per_lane else None for f in Hyper._fields))
         shared = self.data is None
         data = inputs.data if shared else self.data
         common = _shared_frozen(program, inputs.tables)
-        return (self.frozen, common, hyper, data), (0, None, _HYPER_AXES, None if shared else 0)
+        return (self.frozen, common, hyper, data), (0, None, hyper_axes, None if shared else 0)
 
 
 def _shared_frozen(program: Program, tables: Tables) -> Params:
@@ -174,15 +176,18 @@ def _start(program: Program, inputs: Inputs, index: jax.Array) -> _Lanes:
     drawn = draw(program.plan, inputs.tables, _draw_index(inputs, index))
     common = _shared_frozen(program, inputs.tables)
     frozen = {n: v for n, v in drawn.params.items() if n not in spec.trainable and n not in common}
-    max_steps = jnp.where(index >= 0, drawn.max_steps, 0)
-    lanes = _Lanes(None, frozen, drawn.learning_rate, drawn.tolerance, max_steps, _data_of(inputs, index))
+    varies = set(program.plan.varying())
+    per_fit = {f: getattr(drawn, f) if f in varies else None for f in _PER_FIT}
+    lanes = _Lanes(None, frozen, **per_fit, data=_data_of(inputs, index))
 
     def init(params: Params, *problem: object) -> engine.FitState:
         return engine.init_state(spec, params, _problem(*problem))
 
     args, axes = lanes.problem_args(program, inputs)
     trainable = {n: drawn.params[n] for n in spec.trainable}
-    return lanes._replace(state=jax.vmap(init, in_axes=(0, *axes))(trainable, *args))
+    state = jax.vmap(init, in_axes=(0, *axes))(trainable, *args)
+    # fits past the end of the batch (index < 0) take no step
+    return lanes._replace(state=state._replace(status=jnp.where(index >= 0, state.status, Status.MAX_STEPS)))
 
 
 class _Final(NamedTuple):
