@@ -187,7 +187,14 @@ def _start(program: Program, inputs: Inputs, index: jax.Array) -> _Lanes:
     trainable = {n: drawn.params[n] for n in spec.trainable}
     state = jax.vmap(init, in_axes=(0, *axes))(trainable, *args)
     # fits past the end of the batch (index < 0) take no step
-    return lanes._replace(state=state._replace(status=jnp.where(index >= 0, state.status, Status.MAX_STEPS)))
+    status = jnp.where(index >= 0, state.status, Status.MAX_STEPS)
+    return lanes._replace(state=state._replace(status=status, step_size=None))
+
+
+def _step(spec: Spec, state: engine.FitState, problem: Problem) -> engine.FitState:
+    """``engine.step`` without carrying ``step_size`` (only the trace reads it): the
+    batch loops carry and merge what the next step and the results need."""
+    return engine.step(spec, state, problem)._replace(step_size=None)
 
 
 class _Final(NamedTuple):
@@ -221,7 +228,9 @@ def _fit_block(program: Program, inputs: Inputs, index: jax.Array) -> Chunk:
     lanes = _start(program, inputs, index)
 
     def run(state: engine.FitState, *problem: object) -> engine.FitState:
-        return engine.run(program.spec, state, _problem(*problem))
+        return lax.while_loop(
+            lambda s: s.status == Status.RUNNING, lambda s: _step(program.spec, s, _problem(*problem)), state
+        )
 
     args, axes = lanes.problem_args(program, inputs)
     final = jax.vmap(run, in_axes=(0, *axes))(lanes.state, *args)
@@ -263,7 +272,7 @@ def _fit_stream(
         args, axes = current.problem_args(program, inputs)
 
         def one(state: engine.FitState, *problem: object) -> engine.FitState:
-            return engine.step(spec, state, _problem(*problem))
+            return _step(spec, state, _problem(*problem))
 
         step = jax.vmap(one, in_axes=(0, *axes))
 

@@ -124,7 +124,9 @@ def _opt_init(spec: Spec, params: Params, hyper: Hyper) -> optax.OptState:
 
 
 def _status(hyper: Hyper, count: jax.Array, converged: jax.Array, *trees: object) -> jax.Array:
-    # Non-finite first: a NaN must never look converged (nan < tol is False anyway).
+    """Why a fit stops after step ``count``, if it does. Non-finite first: a NaN must never
+    look converged (nan < tol is False anyway). The step size need not be checked: the
+    old parameters are finite, so a non-finite step makes the new ones non-finite."""
     return jnp.where(
         ~_all_finite(*trees),
         Status.DIVERGED,
@@ -150,7 +152,7 @@ def _lm_step(spec: Spec, state: FitState, problem: Problem) -> FitState:
     step_size = jax.tree.map(lambda d: jnp.where(accepted, -d, jnp.zeros_like(d)), delta)
     small = accepted & _all([jnp.abs(d) < hyper.tolerance for d in jax.tree.leaves(delta)])
     count = state.step + 1
-    status = _status(hyper, count, small, loss, grad, params, step_size)
+    status = _status(hyper, count, small, loss, grad, params)
     return FitState(
         params, lm.LMState(lm.next_damping(damping, accepted)), loss, grad, step_size, count, status
     )
@@ -170,17 +172,9 @@ def step(spec: Spec, state: FitState, problem: Problem) -> FitState:
     step_size = jax.tree.map(jnp.negative, updates)
     params = jax.tree.map(jnp.subtract, state.params, step_size)
     loss, grad = _loss_and_grad(spec, params, problem)
-    count = state.step + 1
-    # Non-finite first: a NaN must never look converged (nan < tol is False anyway).
     small = _all([jnp.abs(s) < hyper.tolerance for s in jax.tree.leaves(step_size)])
-    status = jnp.where(
-        ~_all_finite(loss, grad, params, step_size),
-        Status.DIVERGED,
-        jnp.where(
-            small, Status.CONVERGED, jnp.where(count >= hyper.max_steps, Status.MAX_STEPS, Status.RUNNING)
-        ),
-    ).astype(jnp.int32)
-    return FitState(params, opt_state, loss, grad, step_size, count, status)
+    status = _status(hyper, state.step + 1, small, loss, grad, params)
+    return FitState(params, opt_state, loss, grad, step_size, state.step + 1, status)
 
 
 def _running(state: FitState) -> jax.Array:
