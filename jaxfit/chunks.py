@@ -385,17 +385,40 @@ def run_chunks(
 
     pending: list[tuple[int, int, Chunk]] = []
 
-    def in_order(a: np.ndarray) -> np.ndarray:
-        """A chunk's outputs by fit (streamed chunks come device by device, round-robin)."""
-        if not layout.refill:
-            return a
-        by_device = a.reshape((layout.devices, layout.chunk // layout.devices) + a.shape[1:])
-        return by_device.swapaxes(0, 1).reshape(a.shape)
+    per_device = layout.chunk // layout.devices
+
+    def shards(a: jax.Array) -> list[np.ndarray]:
+        """Each device's part of a chunk output, in device order, as host views (no copy)."""
+        parts = sorted(a.addressable_shards, key=lambda sh: sh.index[0].start or 0)
+        return [np.asarray(sh.data) for sh in parts]
 
     def flush() -> None:
         s, e, out = pending.pop(0)
-        host = jax.tree.map(lambda a: in_order(np.asarray(a))[: e - s], jax.device_get(out))
-        on_chunk(s, host)
+        jax.block_until_ready(out)
+        if not layout.refill:  # device d holds fits s + d * per_device ...: hand them on as they are
+            by_device = jax.tree.map(shards, out, is_leaf=lambda x: isinstance(x, jax.Array))
+            for d in range(layout.devices):
+                first = s + d * per_device
+                if first < e:
+                    n = min(per_device, e - first)
+                    on_chunk(
+                        first,
+                        jax.tree.map(
+                            lambda parts, d=d, n=n: parts[d][:n],
+                            by_device,
+                            is_leaf=lambda x: isinstance(x, list),
+                        ),
+                    )
+            return
+
+        def in_order(a: jax.Array) -> np.ndarray:  # streamed: fits dealt round-robin to devices
+            parts = shards(a)
+            whole = np.empty((layout.chunk,) + parts[0].shape[1:], parts[0].dtype)
+            for d, part in enumerate(parts):
+                whole[d :: layout.devices] = part
+            return whole[: e - s]
+
+        on_chunk(s, jax.tree.map(in_order, out))
 
     for s, e in starts():
         pending.append((s, e, compiled(i32(s), i32(e), inputs)))
