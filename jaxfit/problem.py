@@ -174,7 +174,7 @@ def plan_of(config: Config) -> tuple[Plan, Tables]:
         count=np.asarray(batch.count, np.int32),
         seed=np.asarray(batch.seed, np.uint32),
     )
-    return Plan(tuple(kinds), capacity, names), tables
+    return Plan(tuple(kinds), capacity, names, counted=batch.count > 1), tables
 
 
 def batch_data(config: Config) -> tuple[Data, np.ndarray | None]:

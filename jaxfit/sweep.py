@@ -31,6 +31,14 @@ class Plan(NamedTuple):
     names: tuple[str, ...] = PARAM_NAMES
     """The model's parameter names."""
 
+    counted: bool = False
+    """Whether each grid point is fitted more than once (``count > 1``)."""
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """Rows of the grid axes, slowest first."""
+        return tuple(q for q, k in enumerate(self.kinds) if k in (LINSPACE, VALUES))
+
     @property
     def quantities(self) -> tuple[str, ...]:
         """Everything that may vary across fits, in grid order (the last varies fastest):
@@ -74,7 +82,11 @@ def tables_as(tables: Tables, dtype: np.dtype) -> Tables:
 def draw(plan: Plan, tables: Tables, index: jax.Array) -> Draw:
     """Starting values and hyperparameters of fits ``index`` (int32 array, any shape)."""
     dtype = tables.coef.dtype
-    point = index // tables.count
+    # grid indices by integer division only where the plan needs it (a division by a
+    # traced divisor costs more than the rest of a fit's start): the slowest axis needs
+    # no remainder, the fastest no quotient (its stride is 1)
+    point = index // tables.count if plan.counted else index
+    grid = plan.grid
     key = jax.random.key(tables.seed)
     out = {}
     for q, (name, kind) in enumerate(zip(plan.quantities, plan.kinds)):
@@ -82,7 +94,11 @@ def draw(plan: Plan, tables: Tables, index: jax.Array) -> Draw:
         if kind == FIXED:
             value = jnp.broadcast_to(c[0], index.shape)
         elif kind in (LINSPACE, VALUES):
-            k = (point // tables.stride[q]) % tables.size[q]
+            k = point
+            if q != grid[-1]:
+                k = k // tables.stride[q]
+            if q != grid[0]:
+                k = k % tables.size[q]
             if kind == VALUES:
                 value = tables.values[q][k]
             else:
