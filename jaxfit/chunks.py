@@ -143,6 +143,8 @@ class _Lanes(NamedTuple):
     ``Inputs.common`` serves every lane, unbatched)."""
     data: Data | None
     """Each lane's data set (None: all share ``Inputs.data``)."""
+    init: dict[str, jax.Array]
+    """Each lane's starting values of the quantities the batch varies (its outputs)."""
 
     def problem_args(self, program: Program, inputs: Inputs) -> tuple[tuple, tuple]:
         """``(frozen, shared frozen, hyper, data)`` of the lanes' problems and their
@@ -178,7 +180,9 @@ def _start(program: Program, inputs: Inputs, index: jax.Array) -> _Lanes:
     frozen = {n: v for n, v in drawn.params.items() if n not in spec.trainable and n not in common}
     varies = set(program.plan.varying())
     per_fit = {f: getattr(drawn, f) if f in varies else None for f in _PER_FIT}
-    lanes = _Lanes(None, frozen, **per_fit, data=_data_of(inputs, index))
+    everything = {**drawn.params, **drawn._asdict()}
+    init = {q: everything[q] for q in program.plan.varying()}
+    lanes = _Lanes(None, frozen, **per_fit, data=_data_of(inputs, index), init=init)
 
     def init(params: Params, *problem: object) -> engine.FitState:
         return engine.init_state(spec, params, _problem(*problem))
@@ -197,29 +201,10 @@ def _step(spec: Spec, state: engine.FitState, problem: Problem) -> engine.FitSta
     return engine.step(spec, state, problem)._replace(step_size=None)
 
 
-class _Final(NamedTuple):
-    """What a chunk keeps of a finished fit."""
-
-    params: Params
-    loss: jax.Array
-    step: jax.Array
-    status: jax.Array
-
-
-def _chunk(program: Program, inputs: Inputs, final: _Final, index: jax.Array) -> Chunk:
-    drawn = draw(program.plan, inputs.tables, _draw_index(inputs, index))
-    varying = {**drawn.params, **drawn._asdict()}
-    return Chunk(
-        params=final.params,
-        init={q: varying[q] for q in program.plan.varying()},
-        loss=final.loss,
-        steps=final.step,
-        status=final.status.astype(jnp.int8),
-    )
-
-
-def _final(state: engine.FitState) -> _Final:
-    return _Final(state.params, state.loss, state.step, state.status)
+def _chunk(lanes: _Lanes) -> Chunk:
+    """What a chunk keeps of each lane's fit (its starting values as drawn at its start)."""
+    state = lanes.state
+    return Chunk(state.params, lanes.init, state.loss, state.step, state.status.astype(jnp.int8))
 
 
 def _fit_block(program: Program, inputs: Inputs, index: jax.Array) -> Chunk:
@@ -233,8 +218,7 @@ def _fit_block(program: Program, inputs: Inputs, index: jax.Array) -> Chunk:
         )
 
     args, axes = lanes.problem_args(program, inputs)
-    final = jax.vmap(run, in_axes=(0, *axes))(lanes.state, *args)
-    return _chunk(program, inputs, _final(final), index)
+    return _chunk(lanes._replace(state=jax.vmap(run, in_axes=(0, *axes))(lanes.state, *args)))
 
 
 def _fit_stream(
@@ -265,7 +249,7 @@ def _fit_stream(
     current = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     current = current._replace(state=current.state._replace(status=jnp.full(lanes, Status.MAX_STEPS)))
     fit = jnp.full(lanes, -1, jnp.int32)  # which of this device's fits each lane holds
-    final0 = jax.tree.map(lambda a: jnp.zeros((slots,) + a.shape[1:], a.dtype), _final(current.state))
+    final0 = jax.tree.map(lambda a: jnp.zeros((slots,) + a.shape[1:], a.dtype), _chunk(current))
 
     def run_until_idle(current: _Lanes, enough: jax.Array) -> _Lanes:
         """Step until ``enough`` lanes are idle, or none is running."""
@@ -292,7 +276,7 @@ def _fit_stream(
         idle = current.state.status != Status.RUNNING
         done = idle & (fit >= 0)
         slot = jnp.where(done, fit, slots)  # out of range: dropped
-        final = jax.tree.map(lambda buf, v: buf.at[slot].set(v, mode="drop"), final, _final(current.state))
+        final = jax.tree.map(lambda buf, v: buf.at[slot].set(v, mode="drop"), final, _chunk(current))
         fit = jnp.where(done, -1, fit)
         # the next fits go to the first `group` idle lanes
         target = jnp.nonzero(idle, size=group, fill_value=lanes)[0].astype(jnp.int32)
@@ -309,8 +293,7 @@ def _fit_stream(
         round_,
         (current, fit, jnp.zeros((), jnp.int32), final0),
     )
-    slot = jnp.arange(slots, dtype=jnp.int32)
-    return _chunk(program, inputs, final, jnp.where(slot < count, index(slot), -1))
+    return final
 
 
 @functools.cache
