@@ -23,3 +23,12 @@ def run_jaxfit(*args: str, env: dict | None = None, timeout: float = 300) -> sub
     return subprocess.run(
         [*JAXFIT, *args], cwd=ROOT, env=env or ENV, capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_python(
+    code: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """``python -c CODE`` as a real, fresh process (nothing traced or compiled in it yet)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=timeout
+    )

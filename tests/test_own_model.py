@@ -2,13 +2,12 @@
 
 import json
 import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 import reference as ref
-from conftest import ENV, JAXFIT, run_jaxfit
+from conftest import ENV, JAXFIT, run_jaxfit, run_python
 from test_fit import compiles  # noqa: F401 - fixture
 
 import jaxfit
@@ -99,9 +98,7 @@ while int(s.status) == 0:
 r = e.fit_many({{"a": np.array([1.0, 2.0])}})
 print(json.dumps({{"a": float(s.params["a"]), "steps": int(s.step), "many": r["steps"].tolist()}}))
 """
-    p = subprocess.run(
-        [sys.executable, "-c", probe], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300
-    )
+    p = run_python(probe, cwd=tmp_path, timeout=300)
     assert p.returncode == 0, p.stderr
     got = json.loads(p.stdout)
     direct = jaxfit.fit(jaxfit.load_config(cfg, [fast]))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ENV, ROOT, run_jaxfit
+from conftest import ENV, ROOT, run_jaxfit, run_python
 
 import jaxfit
 
@@ -173,9 +173,7 @@ for _ in range(7):
 r = e.fit_many({{"b3": np.linspace(-3, 3, 11)}})
 print(json.dumps({{"b3": float(s.params["b3"]), "steps": r["steps"].tolist(), "final": r["params"]["b3"].tolist()}}))
 """
-    p = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120
-    )
+    p = run_python(probe, cwd=ROOT, timeout=120)
     assert p.returncode == 0, p.stderr
     got = json.loads(p.stdout)
     config = jaxfit.load_config(cfg, ["train.optimizer=adam"])
@@ -207,9 +205,7 @@ while int(s.status) == 0:
     s = e.step(s, p)
 print(round(float(s.params["b3"]), 4), int(s.step))
 """
-    p = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120
-    )
+    p = run_python(probe, cwd=ROOT, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["2.6089", "10"]
 
@@ -218,9 +214,7 @@ def test_export_without_flatbuffers_is_one_error_line(tmp_path):
     # a process where flatbuffers cannot be imported (as on an install that lacks it)
     out = tmp_path / "seed.jaxexport"
     code = f"import sys; sys.modules['flatbuffers'] = None; from jaxfit.cli import main; sys.exit(main(['export', '-o', {str(out)!r}]))"
-    p = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120
-    )
+    p = run_python(code, cwd=ROOT, timeout=120)
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
     assert p.stderr.strip().count("\n") == 0 and "pip install flatbuffers" in p.stderr
     assert not out.exists()

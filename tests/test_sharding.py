@@ -57,23 +57,14 @@ def test_too_many_devices_is_a_config_error():
 )
 def test_fit_batch_uses_every_core_by_default(env, prelude, expected):
     import os
-    import subprocess
-    import sys
 
-    from conftest import ENV, ROOT
+    from conftest import ENV, ROOT, run_python
 
     base = {k: v for k, v in ENV.items() if k not in ("JAX_NUM_CPU_DEVICES", "JAXFIT_ALL_CORES")}
     code = (
         prelude + "import jaxfit; print(jaxfit.fit_batch('configs/b3_sweep.yaml', ranges=[(0, 100)]).devices)"
     )
-    p = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    p = run_python(code, cwd=ROOT, env={**base, **env}, timeout=120)
     assert p.returncode == 0, p.stderr
     want = len(os.sched_getaffinity(0)) if expected == "cores" else expected
     assert int(p.stdout) == want
