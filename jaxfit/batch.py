@@ -32,7 +32,11 @@ def select_devices(config: Config, devices: int | None = None) -> list[jax.Devic
 def layout_of(config: Config, devices: Sequence[jax.Device], block_size: int | None = None) -> Layout:
     """Chunk layout for ``devices`` (block size from the argument, the config or the platform)."""
     return default_layout(
-        devices[0].platform, len(devices), block_size or config.block_size, len(config.train.trainable)
+        devices[0].platform,
+        len(devices),
+        block_size or config.block_size,
+        len(config.train.trainable),
+        config.train.optimizer.name,
     )
 
 

@@ -70,18 +70,23 @@ class Chunk(NamedTuple):
     status: np.ndarray
 
 
-def default_layout(platform: str, devices: int, block_size: int | None = None, trainable: int = 1) -> Layout:
+def default_layout(
+    platform: str, devices: int, block_size: int | None = None, trainable: int = 1, optimizer: str = "sgd"
+) -> Layout:
     """Block size and blocks per call that suit ``platform`` and the fits.
 
     On CPU, fits of one parameter (a convex problem) take similar step counts: blocks
     of 8192, each running until its slowest fit stops, amortise the loop best. Fits of
     several parameters vary widely in step count, so they stream through 128 lanes,
-    refilled 8 at a time, 8192 fits per device per call (README, "Performance", has
-    the figures). A GPU wants far wider blocks to fill its cores.
+    refilled 8 at a time, 8192 fits per device per call; Levenberg–Marquardt steps
+    (a Jacobian and a solve each) run best through 64 lanes. A GPU wants far wider
+    blocks to fill its cores.
     """
     if platform == "cpu":
         if trainable == 1:
             return Layout(devices, 16, block_size or 8192)
+        if optimizer == "lm":
+            return Layout(devices, 128, block_size or 64, refill=8)
         return Layout(devices, 64, block_size or 128, refill=8)
     # on a GPU each loop iteration is a few kernel launches: one wide block per call
     # keeps the launches few
