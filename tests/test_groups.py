@@ -206,3 +206,9 @@ def test_sizes_over_the_limit_are_refused_before_anything_runs(tmp_path, monkeyp
     monkeypatch.setattr(datafile, "MAX_ROWS", 5)
     with pytest.raises(jaxfit.ConfigError, match="more than 5 rows"):
         jaxfit.load_config({"data": {"file": str(tmp_path / "d.csv"), "x": "t", "y": "v"}})
+
+
+def test_export_of_a_grouped_config_is_one_error_line(tmp_path):
+    p = run_jaxfit("export", "--config", "configs/dose_response.yaml", "-o", str(tmp_path / "x.jaxexport"))
+    assert p.returncode == 2 and "configs/dose_response.yaml: data.group" in p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "x.jaxexport").exists()

@@ -414,7 +414,11 @@ def export(argv: Sequence[str]) -> int:
     from jaxfit.export import export_config
 
     config = load_config(args.config, args.overrides)
-
+    if config.data.grouped:
+        raise UsageError(
+            f"{args.config}: data.group: export compiles one fit's step for the model; "
+            "give a config without group (the exported fit_many then takes many starts)"
+        )
     size = export_config(config, args.output)
     print(
         f"jaxfit: wrote {args.output} ({size:,} bytes): step and batched fit for {', '.join(config.train.trainable)} ({config.precision})"
