@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-MAX_ROWS = 10_000_000
+MAX_ROWS = 50_000_000
 """Most data rows a file may hold."""
 MAX_BYTES = 1 << 30
 """Largest data file (1 GiB)."""
