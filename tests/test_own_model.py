@@ -176,3 +176,21 @@ def test_bad_function_models_exit_2_naming_the_field(tmp_path, module, function,
     assert "\n" not in line and needle in line and "Traceback" not in line, line
     assert ("model.function" in line) or ("params." in line)
     assert not out.exists()
+
+
+def test_warm_start_never_answers_for_an_edited_model_file(project, tmp_path):
+    env = {**ENV, "JAXFIT_CACHE_DIR": str(tmp_path / "cache")}
+    cfg = str(project / "fit" / "decay.yaml")
+
+    def fit():
+        p = run_from(project / "elsewhere", "--config", cfg, "--format", "json", env=env)
+        assert p.returncode == 0, p.stderr
+        return json.loads(p.stdout)
+
+    cold, warm = fit(), fit()
+    assert warm["compile_s"] == 0.0 and warm["params"] == cold["params"]  # the saved executable ran
+    (project / "fit" / "decay_model.py").write_text(
+        MODEL.replace("a * jnp.exp(-k * x) + c", "a * jnp.exp(-k * x) + c + 1.0")
+    )
+    edited = fit()
+    assert edited["params"]["c"] == pytest.approx(cold["params"]["c"] - 1.0, abs=1e-3)  # the new model ran

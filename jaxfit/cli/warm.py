@@ -57,6 +57,27 @@ def _entry(digest: str) -> Path | None:
     return None if base is None else base / "warm" / digest
 
 
+def _named_files(config: dict[str, Any]) -> dict[str, str]:
+    """SHA-256 of the files a resolved config names (its data file, its model's module):
+    an edit to either must not be answered from a saved executable."""
+    paths = []
+    if (config.get("data") or {}).get("file"):
+        paths.append(config["data"]["file"])
+    function = (config.get("model") or {}).get("function")
+    if function:
+        module = function.rsplit(":", 1)[0]
+        paths.append(module)
+    out = {}
+    for path in paths:
+        try:
+            out[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:  # a module on sys.path: its source by import machinery
+            from jaxfit.functions import source_digest
+
+            out[path] = source_digest(function)
+    return out
+
+
 def load(digest: str) -> tuple[dict[str, Any], Any] | None:
     """``(resolved config dict, named outputs)`` of a saved fit, run now; None if absent."""
     entry = _entry(digest)
@@ -67,6 +88,8 @@ def load(digest: str) -> tuple[dict[str, Any], Any] | None:
         from jax.experimental import serialize_executable
 
         meta = json.loads((entry / "entry.json").read_text())
+        if meta.get("files", {}) != _named_files(meta["config"]):
+            raise ValueError("a file the config names has changed")
         with np.load(entry / "inputs.npz") as z:
             inputs = [z[f"arr_{i}"] for i in range(len(z.files))]
         in_tree = jax.tree.structure((tuple(inputs), {}))
@@ -115,5 +138,8 @@ def save(
     np.savez(buf, *inputs)
     write_atomic(entry / "inputs.npz", buf.getvalue())
     write_atomic(entry / "exe.bin", bytes(blob))
-    write_atomic(entry / "entry.json", json.dumps({"config": config, "outputs": sorted(outputs)}))
+    files = _named_files(config)
+    write_atomic(
+        entry / "entry.json", json.dumps({"config": config, "outputs": sorted(outputs), "files": files})
+    )
     return True
