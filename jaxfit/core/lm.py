@@ -20,7 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxfit.core.model import Data, Model, Params
+from jaxfit.core.model import Data, Model, Params, residuals
 
 DOWN, UP = 0.1, 10.0
 """Damping factors after an accepted and a rejected step."""
@@ -33,21 +33,12 @@ class LMState(NamedTuple):
     """λ: 0 is Gauss–Newton, large is a short gradient step."""
 
 
-def residuals(model: Model, params: Params, data: Data) -> jax.Array:
-    """``y - predicted`` at every point, zero at padded ones (as ``model.ssr`` sums them)."""
-    x, y, mask = data
-    if mask is not None:
-        x, y = jnp.where(mask, x, 0), jnp.where(mask, y, 0)
-    r = y - model(params, x)
-    return r if mask is None else jnp.where(mask, r, 0)
-
-
 def proposal(model: Model, trainable: Params, frozen: Params, data: Data, damping: jax.Array) -> Params:
     """The damped Gauss–Newton step ``δ`` from ``trainable`` (by name)."""
     names = tuple(trainable)
 
     def r_of(t: Params) -> jax.Array:
-        return residuals(model, {**frozen, **t}, data)
+        return residuals({**frozen, **t}, data, model)
 
     r, jac = r_of(trainable), jax.jacfwd(r_of)(trainable)
     J = jnp.stack([jac[n] for n in names], axis=-1)  # (points, k)

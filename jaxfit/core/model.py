@@ -42,6 +42,7 @@ __all__ = [
     "Network",
     "Params",
     "predict",
+    "residuals",
     "ssr",
 ]
 
@@ -141,17 +142,25 @@ def predict(params: Params, x: jax.Array, model: Model = SEED_MODEL) -> jax.Arra
     return model(params, x)
 
 
-def ssr(params: Params, data: Data, model: Model = SEED_MODEL) -> jax.Array:
-    """Sum of squared residuals ``sum_i (y_i - predicted(x_i))^2`` over the real points.
+def residuals(params: Params, data: Data, model: Model = SEED_MODEL) -> jax.Array:
+    """``y - predicted`` at every point, zero at padded ones.
 
     Padded points (``mask`` False) are replaced by zeros before the model sees them
     and their residuals are zeroed, so no value there (NaN included) can reach the
     loss or its gradient.
     """
     x, y, mask = data
-    if mask is not None:
-        x, y = jnp.where(mask, x, 0), jnp.where(mask, y, 0)
-    elif x.shape[0] <= SMALL_DATA:
+    if mask is None:
+        return y - model(params, x)
+    x, y = jnp.where(mask, x, 0), jnp.where(mask, y, 0)
+    return jnp.where(mask, y - model(params, x), 0)
+
+
+def ssr(params: Params, data: Data, model: Model = SEED_MODEL) -> jax.Array:
+    """Sum of squared residuals ``sum_i (y_i - predicted(x_i))^2`` over the real points
+    (``residuals``)."""
+    x, y, mask = data
+    if mask is None and x.shape[0] <= SMALL_DATA:
         # One term per observation: under vmap every op then runs along the fits
         # axis, which XLA:CPU vectorises far better than many length-3 reductions.
         total = jnp.zeros((), y.dtype)
@@ -159,7 +168,5 @@ def ssr(params: Params, data: Data, model: Model = SEED_MODEL) -> jax.Array:
             r = y[i] - model(params, x[i])
             total = total + r * r
         return total
-    residual = y - model(params, x)
-    if mask is not None:
-        residual = jnp.where(mask, residual, 0)
-    return jnp.sum(residual * residual)
+    r = residuals(params, data, model)
+    return jnp.sum(r * r)
