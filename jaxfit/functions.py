@@ -113,6 +113,18 @@ def source_digest(resolved: str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def named_sources(data_file: str | None, function: str | None) -> dict[str, str]:
+    """SHA-256 of what a resolved config names outside itself: its data file's bytes and
+    its model function's module source (empty for the seed). An edit to either must
+    invalidate a run directory's config hash and a saved warm-start executable."""
+    out = {}
+    if data_file is not None:
+        out["data.file"] = hashlib.sha256(Path(data_file).read_bytes()).hexdigest()
+    if function is not None:
+        out["model.function"] = source_digest(function)
+    return out
+
+
 def check_traceable(fn: Any, names: tuple[str, ...], label: str) -> None:
     """Trace ``fn`` once at scalar inputs: it must return one scalar and be pure JAX."""
     import jax

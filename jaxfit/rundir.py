@@ -49,12 +49,11 @@ def config_hash(config: Config) -> str:
     h = hashlib.sha256(
         json.dumps(config.model_dump(mode="json", exclude=RESULTS_AFFECTING), sort_keys=True).encode()
     )
-    if config.data.file is not None:
-        h.update(hashlib.sha256(Path(config.data.file).read_bytes()).digest())
-    if config.model.function is not None:
-        from jaxfit.functions import source_digest
+    from jaxfit.functions import named_sources
 
-        h.update(source_digest(config.model.function).encode())
+    sources = named_sources(config.data.file, config.model.function)
+    if sources:  # the seed's hash is the config's alone
+        h.update(json.dumps(sources, sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -199,7 +198,7 @@ def best_fit(config: Config, result: BatchResult, index: int) -> FitResult:
     single["params"] = {n: float(v[index]) for n, v in result.init.items()}
     if config.data.grouped:  # that fit's own data set, inline
         table = config.data.table
-        rows = table.group == index // (config.batch.fits if config.batch else 1)
+        rows = table.group == index // config.per_group
         single["data"] = {"x": table.x[rows].tolist(), "y": table.y[rows].tolist()}
     single["train"] |= {
         "learning_rate": float(result.learning_rate[index]),

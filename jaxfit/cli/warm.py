@@ -58,24 +58,10 @@ def _entry(digest: str) -> Path | None:
 
 
 def _named_files(config: dict[str, Any]) -> dict[str, str]:
-    """SHA-256 of the files a resolved config names (its data file, its model's module):
-    an edit to either must not be answered from a saved executable."""
-    paths = []
-    if (config.get("data") or {}).get("file"):
-        paths.append(config["data"]["file"])
-    function = (config.get("model") or {}).get("function")
-    if function:
-        module = function.rsplit(":", 1)[0]
-        paths.append(module)
-    out = {}
-    for path in paths:
-        try:
-            out[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        except OSError:  # a module on sys.path: its source by import machinery
-            from jaxfit.functions import source_digest
+    """The digests of the files a resolved config (a plain dict) names."""
+    from jaxfit.functions import named_sources
 
-            out[path] = source_digest(function)
-    return out
+    return named_sources(config["data"].get("file"), config["model"].get("function"))
 
 
 def load(digest: str) -> tuple[dict[str, Any], Any] | None:
