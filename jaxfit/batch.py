@@ -197,4 +197,4 @@ def group_labels(config: Config, n: int) -> np.ndarray | None:
     if not config.data.grouped:
         return None
     labels = np.asarray(config.data.table.labels)
-    return labels[np.arange(n) // (config.batch.fits if config.batch else 1)]
+    return labels[np.arange(n) // config.per_group]

@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, NamedTuple, NoReturn, Union
 
 import yaml
 from pydantic import (
@@ -26,6 +26,7 @@ from pydantic import (
     StrictInt,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -118,7 +119,6 @@ PositiveFloat = Annotated[StrictFloat, Field(gt=0, allow_inf_nan=False)]
 ParamName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 """A parameter's name; which names exist depends on the model (checked in ``validate``)."""
 MAX_HIDDEN = 256
-ACTIVATIONS = ("softplus", "relu", "tanh", "sigmoid")
 
 
 class _Strict(BaseModel):
@@ -145,6 +145,10 @@ class DataConfig(_Strict):
     """Observations: inline ``x`` and ``y`` lists (same length, finite), or columns of a
     CSV ``file`` (``x``, ``y`` name them; ``group`` splits the rows into data sets)."""
 
+    file: str | None = None
+    """A CSV file with a header row (a path relative to the config file)."""
+    group: str | None = None
+    """With ``file``: the column whose labels split the rows into data sets (one fit each)."""
     x: list[FiniteFloat] | str = Field(
         default_factory=lambda: list(SEED_X),
         json_schema_extra={"default": list(SEED_X)},
@@ -153,10 +157,6 @@ class DataConfig(_Strict):
         default_factory=lambda: list(SEED_Y),
         json_schema_extra={"default": list(SEED_Y)},
     )
-    file: str | None = None
-    """A CSV file with a header row (a path relative to the config file)."""
-    group: str | None = None
-    """With ``file``: the column whose labels split the rows into data sets (one fit each)."""
     _table: Any = PrivateAttr(default=None)
 
     @model_validator(mode="before")
@@ -171,7 +171,9 @@ class DataConfig(_Strict):
 
     @field_validator("x", "y")
     @classmethod
-    def _length(cls, values: list[float] | str) -> list[float] | str:
+    def _length(cls, values: list[float] | str, info: ValidationInfo) -> list[float] | str:
+        if isinstance(values, str) and info.data.get("file") is None:
+            raise ValueError("names a column, but data has no file: give a list of numbers")
         if isinstance(values, list) and not 1 <= len(values) <= MAX_INLINE:
             raise ValueError(f"must have 1 to {MAX_INLINE:,} values (got {len(values):,})")
         return values
@@ -179,8 +181,6 @@ class DataConfig(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
         if self.file is None:
-            if isinstance(self.x, str) or isinstance(self.y, str):
-                raise ValueError("x and y name columns only with file: give number lists, or a file")
             if self.group is not None:
                 raise ValueError("group: needs a file (the column of group labels)")
             if len(self.x) != len(self.y):
@@ -422,9 +422,14 @@ class Config(_Strict):
         return self.batch is not None or self.data.grouped
 
     @property
+    def per_group(self) -> int:
+        """Fits per data set: the batch's fits (1 without a batch)."""
+        return self.batch.fits if self.batch else 1
+
+    @property
     def fits(self) -> int:
-        """Fits in the run: data sets times the batch's fits per data set."""
-        return self.data.groups * (self.batch.fits if self.batch else 1)
+        """Fits in the run: data sets times the fits per data set."""
+        return self.data.groups * self.per_group
 
 
 ConfigLike = Union[Config, Mapping[str, Any], str, Path]
@@ -516,7 +521,7 @@ def _messages(exc: ValidationError, prefix: Sequence[str | int] = ()) -> list[tu
     return out
 
 
-def _raise(source: str, text: str | None, errors: Sequence[tuple[Sequence[str | int], str]]) -> None:
+def _raise(source: str, text: str | None, errors: Sequence[tuple[Sequence[str | int], str]]) -> NoReturn:
     parts = []
     for path, message in errors:
         dotted = ".".join(str(p) for p in path) or "(top level)"
@@ -526,29 +531,36 @@ def _raise(source: str, text: str | None, errors: Sequence[tuple[Sequence[str | 
     raise ConfigError(f"{source}: " + "; ".join(parts))
 
 
-def _model_names(
-    raw: dict[str, Any], base_dir: Path | None
-) -> tuple[Any, tuple[str, ...], dict[str, float], list]:
-    """The model section validated, and the model's parameter names and defaults
-    (a function model is imported here). ``raw["model"]`` gets the resolved path."""
+class _Names(NamedTuple):
+    """A model's parameter names and default starting values; ``function``: the
+    imported function and its label, for a function model."""
+
+    names: tuple[str, ...]
+    defaults: dict[str, float]
+    function: tuple[Any, str] | None = None
+
+
+def _model_names(raw: dict[str, Any], base_dir: Path | None, source: str, text: str | None) -> _Names:
+    """The model's names and defaults from the raw ``model`` section (a function model
+    is imported here, and ``raw["model"]`` gets its resolved path)."""
     from jaxfit.core.names import network_defaults, network_names
 
     section = raw.get("model")
     try:
         model = ModelConfig.model_validate({} if section is None else section)
     except ValidationError as exc:
-        return None, (), {}, _messages(exc, ["model"])
+        _raise(source, text, _messages(exc, ["model"]))
     if model.function is None:
-        return model, network_names(model.hidden), network_defaults(model.hidden), []
+        return _Names(network_names(model.hidden), network_defaults(model.hidden))
     from jaxfit import functions
 
     try:
         resolved = functions.resolve(model.function, base_dir)
         fn, names, defaults = functions.load(resolved)
     except ValueError as err:
-        return None, (), {}, [(["model", "function"], str(err))]
+        _raise(source, text, [(["model", "function"], str(err))])
     raw["model"] = {**section, "function": resolved}
-    return (fn, resolved, model.function), names, defaults, []
+    return _Names(names, defaults, (fn, model.function))
 
 
 def _with_names(
@@ -612,25 +624,11 @@ def validate(
             f"{source}: the config must be a mapping of keys to values, got {type(raw).__name__}"
         )
     raw = dict(raw)
-    model, names, defaults, errors = _model_names(raw, base_dir)
-    if errors:
-        _raise(source, text, errors)
-    function = model if isinstance(model, tuple) else None
+    names, defaults, function = _model_names(raw, base_dir, source, text)
     errors = _with_names(raw, names, defaults, function is not None)
     if errors:
         _raise(source, text, errors)
     data = raw.get("data")
-    if isinstance(data, Mapping) and data.get("file") is None:
-        named = [k for k in ("x", "y") if isinstance(data.get(k), str)]
-        if named:
-            _raise(
-                source,
-                text,
-                [
-                    (["data", k], "names a column, but data has no file: give a list of numbers")
-                    for k in named
-                ],
-            )
     if isinstance(data, Mapping) and isinstance(data.get("file"), str):
         path = Path(data["file"]).expanduser()
         raw["data"] = {**data, "file": str((path if base_dir is None else base_dir / path).resolve())}
@@ -642,7 +640,7 @@ def validate(
         from jaxfit import functions
         from jaxfit.core.model import Function
 
-        fn, _, label = function
+        fn, label = function
         try:
             functions.check_traceable(fn, names, label)
         except ValueError as err:

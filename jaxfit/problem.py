@@ -187,5 +187,4 @@ def batch_data(config: Config) -> tuple[Data, np.ndarray | None]:
     from jaxfit.datafile import padded_groups
 
     x, y, mask = padded_groups(config.data.table)
-    per_group = np.int32(config.batch.fits if config.batch else 1)
-    return Data(x.astype(dtype), y.astype(dtype), mask), per_group
+    return Data(x.astype(dtype), y.astype(dtype), mask), np.int32(config.per_group)
