@@ -80,11 +80,15 @@ def _curves(model: Any, params: dict[str, float], name: str, values: np.ndarray,
 
 
 def predicted(params: dict[str, float], x: np.ndarray, model: Any = None) -> np.ndarray:
-    """The model's prediction at ``x`` (default: the seed's network)."""
-    from jaxfit.core.model import SEED_MODEL
+    """The model's prediction at ``x`` (default: the seed's network), in float64."""
+    import jax
+    import jax.numpy as jnp
 
-    name = next(iter(params))
-    return _curves(model or SEED_MODEL, params, name, np.array([params[name]]), x)[0]
+    from jaxfit.core.model import SEED_MODEL, predict
+
+    with jax.enable_x64(True):
+        p = {n: jnp.float64(v) for n, v in params.items()}
+        return np.asarray(predict(p, jnp.asarray(x, jnp.float64), model or SEED_MODEL))
 
 
 def ssr_along(
