@@ -130,11 +130,9 @@ def create_app(
     return Guard(app, state, known)
 
 
-def serve(argv: list[str]) -> int:
-    """``python -m jaxfit serve``."""
+def _parser() -> Any:
     import argparse
     import os
-    import sys
 
     ap = argparse.ArgumentParser(
         prog="python -m jaxfit serve",
@@ -167,7 +165,14 @@ def serve(argv: list[str]) -> int:
     ap.add_argument(
         "--max-fits", type=int, default=1_000_000, help="fits cap per /v1/fit_batch request (422)"
     )
-    args = ap.parse_args(argv)
+    return ap
+
+
+def serve(argv: list[str]) -> int:
+    """``python -m jaxfit serve``."""
+    import sys
+
+    args = _parser().parse_args(argv)
     for name in ("max_batch", "max_queue", "port"):
         if getattr(args, name) < 1:
             print(f"jaxfit: error: --{name.replace('_', '-')}: must be at least 1", file=sys.stderr)
