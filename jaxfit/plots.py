@@ -133,55 +133,71 @@ def fit_plots(result: FitResult, config: Any, out: Path, fmt: str = "png", tange
     model = config.core_model
     xs, ys = config.data.arrays()
     x, y = np.asarray(xs, float), np.asarray(ys, float)
-    written = []
     trace = result.trace_rows()
-    for name in result.trainable:
-        fig, (ax,) = _figure()
-        visited = [r["params"][name] for r in trace] + [result.params[name]]
-        lo, hi = min(visited), max(visited)
-        pad = max(0.5, 0.25 * (hi - lo))
-        grid = np.linspace(lo - pad, hi + pad, 400)
+    written = [
+        _save(_pink(result, trace, name, model, x, y, tangents), out / f"pink_{name}", fmt)
+        for name in result.trainable
+    ]
+    written.append(_save(_squiggle(result, model, x, y), out / "squiggle", fmt))
+    written.append(_save(_loss(result, trace, config.train.tolerance), out / "loss", fmt))
+    return written
+
+
+def _pink(
+    result: FitResult, trace: list[dict], name: str, model: Any, x: np.ndarray, y: np.ndarray, tangents: int
+) -> Any:
+    """SSR along ``name`` (the others at their starting values), the steps on it, and
+    the tangent at the first ``tangents`` steps."""
+    fig, (ax,) = _figure()
+    visited = [r["params"][name] for r in trace] + [result.params[name]]
+    lo, hi = min(visited), max(visited)
+    pad = max(0.5, 0.25 * (hi - lo))
+    grid = np.linspace(lo - pad, hi + pad, 400)
+    ax.plot(
+        grid,
+        ssr_along(result.init, name, grid, x, y, model),
+        color=PINK,
+        lw=2.5,
+        label="SSR (others at their starting values)",
+    )
+    steps = np.asarray(visited)
+    ax.plot(
+        steps,
+        ssr_along(result.init, name, steps, x, y, model),
+        "o-",
+        color="k",
+        ms=4,
+        lw=0.8,
+        label=f"gradient-descent steps ({result.steps})",
+    )
+    levels = ssr_along(result.init, name, steps[:tangents], x, y, model)
+    for k, at in enumerate(steps[:tangents]):
+        slope = _slope(model, result.init, name, float(at), x, y)
+        span = np.linspace(at - 0.45, at + 0.45, 2) * 1.0
         ax.plot(
-            grid,
-            ssr_along(result.init, name, grid, x, y, model),
-            color=PINK,
-            lw=2.5,
-            label="SSR (others at their starting values)",
+            span,
+            levels[k] + slope * (span - at),
+            "--",
+            color="#555",
+            lw=1.6,
+            label="tangent: slope = dSSR/d" + name if k == 0 else None,
         )
-        steps = np.asarray(visited)
-        ax.plot(
-            steps,
-            ssr_along(result.init, name, steps, x, y, model),
-            "o-",
-            color="k",
-            ms=4,
-            lw=0.8,
-            label=f"gradient-descent steps ({result.steps})",
+        ax.annotate(
+            f"{slope:.3g}",
+            (at, levels[k]),
+            textcoords="offset points",
+            xytext=(6, 6),
+            fontsize=8,
+            color="gray",
         )
-        levels = ssr_along(result.init, name, steps[:tangents], x, y, model)
-        for k, at in enumerate(steps[:tangents]):
-            slope = _slope(model, result.init, name, float(at), x, y)
-            level = levels[k]
-            span = np.linspace(at - 0.45, at + 0.45, 2) * 1.0
-            ax.plot(
-                span,
-                level + slope * (span - at),
-                "--",
-                color="#555",
-                lw=1.6,
-                label="tangent: slope = dSSR/d" + name if k == 0 else None,
-            )
-            ax.annotate(
-                f"{slope:.3g}",
-                (at, level),
-                textcoords="offset points",
-                xytext=(6, 6),
-                fontsize=8,
-                color="gray",
-            )
-        ax.set(xlabel=name, ylabel="sum of squared residuals", title=f"The pink curve: SSR vs {name}")
-        ax.legend(fontsize=8)
-        written.append(_save(fig, out / f"pink_{name}", fmt))
+    ax.set(xlabel=name, ylabel="sum of squared residuals", title=f"The pink curve: SSR vs {name}")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _squiggle(result: FitResult, model: Any, x: np.ndarray, y: np.ndarray) -> Any:
+    """The data and the fitted curve (with each network node's part), before and after."""
+    from jaxfit.core.model import SEED_MODEL
 
     fig, axes = _figure(2)
     span = x.max() - x.min()
@@ -190,13 +206,12 @@ def fit_plots(result: FitResult, config: Any, out: Path, fmt: str = "png", tange
         if span <= 1
         else np.linspace(x.min(), x.max(), 300)
     )
-    seed = model == _seed_model()
+    seed = model == SEED_MODEL
     for ax, (label, params) in zip(axes, (("before the fit", result.init), ("after the fit", result.params))):
         for (part, curve), color in zip(_nodes(model, params, dense), [BLUE, ORANGE] + [None] * 256):
             ax.plot(dense, curve, color=color, lw=1.5, label=part)
-        fitted = predicted(params, dense, model)
         green = "green squiggle = blue + orange + b3" if seed else "the model's prediction"
-        ax.plot(dense, fitted, color=GREEN, lw=2.5, label=green)
+        ax.plot(dense, predicted(params, dense, model), color=GREEN, lw=2.5, label=green)
         ax.scatter(x, y, color="k", zorder=3, label="observed")
         sse = float(np.sum((y - predicted(params, x, model)) ** 2))
         ax.set(
@@ -205,25 +220,21 @@ def fit_plots(result: FitResult, config: Any, out: Path, fmt: str = "png", tange
             title=f"{label} (SSR {sse:.4g})",
         )
         ax.legend(fontsize=7, loc="best")
-    written.append(_save(fig, out / "squiggle", fmt))
+    return fig
 
+
+def _loss(result: FitResult, trace: list[dict], tolerance: float) -> Any:
+    """SSR and |step size| per step, on log scales."""
     fig, (a1, a2) = _figure(2)
     k = np.arange(1, len(trace) + 1)
     a1.semilogy(k, [max(r["loss"], 1e-300) for r in trace], "o-", ms=3, color=PINK)
     a1.set(xlabel="step", ylabel="SSR before the step (log)", title="Loss per step")
     for name in result.trainable:
         a2.semilogy(k, [max(abs(r["step_size"][name]), 1e-300) for r in trace], "o-", ms=3, label=name)
-    a2.axhline(config.train.tolerance, color="gray", ls="--", lw=1, label="tolerance")
+    a2.axhline(tolerance, color="gray", ls="--", lw=1, label="tolerance")
     a2.set(xlabel="step", ylabel="|step size| (log)", title="Step size per step")
     a2.legend(fontsize=8)
-    written.append(_save(fig, out / "loss", fmt))
-    return written
-
-
-def _seed_model() -> Any:
-    from jaxfit.core.model import SEED_MODEL
-
-    return SEED_MODEL
+    return fig
 
 
 def batch_plots(result: BatchResult, out: Path, fmt: str = "png", max_points: int = 50_000) -> list[Path]:
