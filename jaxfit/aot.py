@@ -15,6 +15,23 @@ import numpy as np
 
 _CACHE: dict[tuple, tuple[jax.stages.Compiled, float]] = {}
 
+COMPILER_OPTIONS = {
+    # The fit loops are short elementwise programs over a block of fits, bound by the
+    # passes each iteration makes over the block: full-width vectors (AVX-512 where
+    # the CPU has it; XLA prefers 256 bits) and copy insertion that sees through the
+    # loop's regions (fewer copies of the carry per iteration). Measured by
+    # `python -m jaxfit bench`: ~20% less time per fit-step on CPU. Other backends
+    # ignore these options.
+    "xla_cpu_prefer_vector_width": 512,
+    "xla_cpu_copy_insertion_use_region_analysis": True,
+}
+
+
+def jit(fn: Callable[..., Any], **kwargs: Any) -> Any:
+    """``jax.jit`` with jaxfit's ``COMPILER_OPTIONS`` (every program jaxfit compiles
+    is compiled alike, so a fit gives the same bits in whichever program it runs)."""
+    return jax.jit(fn, compiler_options=COMPILER_OPTIONS, **kwargs)
+
 
 def signature(args: tuple) -> tuple:
     """Shapes, dtypes and structure of ``args`` (what, with the key, forces a compile)."""

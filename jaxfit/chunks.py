@@ -30,7 +30,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from jaxfit.aot import executable
+from jaxfit.aot import executable, jit
 from jaxfit.core import engine
 from jaxfit.core.engine import Problem, Spec
 from jaxfit.core.model import Data, Params
@@ -189,8 +189,10 @@ def _start(program: Program, inputs: Inputs, index: jax.Array) -> _Lanes:
     init = {q: everything[q] for q in program.plan.varying()}
     lanes = _Lanes(None, frozen, **per_fit, data=_data_of(inputs, index), init=init)
 
+    begin = engine.begin if engine.lean(spec) else engine.init_state
+
     def init(params: Params, *problem: object) -> engine.FitState:
-        return engine.init_state(spec, params, _problem(*problem))
+        return begin(spec, params, _problem(*problem))
 
     args, axes = lanes.problem_args(program, inputs)
     trainable = {n: drawn.params[n] for n in spec.trainable}
@@ -201,14 +203,24 @@ def _start(program: Program, inputs: Inputs, index: jax.Array) -> _Lanes:
 
 
 def _step(spec: Spec, state: engine.FitState, problem: Problem) -> engine.FitState:
-    """``engine.step`` without carrying ``step_size`` (only the trace reads it): the
-    batch loops carry and merge what the next step and the results need."""
+    """One step of a batch loop, which carries only what the next step needs: no step
+    size (only the trace reads it), and for gradient methods no loss or gradient
+    (``engine.advance``; ``_chunk`` evaluates the last ones)."""
+    if engine.lean(spec):
+        return engine.advance(spec, state, problem)
     return engine.step(spec, state, problem)._replace(step_size=None)
 
 
-def _chunk(lanes: _Lanes) -> Chunk:
+def _chunk(program: Program, inputs: Inputs, lanes: _Lanes) -> Chunk:
     """What a chunk keeps of each lane's fit (its starting values as drawn at its start)."""
     state = lanes.state
+    if engine.lean(program.spec):
+        args, axes = lanes.problem_args(program, inputs)
+
+        def conclude(state: engine.FitState, *problem: object) -> engine.FitState:
+            return engine.conclude(program.spec, state, _problem(*problem))
+
+        state = jax.vmap(conclude, in_axes=(0, *axes))(state, *args)
     return Chunk(state.params, lanes.init, state.loss, state.step, state.status.astype(jnp.int8))
 
 
@@ -223,7 +235,9 @@ def _fit_block(program: Program, inputs: Inputs, index: jax.Array) -> Chunk:
         )
 
     args, axes = lanes.problem_args(program, inputs)
-    return _chunk(lanes._replace(state=jax.vmap(run, in_axes=(0, *axes))(lanes.state, *args)))
+    return _chunk(
+        program, inputs, lanes._replace(state=jax.vmap(run, in_axes=(0, *axes))(lanes.state, *args))
+    )
 
 
 def _fit_stream(
@@ -254,7 +268,10 @@ def _fit_stream(
     current = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     current = current._replace(state=current.state._replace(status=jnp.full(lanes, Status.MAX_STEPS)))
     fit = jnp.full(lanes, -1, jnp.int32)  # which of this device's fits each lane holds
-    final0 = jax.tree.map(lambda a: jnp.zeros((slots,) + a.shape[1:], a.dtype), _chunk(current))
+    final0 = jax.tree.map(
+        lambda a: jnp.zeros((slots,) + a.shape[1:], a.dtype),
+        jax.eval_shape(lambda c: _chunk(program, inputs, c), current),
+    )
 
     def run_until_idle(current: _Lanes, enough: jax.Array) -> _Lanes:
         """Step until ``enough`` lanes are idle, or none is running."""
@@ -281,7 +298,9 @@ def _fit_stream(
         idle = current.state.status != Status.RUNNING
         done = idle & (fit >= 0)
         slot = jnp.where(done, fit, slots)  # out of range: dropped
-        final = jax.tree.map(lambda buf, v: buf.at[slot].set(v, mode="drop"), final, _chunk(current))
+        final = jax.tree.map(
+            lambda buf, v: buf.at[slot].set(v, mode="drop"), final, _chunk(program, inputs, current)
+        )
         fit = jnp.where(done, -1, fit)
         # the next fits go to the first `group` idle lanes
         target = jnp.nonzero(idle, size=group, fill_value=lanes)[0].astype(jnp.int32)
@@ -335,7 +354,7 @@ def compiled_chunk(program: Program, layout: Layout, devices: tuple[jax.Device, 
     sharded = jax.shard_map(
         on_device, mesh=mesh, in_specs=(P(), P(), P()), out_specs=P(AXIS), check_vma=False
     )
-    return jax.jit(sharded)
+    return jit(sharded)
 
 
 class Timing(NamedTuple):

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxfit.aot import jit
 from jaxfit.config import Config, ConfigLike, load_config
 from jaxfit.core.engine import FitState, Problem, Spec, opt_state_tree, state_from_dict, state_to_dict
 from jaxfit.core.engine import init_state as _init_state
@@ -134,7 +135,8 @@ class ExportedFit:
     def __init__(self, config: Config, functions: dict[str, jax.export.Exported]):
         self.config = config
         self.spec = spec_of(config)
-        self._fns = functions
+        # compiled as jaxfit compiles its own programs (``aot.jit``)
+        self._fns = {name: jit(fn.call) for name, fn in functions.items()}
         self._opt_tree = opt_state_tree(self.spec, dtype_of(config))
 
     def problem(self) -> Problem:
@@ -148,12 +150,12 @@ class ExportedFit:
         params = {
             n: jnp.asarray(start[n] if params is None else params[n], dtype) for n in self.spec.trainable
         }
-        return state_from_dict(self._fns["init"].call(params, _problem_dict(problem)), self._opt_tree)
+        return state_from_dict(self._fns["init"](params, _problem_dict(problem)), self._opt_tree)
 
     def step(self, state: FitState, problem: Problem) -> FitState:
         """One step, exactly as ``jaxfit.make_step(config)`` takes it."""
         return state_from_dict(
-            self._fns["step"].call(state_to_dict(state), _problem_dict(problem)), self._opt_tree
+            self._fns["step"](state_to_dict(state), _problem_dict(problem)), self._opt_tree
         )
 
     def fit_many(self, init: Mapping[str, Any], learning_rate: Any = None) -> dict[str, np.ndarray]:
@@ -168,7 +170,7 @@ class ExportedFit:
         if learning_rate is not None:
             hyper["learning_rate"] = jnp.broadcast_to(jnp.asarray(learning_rate, dtype), (n,))
         data = _problem_dict(self.problem())["data"]
-        return jax.device_get(self._fns["fit_many"].call(params, hyper, data))
+        return jax.device_get(self._fns["fit_many"](params, hyper, data))
 
 
 def load_exported(path: str | Path) -> ExportedFit:

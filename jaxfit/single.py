@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfit import problem as _problem
-from jaxfit.aot import executable
+from jaxfit.aot import executable, jit
 from jaxfit.config import Config, ConfigLike, load_config
 from jaxfit.core import engine
 from jaxfit.core.engine import FitState, Problem, Spec
@@ -33,12 +33,12 @@ StepFn = Callable[[FitState, Problem], FitState]
 
 @functools.cache
 def _compiled_step(spec: Spec) -> StepFn:
-    return jax.jit(functools.partial(engine.step, spec))
+    return jit(functools.partial(engine.step, spec))
 
 
 @functools.cache
 def _compiled_init(spec: Spec) -> Callable[[Params, Problem], FitState]:
-    return jax.jit(functools.partial(engine.init_state, spec))
+    return jit(functools.partial(engine.init_state, spec))
 
 
 def _named(spec: Spec, state0: FitState, final: FitState, trace: engine.Trace) -> dict[str, jax.Array]:
@@ -69,7 +69,7 @@ def compiled_fit(spec: Spec, trace_limit: int, in_tree: Any) -> Callable[..., di
         state0 = engine.init_state(spec, params, problem)
         return _named(spec, state0, *engine.run_traced(spec, state0, problem, trace_limit))
 
-    return jax.jit(fit_one)
+    return jit(fit_one)
 
 
 def compiled_fit_many(spec: Spec, trace_limit: int, in_tree: Any) -> Callable[..., dict[str, jax.Array]]:
@@ -83,7 +83,7 @@ def compiled_fit_many(spec: Spec, trace_limit: int, in_tree: Any) -> Callable[..
         final, trace = engine.run_traced_many(spec, state0, problem, trace_limit)
         return _named(spec, state0, final, jax.tree.map(jnp.transpose, trace))
 
-    return jax.jit(fit_many)
+    return jit(fit_many)
 
 
 def fit_inputs(config: Config) -> tuple[list[np.ndarray], Any]:

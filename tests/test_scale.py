@@ -184,8 +184,9 @@ print(json.dumps({{"b3": float(s.params["b3"]), "steps": r["steps"].tolist(), "f
     assert got["b3"] == float(state.params["b3"])
     batch = jaxfit.fit_batch({**config.model_dump(), "batch": {"init": {"b3": {"linspace": [-3, 3, 11]}}}})
     assert got["steps"] == batch.steps.tolist()
-    # a separately compiled program: equal up to float32 rounding (XLA may fuse differently)
-    np.testing.assert_allclose(got["final"], batch.params["b3"], rtol=1e-6)
+    # a separately compiled program (XLA fuses it differently): float32 rounding summed
+    # over up to ~2,700 Adam steps (a few dozen ulps), far inside the stopping tolerance
+    np.testing.assert_allclose(got["final"], batch.params["b3"], rtol=1e-5)
 
 
 def test_export_works_on_a_plain_install_and_steps_the_seed(tmp_path):

@@ -177,6 +177,60 @@ def step(spec: Spec, state: FitState, problem: Problem) -> FitState:
     return FitState(params, opt_state, loss, grad, step_size, state.step + 1, status)
 
 
+def lean(spec: Spec) -> bool:
+    """Whether the batch loops step ``spec``'s fits with ``advance`` rather than ``step``:
+    for one trainable parameter, whose loop is bound by what it carries, and an
+    optimizer whose update only adds and multiplies (sgd, momentum). With several
+    parameters XLA would evaluate the whole gradient again for each parameter's update
+    (each waits on the finiteness check), which costs more than carrying it; Adam's
+    update compiled into another fusion may round differently (an ulp); Levenberg–Marquardt
+    compares losses."""
+    return spec.optimizer.name in ("sgd", "momentum") and len(spec.trainable) == 1
+
+
+def begin(spec: Spec, params: Params, problem: Problem) -> FitState:
+    """The state an ``advance`` loop starts from: ``init_state`` without loss, gradient
+    and step size (``advance`` evaluates the first two, and checks them, at its first step)."""
+    params = {name: jnp.asarray(params[name]) for name in spec.trainable}
+    status = jnp.where(problem.hyper.max_steps > 0, Status.RUNNING, Status.MAX_STEPS).astype(jnp.int32)
+    opt_state = _opt_init(spec, params, problem.hyper)
+    return FitState(params, opt_state, None, None, None, jnp.zeros((), jnp.int32), status)
+
+
+def advance(spec: Spec, state: FitState, problem: Problem) -> FitState:
+    """``step`` for loops that carry neither loss nor gradient (``state.loss``,
+    ``grad`` and ``step_size`` are None; start from ``begin``): both are evaluated
+    here, at ``state.params``, before the update. A fit whose loss, gradient or parameters are not finite there
+    stops as DIVERGED without stepping, at the step count ``step`` would have stopped
+    it at; ``conclude`` checks the last parameters. Same fits as ``step``, bit for bit,
+    for a fraction of the carry (what the loop's speed is bound by)."""
+    hyper = problem.hyper
+    loss, grad = _loss_and_grad(spec, state.params, problem)
+    finite = _all_finite(loss, grad, state.params)
+    updates, opt_state = make_optimizer(spec.optimizer, hyper).update(grad, state.opt_state, state.params)
+    step_size = jax.tree.map(jnp.negative, updates)  # as in `step`, op for op
+    params = jax.tree.map(jnp.subtract, state.params, step_size)
+    small = _all([jnp.abs(s) < hyper.tolerance for s in jax.tree.leaves(step_size)])
+    count = state.step + 1
+    status = jnp.where(
+        finite,
+        jnp.where(
+            small, Status.CONVERGED, jnp.where(count >= hyper.max_steps, Status.MAX_STEPS, Status.RUNNING)
+        ),
+        Status.DIVERGED,
+    ).astype(jnp.int32)
+    moved = FitState(params, opt_state, None, None, None, count, status)
+    return select_fits(finite, moved, state._replace(status=status))
+
+
+def conclude(spec: Spec, state: FitState, problem: Problem) -> FitState:
+    """The loss and gradient at the last parameters of an ``advance`` loop's fit, and
+    DIVERGED where they (or the parameters) are not finite, as ``step`` would say."""
+    loss, grad = _loss_and_grad(spec, state.params, problem)
+    status = jnp.where(_all_finite(loss, grad, state.params), state.status, Status.DIVERGED)
+    return state._replace(loss=loss, grad=grad, status=status.astype(jnp.int32))
+
+
 def _running(state: FitState) -> jax.Array:
     return state.status == Status.RUNNING
 
