@@ -76,7 +76,7 @@ def default_layout(
     """Block size and blocks per call that suit ``platform`` and the fits.
 
     On CPU, fits of one parameter (a convex problem) take similar step counts: blocks
-    of 8192, each running until its slowest fit stops, amortise the loop best. Fits of
+    of 16384, each running until its slowest fit stops, amortise the loop best. Fits of
     several parameters vary widely in step count, so they stream through 128 lanes,
     refilled 8 at a time, 8192 fits per device per call; Levenberg–Marquardt steps
     (a Jacobian and a solve each) run best through 64 lanes. A GPU wants far wider
@@ -84,7 +84,7 @@ def default_layout(
     """
     if platform == "cpu":
         if trainable == 1:
-            return Layout(devices, 16, block_size or 8192)
+            return Layout(devices, 8, block_size or 16384)
         if optimizer == "lm":
             return Layout(devices, 128, block_size or 64, refill=8)
         return Layout(devices, 64, block_size or 128, refill=8)
@@ -320,6 +320,13 @@ def _fit_stream(
     return final
 
 
+def block_share(count: int | jax.Array, layout: Layout) -> int | jax.Array:
+    """Fits per device in a call of ``count`` fits (blocks layout): an even split, so
+    a short last call keeps every device busy (host ``int`` or traced ``int32``)."""
+    xp = np if isinstance(count, int) else jnp
+    return (xp.clip(count, 0, layout.chunk) + layout.devices - 1) // layout.devices
+
+
 @functools.cache
 def compiled_chunk(program: Program, layout: Layout, devices: tuple[jax.Device, ...]) -> Callable[..., Chunk]:
     """``chunk(start, end, inputs) -> Chunk`` for fits ``start .. start+chunk`` (fits at
@@ -341,12 +348,14 @@ def compiled_chunk(program: Program, layout: Layout, devices: tuple[jax.Device, 
                 lanes=layout.block_size,
                 group=min(layout.refill, layout.block_size),
             )
-        base = start + device * per_device
+        # the call's fits split evenly: device d runs fits start + d * share + j, j < mine
+        share = block_share(end - start, layout)
+        mine = jnp.clip(end - start - device * share, 0, share)
         offsets = jnp.arange(layout.block_size, dtype=jnp.int32)
 
         def block(k: jax.Array) -> Chunk:
-            index = base + k * layout.block_size + offsets
-            return _fit_block(program, inputs, jnp.where(index < end, index, -1))
+            j = k * layout.block_size + offsets
+            return _fit_block(program, inputs, jnp.where(j < mine, start + device * share + j, -1))
 
         out = lax.map(block, jnp.arange(layout.blocks, dtype=jnp.int32))
         return jax.tree.map(lambda a: a.reshape((per_device,) + a.shape[2:]), out)
@@ -392,8 +401,6 @@ def run_chunks(
 
     pending: list[tuple[int, int, Chunk]] = []
 
-    per_device = layout.chunk // layout.devices
-
     def shards(a: jax.Array) -> list[np.ndarray]:
         """Each device's part of a chunk output, in device order, as host views (no copy)."""
         parts = sorted(a.addressable_shards, key=lambda sh: sh.index[0].start or 0)
@@ -402,12 +409,13 @@ def run_chunks(
     def flush() -> None:
         s, e, out = pending.pop(0)
         jax.block_until_ready(out)
-        if not layout.refill:  # device d holds fits s + d * per_device ...: hand them on as they are
+        if not layout.refill:  # device d holds fits s + d * share ...: hand them on as they are
             by_device = jax.tree.map(shards, out, is_leaf=lambda x: isinstance(x, jax.Array))
+            share = int(block_share(e - s, layout))
             for d in range(layout.devices):
-                first = s + d * per_device
+                first = s + d * share
                 if first < e:
-                    n = min(per_device, e - first)
+                    n = min(share, e - first)
                     on_chunk(
                         first,
                         jax.tree.map(

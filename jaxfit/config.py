@@ -398,7 +398,7 @@ class Config(_Strict):
     """Use at most this many local devices for a batch (default: all)."""
     block_size: Annotated[StrictInt, Field(ge=1, le=2**24)] | None = None
     """Fits per vmapped block, or lanes of a streamed batch (default: by platform and
-    problem; on CPU 8192 for one trainable parameter, else 128)."""
+    problem; on CPU 16384 for one trainable parameter, else 128)."""
     _model: Any = PrivateAttr(default=None)
 
     @property

@@ -157,3 +157,45 @@ def test_streamed_lanes_equal_blocks_bit_for_bit():
         streamed = run(layout)
         for a, b in zip(jax.tree.leaves(blocks), jax.tree.leaves(streamed)):
             np.testing.assert_array_equal(a, b, err_msg=str(layout))
+
+
+def _inner_loop_ops(cfg) -> set[str]:
+    """The HLO opcodes the innermost while loop of the batch program runs per step."""
+    import re
+
+    from jaxfit.chunks import Inputs, Program, compiled_chunk, default_layout
+    from jaxfit.problem import batch_data, hyper_of, plan_of, spec_of
+    from jaxfit.sweep import tables_as
+
+    config = jaxfit.load_config(cfg)
+    plan, tables = plan_of(config)
+    devices = tuple(jax.local_devices())
+    fn = compiled_chunk(Program(spec_of(config), plan), default_layout("cpu", len(devices), 256), devices)
+    data, per_group = batch_data(config)
+    inputs = Inputs(tables_as(tables, np.float32), hyper_of(config), data, per_group)
+    hlo = fn.lower(np.int32(0), np.int32(10), inputs).compile().as_text()
+    bodies = {name: text for name, text in re.findall(r"^(%\S+) .*?\{\n(.*?)^\}", hlo, re.M | re.S)}
+    called = lambda text: re.findall(r"(?:calls|body|to_apply)=(%[\w.\-]+)", text)  # noqa: E731
+    whiles = re.findall(r"while\(.*?body=(%[\w.\-]+)", hlo)
+    inner = [b for b in whiles if not any("while(" in bodies[c] for c in [b, *called(bodies[b])])]
+    assert len(inner) == 1  # the block's step loop (inside the loop over blocks)
+    ops, todo = set(), list(inner)
+    while todo:
+        text = bodies[todo.pop()]
+        ops |= set(re.findall(r"= \S+ ([a-z\-]+)\(", text))
+        todo += called(text)
+    return ops
+
+
+@pytest.mark.parametrize("varying", ["shared", "per fit"])
+def test_frozen_hidden_nodes_are_computed_once_not_every_step(varying):
+    # b3 trains: both softplus nodes are a fixed curve (shared by every fit, or one per
+    # fit when a batch varies a frozen w1); the step loop must not evaluate them again
+    init = {"b3": {"linspace": [-5, 5, 64]}}
+    if varying == "per fit":
+        init["w1"] = {"linspace": [3.0, 3.6, 64]}
+    ops = _inner_loop_ops({"batch": {"init": init}})
+    assert "add" in ops and not ops & {"exponential", "log-plus-one", "log"}
+    # the check can fail: once w1 trains, its node is evaluated at every step
+    trained = _inner_loop_ops({"train": {"trainable": ["w1", "b3"]}, "batch": {"init": init}})
+    assert trained & {"exponential", "log-plus-one"}

@@ -68,3 +68,16 @@ def test_fit_batch_uses_every_core_by_default(env, prelude, expected):
     assert p.returncode == 0, p.stderr
     want = len(os.sched_getaffinity(0)) if expected == "cores" else expected
     assert int(p.stdout) == want
+
+
+def test_a_short_batch_is_split_evenly_over_the_devices():
+    # one b3 fit per start, fewer fits than one call holds: each device takes a quarter
+    cfg = {"batch": {"init": {"b3": {"linspace": [-8, 8, 1001]}}}}
+    handed = []
+    b4 = jaxfit.fit_batch(
+        cfg, devices=4, on_chunk=lambda first, chunk: handed.append((first, len(chunk.loss)))
+    )
+    assert handed == [(0, 251), (251, 251), (502, 251), (753, 248)]
+    b1 = jaxfit.fit_batch(cfg, devices=1)
+    np.testing.assert_array_equal(b4.params["b3"], b1.params["b3"])
+    np.testing.assert_array_equal(b4.steps, b1.steps)
