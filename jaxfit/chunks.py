@@ -247,12 +247,12 @@ def _fit_stream(
     first: jax.Array,
     stride: int,
     count: jax.Array,
-    slots: int,
+    final: Chunk,
     lanes: int,
     group: int,
 ) -> Chunk:
-    """Fits ``first + j * stride`` for ``j < count`` (``count <= slots``; slot ``j``
-    of the output) streamed through ``lanes`` lanes. All lanes step together until
+    """Fits ``first + j * stride`` for ``j < count`` (``count <=`` the slots of
+    ``final``; slot ``j`` of it, which is returned updated) streamed through ``lanes`` lanes. All lanes step together until
     ``group`` of them have stopped; those write their fits out and start the next
     ``group`` fits; and so on. A fit's arithmetic is the same as in ``_fit_block``
     (the same vmapped step), so is its result, bit for bit."""
@@ -268,10 +268,7 @@ def _fit_stream(
     current = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     current = current._replace(state=current.state._replace(status=jnp.full(lanes, Status.MAX_STEPS)))
     fit = jnp.full(lanes, -1, jnp.int32)  # which of this device's fits each lane holds
-    final0 = jax.tree.map(
-        lambda a: jnp.zeros((slots,) + a.shape[1:], a.dtype),
-        jax.eval_shape(lambda c: _chunk(program, inputs, c), current),
-    )
+    slots = final.loss.shape[0]
 
     def run_until_idle(current: _Lanes, enough: jax.Array) -> _Lanes:
         """Step until ``enough`` lanes are idle, or none is running."""
@@ -315,7 +312,7 @@ def _fit_stream(
     _, _, _, final = lax.while_loop(
         lambda carry: jnp.any(carry[1] >= 0) | (carry[2] < count),
         round_,
-        (current, fit, jnp.zeros((), jnp.int32), final0),
+        (current, fit, jnp.zeros((), jnp.int32), final),
     )
     return final
 
@@ -329,14 +326,17 @@ def block_share(count: int | jax.Array, layout: Layout) -> int | jax.Array:
 
 @functools.cache
 def compiled_chunk(program: Program, layout: Layout, devices: tuple[jax.Device, ...]) -> Callable[..., Chunk]:
-    """``chunk(start, end, inputs) -> Chunk`` for fits ``start .. start+chunk`` (fits at
-    or past ``end`` take no step), jitted over a mesh of ``devices``."""
-    per_device = layout.blocks * layout.block_size
+    """``chunk(start, end, inputs, out) -> Chunk`` for fits ``start .. start+chunk``
+    (fits at or past ``end`` take no step), jitted over a mesh of ``devices``. ``out``
+    (``chunk_buffers``, or an earlier call's result) is donated: the results are
+    written over it, so a batch reuses two sets of output buffers, call after call,
+    instead of allocating (and zeroing) new memory for every call."""
     mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
 
-    def on_device(start: jax.Array, end: jax.Array, inputs: Inputs) -> Chunk:
+    def on_device(start: jax.Array, end: jax.Array, inputs: Inputs, out: Chunk) -> Chunk:
         device = lax.axis_index(AXIS)
         if layout.refill:  # fits dealt round-robin: device d runs start + d + j * devices
+            per_device = layout.chunk // layout.devices
             count = jnp.clip((end - start - device + layout.devices - 1) // layout.devices, 0, per_device)
             return _fit_stream(
                 program,
@@ -344,7 +344,7 @@ def compiled_chunk(program: Program, layout: Layout, devices: tuple[jax.Device, 
                 first=start + device,
                 stride=layout.devices,
                 count=count,
-                slots=per_device,
+                final=out,
                 lanes=layout.block_size,
                 group=min(layout.refill, layout.block_size),
             )
@@ -353,17 +353,32 @@ def compiled_chunk(program: Program, layout: Layout, devices: tuple[jax.Device, 
         mine = jnp.clip(end - start - device * share, 0, share)
         offsets = jnp.arange(layout.block_size, dtype=jnp.int32)
 
-        def block(k: jax.Array) -> Chunk:
+        def block(k: jax.Array, out: Chunk) -> Chunk:
             j = k * layout.block_size + offsets
-            return _fit_block(program, inputs, jnp.where(j < mine, start + device * share + j, -1))
+            done = _fit_block(program, inputs, jnp.where(j < mine, start + device * share + j, -1))
+            at = k * layout.block_size
+            return jax.tree.map(lambda buf, v: lax.dynamic_update_slice_in_dim(buf, v, at, 0), out, done)
 
-        out = lax.map(block, jnp.arange(layout.blocks, dtype=jnp.int32))
-        return jax.tree.map(lambda a: a.reshape((per_device,) + a.shape[2:]), out)
+        return lax.fori_loop(0, layout.blocks, block, out)
 
     sharded = jax.shard_map(
-        on_device, mesh=mesh, in_specs=(P(), P(), P()), out_specs=P(AXIS), check_vma=False
+        on_device, mesh=mesh, in_specs=(P(), P(), P(), P(AXIS)), out_specs=P(AXIS), check_vma=False
     )
-    return jit(sharded)
+    return jit(sharded, donate_argnums=3)
+
+
+def chunk_buffers(program: Program, layout: Layout, devices: Sequence[jax.Device], inputs: Inputs) -> Chunk:
+    """Output buffers for one call of ``compiled_chunk`` (zeros, on the devices)."""
+    index = jax.ShapeDtypeStruct((1,), jnp.int32)
+    one = jax.eval_shape(lambda inputs, index: _fit_block(program, inputs, index), inputs, index)
+    sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.asarray(devices), (AXIS,)), P(AXIS))
+    zeros = jax.tree.map(lambda a: np.zeros((layout.chunk, *a.shape[1:]), a.dtype), one)
+    return jax.device_put(zeros, sharding)  # copied, not compiled
+
+
+_SPARE: dict[tuple, list[Chunk]] = {}
+"""Output buffers a finished batch left, by program, layout and devices: the next batch
+of the same program writes into them (its first calls then touch no new memory)."""
 
 
 class Timing(NamedTuple):
@@ -385,10 +400,15 @@ def run_chunks(
     receives each chunk (trimmed to its range) as soon as it is on the host.
 
     Up to two chunks are in flight, so copying one to the host overlaps running the next.
+    ``on_chunk``'s arrays are views of the output buffers, valid during the call: the
+    next call's results are written over them (unless a view is still held; then
+    JAX copies instead).
     """
     i32 = np.int32
-    fn = compiled_chunk(program, layout, tuple(devices))
-    compiled, compile_s = executable(fn, (program, layout, tuple(devices)), (i32(0), i32(0), inputs))
+    key = (program, layout, tuple(devices))
+    spare = _SPARE.pop(key, [])
+    free = [spare.pop() if spare else chunk_buffers(program, layout, devices, inputs)]
+    compiled, compile_s = executable(compiled_chunk(*key), key, (i32(0), i32(0), inputs, free[0]))
     # on the devices once, not copied from the host at every call
     replicated = jax.sharding.NamedSharding(jax.sharding.Mesh(np.asarray(devices), (AXIS,)), P())
     inputs = jax.device_put(inputs, replicated)
@@ -406,7 +426,8 @@ def run_chunks(
         parts = sorted(a.addressable_shards, key=lambda sh: sh.index[0].start or 0)
         return [np.asarray(sh.data) for sh in parts]
 
-    def flush() -> None:
+    def flush() -> Chunk:
+        """Hand the oldest call's results on; returns its buffers, to be written over."""
         s, e, out = pending.pop(0)
         jax.block_until_ready(out)
         if not layout.refill:  # device d holds fits s + d * share ...: hand them on as they are
@@ -424,7 +445,7 @@ def run_chunks(
                             is_leaf=lambda x: isinstance(x, list),
                         ),
                     )
-            return
+            return out
 
         def in_order(a: jax.Array) -> np.ndarray:  # streamed: fits dealt round-robin to devices
             parts = shards(a)
@@ -434,12 +455,17 @@ def run_chunks(
             return whole[: e - s]
 
         on_chunk(s, jax.tree.map(in_order, out))
+        return out
 
     for s, e in starts():
-        pending.append((s, e, compiled(i32(s), i32(e), inputs)))
+        buffers = (
+            free.pop() if free else spare.pop() if spare else chunk_buffers(program, layout, devices, inputs)
+        )
+        pending.append((s, e, compiled(i32(s), i32(e), inputs, buffers)))
         if len(pending) > 1:
-            flush()
+            free.append(flush())
     while pending:
-        flush()
+        free.append(flush())
+    _SPARE[key] = free[-2:]
     if timing is not None:
         timing.append(Timing(compile_s, time.perf_counter() - t1))

@@ -163,17 +163,23 @@ def _inner_loop_ops(cfg) -> set[str]:
     """The HLO opcodes the innermost while loop of the batch program runs per step."""
     import re
 
-    from jaxfit.chunks import Inputs, Program, compiled_chunk, default_layout
+    from jaxfit.chunks import Inputs, Program, chunk_buffers, compiled_chunk, default_layout
     from jaxfit.problem import batch_data, hyper_of, plan_of, spec_of
     from jaxfit.sweep import tables_as
 
     config = jaxfit.load_config(cfg)
     plan, tables = plan_of(config)
     devices = tuple(jax.local_devices())
-    fn = compiled_chunk(Program(spec_of(config), plan), default_layout("cpu", len(devices), 256), devices)
+    program, layout = Program(spec_of(config), plan), default_layout("cpu", len(devices), 256)
     data, per_group = batch_data(config)
     inputs = Inputs(tables_as(tables, np.float32), hyper_of(config), data, per_group)
-    hlo = fn.lower(np.int32(0), np.int32(10), inputs).compile().as_text()
+    out = chunk_buffers(program, layout, devices, inputs)
+    hlo = (
+        compiled_chunk(program, layout, devices)
+        .lower(np.int32(0), np.int32(10), inputs, out)
+        .compile()
+        .as_text()
+    )
     bodies = {name: text for name, text in re.findall(r"^(%\S+) .*?\{\n(.*?)^\}", hlo, re.M | re.S)}
     called = lambda text: re.findall(r"(?:calls|body|to_apply)=(%[\w.\-]+)", text)  # noqa: E731
     whiles = re.findall(r"while\(.*?body=(%[\w.\-]+)", hlo)
@@ -199,3 +205,17 @@ def test_frozen_hidden_nodes_are_computed_once_not_every_step(varying):
     # the check can fail: once w1 trains, its node is evaluated at every step
     trained = _inner_loop_ops({"train": {"trainable": ["w1", "b3"]}, "batch": {"init": init}})
     assert trained & {"exponential", "log-plus-one"}
+
+
+@pytest.mark.parametrize("trainable", [["b2"], ["w4", "b2"]])  # blocks, streamed lanes
+def test_reused_output_buffers_never_leak_an_earlier_batch(trainable):
+    def batch(n, lo, hi):
+        return {"train": {"trainable": trainable}, "batch": {"init": {"b2": {"linspace": [lo, hi, n]}}}}
+
+    first = jaxfit.fit_batch(batch(7, -1, 1))
+    jaxfit.fit_batch(batch(50_000, -3, 3))  # same program: its output buffers are kept for the next batch
+    again = jaxfit.fit_batch(batch(7, -1, 1))  # written over the bigger batch's buffers
+    for field in ("loss", "steps", "status"):
+        np.testing.assert_array_equal(getattr(again, field), getattr(first, field))
+    for name in trainable:
+        np.testing.assert_array_equal(again.params[name], first.params[name])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import jaxfit
-from jaxfit.chunks import Inputs, Program, compiled_chunk, default_layout
+from jaxfit.chunks import Inputs, Program, chunk_buffers, compiled_chunk, default_layout
 from jaxfit.problem import hyper_of, plan_of, problem_of, spec_of
 from jaxfit.sweep import tables_as
 
@@ -21,9 +21,15 @@ def test_compiled_chunk_has_no_cross_device_reduction():
     devices = tuple(jax.local_devices())
     layout = default_layout("cpu", len(devices), 256)
     plan, tables = plan_of(cfg)
-    fn = compiled_chunk(Program(spec_of(cfg), plan), layout, devices)
+    program = Program(spec_of(cfg), plan)
     inputs = Inputs(tables_as(tables, np.float32), hyper_of(cfg), problem_of(cfg).data)
-    hlo = fn.lower(np.int32(0), np.int32(10), inputs).compile().as_text()
+    out = chunk_buffers(program, layout, devices, inputs)
+    hlo = (
+        compiled_chunk(program, layout, devices)
+        .lower(np.int32(0), np.int32(10), inputs, out)
+        .compile()
+        .as_text()
+    )
     assert "while" in hlo
     for collective in ("all-reduce", "all-gather", "collective-permute", "all-to-all", "reduce-scatter"):
         assert collective not in hlo
