@@ -30,7 +30,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from jaxfit.aot import executable, jit
+from jaxfit.aot import executable, jit, signature
 from jaxfit.core import engine
 from jaxfit.core.engine import Problem, Spec
 from jaxfit.core.model import Data, Params
@@ -377,8 +377,9 @@ def chunk_buffers(program: Program, layout: Layout, devices: Sequence[jax.Device
 
 
 _SPARE: dict[tuple, list[Chunk]] = {}
-"""Output buffers a finished batch left, by program, layout and devices: the next batch
-of the same program writes into them (its first calls then touch no new memory)."""
+"""Output buffers a finished batch left, by program, layout, devices and the inputs'
+shapes and dtypes (which fix the outputs'): the next batch of the same program writes
+into them (its first calls then touch no new memory)."""
 
 
 class Timing(NamedTuple):
@@ -406,7 +407,8 @@ def run_chunks(
     """
     i32 = np.int32
     key = (program, layout, tuple(devices))
-    spare = _SPARE.pop(key, [])
+    spare_key = (key, signature((inputs,)))
+    spare = _SPARE.pop(spare_key, [])
     free = [spare.pop() if spare else chunk_buffers(program, layout, devices, inputs)]
     compiled, compile_s = executable(compiled_chunk(*key), key, (i32(0), i32(0), inputs, free[0]))
     # on the devices once, not copied from the host at every call
@@ -466,6 +468,6 @@ def run_chunks(
             free.append(flush())
     while pending:
         free.append(flush())
-    _SPARE[key] = free[-2:]
+    _SPARE[spare_key] = free[-2:]
     if timing is not None:
         timing.append(Timing(compile_s, time.perf_counter() - t1))

@@ -219,3 +219,13 @@ def test_reused_output_buffers_never_leak_an_earlier_batch(trainable):
         np.testing.assert_array_equal(getattr(again, field), getattr(first, field))
     for name in trainable:
         np.testing.assert_array_equal(again.params[name], first.params[name])
+
+
+def test_kept_output_buffers_serve_only_batches_of_their_own_precision():
+    cfg = {"train": {"trainable": ["w3", "b1"]}, "batch": {"init": {"b1": {"linspace": [-2, 2, 300]}}}}
+    jaxfit.fit_batch(cfg)  # float32, leaving its buffers to the next batch of this program
+    f64 = jaxfit.fit_batch({**cfg, "precision": "float64"})
+    # float64 results held in float64 all the way: each loss is its parameters' SSR
+    for i in range(0, f64.fits, 37):
+        r = ref.Y - ref.predict({n: float(f64.params[n][i]) for n in ref.NAMES})
+        assert float(f64.loss[i]) == pytest.approx(float(r @ r), rel=1e-12)
