@@ -199,11 +199,12 @@ def begin(spec: Spec, params: Params, problem: Problem) -> FitState:
 
 def advance(spec: Spec, state: FitState, problem: Problem) -> FitState:
     """``step`` for loops that carry neither loss nor gradient (``state.loss``,
-    ``grad`` and ``step_size`` are None; start from ``begin``): both are evaluated
-    here, at ``state.params``, before the update. A fit whose loss, gradient or parameters are not finite there
-    stops as DIVERGED without stepping, at the step count ``step`` would have stopped
-    it at; ``conclude`` checks the last parameters. Same fits as ``step``, bit for bit,
-    for a fraction of the carry (what the loop's speed is bound by)."""
+    ``grad`` and ``step_size`` are None; start from ``begin``, end with ``conclude``):
+    both are evaluated here, at ``state.params``, before the update. A fit whose loss,
+    gradient or parameters are not finite there stops as DIVERGED without stepping;
+    its ``step`` counts the step it did not take (so that the count never waits on
+    the finiteness check), which ``conclude`` takes back. Same fits as ``step``, bit
+    for bit, for a fraction of the carry (what the loop's speed is bound by)."""
     hyper = problem.hyper
     loss, grad = _loss_and_grad(spec, state.params, problem)
     finite = _all_finite(loss, grad, state.params)
@@ -219,16 +220,19 @@ def advance(spec: Spec, state: FitState, problem: Problem) -> FitState:
         ),
         Status.DIVERGED,
     ).astype(jnp.int32)
-    moved = FitState(params, opt_state, None, None, None, count, status)
-    return select_fits(finite, moved, state._replace(status=status))
+    kept = select_fits(finite, (params, opt_state), (state.params, state.opt_state))
+    return FitState(*kept, None, None, None, count, status)
 
 
 def conclude(spec: Spec, state: FitState, problem: Problem) -> FitState:
-    """The loss and gradient at the last parameters of an ``advance`` loop's fit, and
-    DIVERGED where they (or the parameters) are not finite, as ``step`` would say."""
+    """The end of an ``advance`` loop's fit: the loss and gradient at its last
+    parameters, DIVERGED where they (or the parameters) are not finite, and the step
+    count ``step`` would give (a fit ``advance`` stopped as DIVERGED did not take its
+    last counted step)."""
     loss, grad = _loss_and_grad(spec, state.params, problem)
+    steps = jnp.where(state.status == Status.DIVERGED, state.step - 1, state.step)
     status = jnp.where(_all_finite(loss, grad, state.params), state.status, Status.DIVERGED)
-    return state._replace(loss=loss, grad=grad, status=status.astype(jnp.int32))
+    return state._replace(loss=loss, grad=grad, step=steps, status=status.astype(jnp.int32))
 
 
 def _running(state: FitState) -> jax.Array:
