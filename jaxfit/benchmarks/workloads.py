@@ -11,6 +11,9 @@ its first, compiling call), end to end.
       peer: a Python loop of scipy's curve_fit (Levenberg-Marquardt) on the same
       data. Quality first: every data set's SSR must be <= 1.01 x scipy's + 1e-6.
 
+Every time is the best of several runs in this process: 5 of jaxfit's (tens of
+milliseconds each), 3 of each peer's (seconds each).
+
 For W1 it also prints the fixed cost (the same fits with max_steps 1: starts,
 outputs, host copy, assembly), the time per fit-step beyond it, and the peak RSS of
 a fresh process running W1 at 1e7.
@@ -90,6 +93,7 @@ def w4_files(folder: Path, groups: int, seed: int = 0) -> Path:
 
 
 def _timed(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
+    """The best wall time of ``repeat`` runs of ``fn``, and its last result."""
     best, out = float("inf"), None
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -124,7 +128,7 @@ def w1(n: int) -> dict[str, Any]:
     t_jax, res = _timed(lambda: fit_batch(w1_config(n)), repeat=5)
     t_fixed, _ = _timed(lambda: fit_batch(w1_config(n, max_steps=1)), repeat=5)
     b0 = np.asarray(res.init["b3"], np.float32).copy()
-    t_np, (b3, steps) = _timed(lambda: peers.numpy_w1(b0), repeat=1)
+    t_np, (b3, steps) = _timed(lambda: peers.numpy_w1(b0))
     total = int(res.steps.sum(dtype=np.int64))
     return _row(
         "W1",
@@ -144,9 +148,9 @@ def w2(n: int) -> dict[str, Any]:
     from jaxfit.batch import fit_batch
 
     first = fit_batch(w2_config(n))
-    t_jax, res = _timed(lambda: fit_batch(w2_config(n)))
+    t_jax, res = _timed(lambda: fit_batch(w2_config(n)), repeat=5)
     starts = np.stack([np.asarray(res.init[p], np.float32) for p in PARAM_NAMES], axis=1)
-    t_np, (_, steps) = _timed(lambda: peers.numpy_w2(starts), repeat=1)
+    t_np, (_, steps) = _timed(lambda: peers.numpy_w2(starts))
     return _row(
         f"W2 ({n:,})",
         n,
@@ -165,7 +169,7 @@ def w4(groups: int, peer: bool = True) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         t_read, cfg = _timed(lambda: load_config(w4_files(Path(folder), groups)), repeat=1)
         first = fit_batch(cfg)
-        t_jax, res = _timed(lambda: fit_batch(cfg))
+        t_jax, res = _timed(lambda: fit_batch(cfg), repeat=5)
     if not peer:  # jaxfit alone (the GPU sizes)
         return {
             "fits": groups,
@@ -182,7 +186,7 @@ def w4(groups: int, peer: bool = True) -> dict[str, Any]:
     def decay(x: np.ndarray, a: float, k: float, c: float) -> np.ndarray:
         return a * np.exp(-k * x) + c
 
-    t_sp, scipy_ssr = _timed(lambda: peers.curve_fit_loop(decay, data, [1.0, 0.5, 0.0]), repeat=1)
+    t_sp, scipy_ssr = _timed(lambda: peers.curve_fit_loop(decay, data, [1.0, 0.5, 0.0]))
     ours = res.loss.astype(np.float64)  # fit g is data set g (one fit per data set)
     worse = int(np.sum(~(ours <= 1.01 * scipy_ssr + 1e-6)))
     return _row(
