@@ -8,7 +8,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jaxfit import memory
+from jaxfit import hostmem, memory
 from jaxfit.chunks import Chunk, Inputs, Layout, Program, Timing, default_layout, run_chunks
 from jaxfit.config import Config, ConfigLike, load_config
 from jaxfit.errors import ResourceError
@@ -126,9 +126,11 @@ def empty_store(
         "steps": (np.int32, 0),
         "status": (np.int8, 0),
     }
-    if not filled:
-        return {name: np.empty(n, kind) for name, (kind, _) in kinds.items()}
-    return {name: np.full(n, fill, kind) for name, (kind, fill) in kinds.items()}
+    store = {name: hostmem.empty(n, kind) for name, (kind, _) in kinds.items()}
+    if filled:
+        for name, (_, fill) in kinds.items():
+            store[name].fill(fill)
+    return store
 
 
 def chunk_columns(chunk: Chunk) -> dict[str, np.ndarray]:
