@@ -36,8 +36,8 @@ def jit(fn: Callable[..., Any], **kwargs: Any) -> Any:
 def signature(args: tuple) -> tuple:
     """Shapes, dtypes and structure of ``args`` (what, with the key, forces a compile)."""
     leaves, tree = jax.tree.flatten(args)
-    shapes = tuple((np.shape(a), str(getattr(a, "dtype", None) or np.asarray(a).dtype)) for a in leaves)
-    return str(tree), shapes, bool(jax.config.jax_enable_x64)
+    shapes = tuple((np.shape(a), np.dtype(getattr(a, "dtype", None) or np.asarray(a).dtype)) for a in leaves)
+    return tree, shapes, bool(jax.config.jax_enable_x64)
 
 
 def executable(fn: Callable[..., Any], key: Hashable, args: tuple) -> tuple[jax.stages.Compiled, float]:

@@ -320,8 +320,8 @@ def _fit_stream(
 def block_share(count: int | jax.Array, layout: Layout) -> int | jax.Array:
     """Fits per device in a call of ``count`` fits (blocks layout): an even split, so
     a short last call keeps every device busy (host ``int`` or traced ``int32``)."""
-    xp = np if isinstance(count, int) else jnp
-    return (xp.clip(count, 0, layout.chunk) + layout.devices - 1) // layout.devices
+    count = min(max(count, 0), layout.chunk) if isinstance(count, int) else jnp.clip(count, 0, layout.chunk)
+    return (count + layout.devices - 1) // layout.devices
 
 
 @functools.cache
@@ -434,7 +434,7 @@ def run_chunks(
         jax.block_until_ready(out)
         if not layout.refill:  # device d holds fits s + d * share ...: hand them on as they are
             by_device = jax.tree.map(shards, out, is_leaf=lambda x: isinstance(x, jax.Array))
-            share = int(block_share(e - s, layout))
+            share = block_share(e - s, layout)
             for d in range(layout.devices):
                 first = s + d * share
                 if first < e:
