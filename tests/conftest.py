@@ -32,3 +32,24 @@ def run_python(
     return subprocess.run(
         [sys.executable, "-c", code], cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=timeout
     )
+
+
+def chunk_hlo(cfg: object, block_size: int = 256) -> str:
+    """The compiled HLO text of the batch program (one chunk) of ``cfg`` on every local device."""
+    import jax
+    import numpy as np
+
+    import jaxfit
+    from jaxfit.chunks import Inputs, Program, chunk_buffers, compiled_chunk, default_layout
+    from jaxfit.problem import batch_data, hyper_of, plan_of, spec_of
+    from jaxfit.sweep import tables_as
+
+    config = jaxfit.load_config(cfg)
+    plan, tables = plan_of(config)
+    devices = tuple(jax.local_devices())
+    program, layout = Program(spec_of(config), plan), default_layout("cpu", len(devices), block_size)
+    data, per_group = batch_data(config)
+    inputs = Inputs(tables_as(tables, np.float32), hyper_of(config), data, per_group)
+    out = chunk_buffers(program, layout, devices, inputs)
+    lowered = compiled_chunk(program, layout, devices).lower(np.int32(0), np.int32(10), inputs, out)
+    return lowered.compile().as_text()

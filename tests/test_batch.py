@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 import reference as ref
+from conftest import chunk_hlo
 from test_fit import compiles  # noqa: F401 - fixture
 
 import jaxfit
@@ -163,23 +164,7 @@ def _inner_loop_ops(cfg) -> set[str]:
     """The HLO opcodes the innermost while loop of the batch program runs per step."""
     import re
 
-    from jaxfit.chunks import Inputs, Program, chunk_buffers, compiled_chunk, default_layout
-    from jaxfit.problem import batch_data, hyper_of, plan_of, spec_of
-    from jaxfit.sweep import tables_as
-
-    config = jaxfit.load_config(cfg)
-    plan, tables = plan_of(config)
-    devices = tuple(jax.local_devices())
-    program, layout = Program(spec_of(config), plan), default_layout("cpu", len(devices), 256)
-    data, per_group = batch_data(config)
-    inputs = Inputs(tables_as(tables, np.float32), hyper_of(config), data, per_group)
-    out = chunk_buffers(program, layout, devices, inputs)
-    hlo = (
-        compiled_chunk(program, layout, devices)
-        .lower(np.int32(0), np.int32(10), inputs, out)
-        .compile()
-        .as_text()
-    )
+    hlo = chunk_hlo(cfg)
     bodies = {name: text for name, text in re.findall(r"^(%\S+) .*?\{\n(.*?)^\}", hlo, re.M | re.S)}
     called = lambda text: re.findall(r"(?:calls|body|to_apply)=(%[\w.\-]+)", text)  # noqa: E731
     whiles = re.findall(r"while\(.*?body=(%[\w.\-]+)", hlo)

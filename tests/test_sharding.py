@@ -3,11 +3,9 @@
 import jax
 import numpy as np
 import pytest
+from conftest import chunk_hlo
 
 import jaxfit
-from jaxfit.chunks import Inputs, Program, chunk_buffers, compiled_chunk, default_layout
-from jaxfit.problem import hyper_of, plan_of, problem_of, spec_of
-from jaxfit.sweep import tables_as
 
 CFG = {"train": {"trainable": ["w3", "b3"]}, "batch": {"init": {"b3": {"linspace": [-8, 8, 4099]}}}}
 
@@ -17,19 +15,7 @@ def test_four_devices_are_visible():
 
 
 def test_compiled_chunk_has_no_cross_device_reduction():
-    cfg = jaxfit.load_config(CFG)
-    devices = tuple(jax.local_devices())
-    layout = default_layout("cpu", len(devices), 256)
-    plan, tables = plan_of(cfg)
-    program = Program(spec_of(cfg), plan)
-    inputs = Inputs(tables_as(tables, np.float32), hyper_of(cfg), problem_of(cfg).data)
-    out = chunk_buffers(program, layout, devices, inputs)
-    hlo = (
-        compiled_chunk(program, layout, devices)
-        .lower(np.int32(0), np.int32(10), inputs, out)
-        .compile()
-        .as_text()
-    )
+    hlo = chunk_hlo(CFG)
     assert "while" in hlo
     for collective in ("all-reduce", "all-gather", "collective-permute", "all-to-all", "reduce-scatter"):
         assert collective not in hlo
