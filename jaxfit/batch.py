@@ -68,7 +68,9 @@ def fit_batch(
         block_size: fits per vmapped block (default: config, else by platform).
         ranges: run only these ``[lo, hi)`` fit-index ranges (for resuming or for one
             process's share); fits outside them are left as ``RUNNING`` with NaN loss.
-        on_chunk: called with ``(first_index, chunk)`` as each chunk reaches the host.
+        on_chunk: called with ``(first_index, chunk)`` as each chunk reaches the host;
+            its arrays are views of the output buffers (copy what you keep: while a
+            view lives, the next calls cannot write over its buffers and take new ones).
 
     Returns:
         a ``BatchResult`` with per-fit arrays in fit-index order.

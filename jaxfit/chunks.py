@@ -4,8 +4,9 @@ A batch of N fits runs as a sequence of fixed-shape *chunks* of
 ``devices x blocks x block_size`` fits, split over a one-axis device mesh with
 ``jax.shard_map``. On each device, either
 
-- *blocks*: its ``blocks`` run one after another (``lax.map``), each a ``vmap`` of
-  the single-fit ``while_loop``, waiting for its own slowest fit; or
+- *blocks*: its share of the call's fits (an even split) runs in ``blocks`` one
+  after another (``lax.fori_loop``), each a ``vmap`` of the single-fit
+  ``while_loop``, waiting for its own slowest fit; or
 - *streamed* (``Layout.refill``): its fits flow through ``block_size`` lanes that
   step together; a lane whose fit stops takes the next one, so no lane waits for a
   slow fit (for fits whose step counts vary widely).
@@ -14,7 +15,8 @@ Either way every fit stops on its own with the same arithmetic (results are equa
 bit for bit); no device waits for another (each device's loop is local: no
 collectives); the chunk's shape is fixed, so one compilation serves every batch
 size; fits are generated on the device from their global index (``sweep.draw``),
-and fits past the end of the batch take no step.
+and fits past the end of the batch take no step. Each call writes its results over
+donated output buffers, which a batch leaves to the next batch of its program.
 """
 
 from __future__ import annotations
@@ -251,11 +253,12 @@ def _fit_stream(
     lanes: int,
     group: int,
 ) -> Chunk:
-    """Fits ``first + j * stride`` for ``j < count`` (``count <=`` the slots of
-    ``final``; slot ``j`` of it, which is returned updated) streamed through ``lanes`` lanes. All lanes step together until
-    ``group`` of them have stopped; those write their fits out and start the next
-    ``group`` fits; and so on. A fit's arithmetic is the same as in ``_fit_block``
-    (the same vmapped step), so is its result, bit for bit."""
+    """Fits ``first + j * stride`` for ``j < count`` streamed through ``lanes`` lanes,
+    written to slot ``j`` of ``final`` (``count`` at most its length), which is
+    returned. All lanes step together until ``group`` of them have stopped; those
+    write their fits out and start the next ``group`` fits; and so on. A fit's
+    arithmetic is the same as in ``_fit_block`` (the same vmapped step), so is its
+    result, bit for bit."""
 
     spec = program.spec
 
@@ -401,9 +404,9 @@ def run_chunks(
     receives each chunk (trimmed to its range) as soon as it is on the host.
 
     Up to two chunks are in flight, so copying one to the host overlaps running the next.
-    ``on_chunk``'s arrays are views of the output buffers, valid during the call: the
-    next call's results are written over them (unless a view is still held; then
-    JAX copies instead).
+    ``on_chunk``'s arrays are views of the output buffers, which later calls write
+    over once no view of them is left (while one is held, JAX gives that call new
+    buffers instead).
     """
     i32 = np.int32
     key = (program, layout, tuple(devices))

@@ -5,6 +5,8 @@
     run(spec, state, problem)         -> FitState     lax.while_loop until stopped
     run_traced(spec, state, problem, trace_limit) -> (FitState, Trace)
     run_traced_many(spec, states, problems, trace_limit)  the same for a batch
+    begin / advance / conclude        the batch loops' lean form of init_state / step
+                                      (no loss or gradient carried; same results)
 
 ``spec`` (a ``Spec``) is static: the model, the trainable set and the optimizer kind. Everything
 numeric (data, frozen params, initial values, learning rate, tolerance, max_steps)
