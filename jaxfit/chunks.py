@@ -380,9 +380,10 @@ def chunk_buffers(program: Program, layout: Layout, devices: Sequence[jax.Device
 
 
 _SPARE: dict[tuple, list[Chunk]] = {}
-"""Output buffers a finished batch left, by program, layout, devices and the inputs'
-shapes and dtypes (which fix the outputs'): the next batch of the same program writes
-into them (its first calls then touch no new memory)."""
+"""The output buffers the last finished batch left (only the last: device memory is
+not held for programs gone by), by program, layout, devices and the inputs' shapes
+and dtypes (which fix the outputs'): the next batch of the same program writes into
+them (its first calls then touch no new memory)."""
 
 
 class Timing(NamedTuple):
@@ -471,6 +472,7 @@ def run_chunks(
             free.append(flush())
     while pending:
         free.append(flush())
+    _SPARE.clear()
     _SPARE[spare_key] = free[-2:]
     if timing is not None:
         timing.append(Timing(compile_s, time.perf_counter() - t1))
