@@ -412,9 +412,13 @@ def run_chunks(
     i32 = np.int32
     key = (program, layout, tuple(devices))
     spare_key = (key, signature((inputs,)))
-    spare = _SPARE.pop(spare_key, [])
-    free = [spare.pop() if spare else chunk_buffers(program, layout, devices, inputs)]
-    compiled, compile_s = executable(compiled_chunk(*key), key, (i32(0), i32(0), inputs, free[0]))
+    free = _SPARE.pop(spare_key, [])  # buffers no call is writing into
+
+    def buffers() -> Chunk:
+        return free.pop() if free else chunk_buffers(program, layout, devices, inputs)
+
+    free.append(buffers())  # at least one set, to compile against
+    compiled, compile_s = executable(compiled_chunk(*key), key, (i32(0), i32(0), inputs, free[-1]))
     # on the devices once, not copied from the host at every call
     replicated = jax.sharding.NamedSharding(jax.sharding.Mesh(np.asarray(devices), (AXIS,)), P())
     inputs = jax.device_put(inputs, replicated)
@@ -464,10 +468,7 @@ def run_chunks(
         return out
 
     for s, e in starts():
-        buffers = (
-            free.pop() if free else spare.pop() if spare else chunk_buffers(program, layout, devices, inputs)
-        )
-        pending.append((s, e, compiled(i32(s), i32(e), inputs, buffers)))
+        pending.append((s, e, compiled(i32(s), i32(e), inputs, buffers())))
         if len(pending) > 1:
             free.append(flush())
     while pending:
