@@ -12,7 +12,7 @@ from jaxfit import hostmem, memory
 from jaxfit.chunks import Chunk, Inputs, Layout, Program, Timing, default_layout, run_chunks
 from jaxfit.config import Config, ConfigLike, load_config
 from jaxfit.errors import ResourceError
-from jaxfit.problem import batch_data, dtype_of, hyper_of, plan_of, precision, spec_of
+from jaxfit.problem import batch_data, dtype_of, hyper_of, plan_of, precision, spec_of, stats_spec_of
 from jaxfit.results import BatchResult
 from jaxfit.sweep import HYPER_NAMES, Plan, tables_as
 
@@ -100,7 +100,7 @@ def fit_batch(
         data, per_group = batch_data(config)
         inputs = Inputs(tables_as(tables, dtype), hyper_of(config), data, per_group)
         run_chunks(
-            Program(spec, plan),
+            Program(spec, plan, stats_spec_of(config, batch=True)),
             inputs,
             layout=layout,
             devices=used,
@@ -117,22 +117,34 @@ def empty_store(
 ) -> dict[str, np.ndarray]:
     """Per-fit columns for ``n`` fits, not yet run (status ``RUNNING``, NaN loss);
     ``varying`` names the quantities that differ between fits (``Plan.varying``).
+    With ``report.covariance`` the store also holds a ``(n, k, k)`` ``covariance``.
 
     ``filled=False`` leaves them uninitialised, for callers that write every row.
     """
     dtype = dtype_of(config)
+    trainable = config.train.trainable
     kinds = {
-        **{f"params.{p}": (dtype, np.nan) for p in config.train.trainable},
+        **{f"params.{p}": (dtype, np.nan) for p in trainable},
         **{f"init.{q}": (np.int32, 0) if q == "max_steps" else (dtype, np.nan) for q in varying},
         "loss": (dtype, np.nan),
         "steps": (np.int32, 0),
         "status": (np.int8, 0),
+        **{f"stderr.{p}": (dtype, np.nan) for p in trainable},
+        **{f: (dtype, np.nan) for f in STAT_FLOATS},
+        "dof": (np.int32, 0),
+        "singular": (np.bool_, False),
     }
     store = {name: hostmem.empty(n, kind) for name, (kind, _) in kinds.items()}
     if filled:
         for name, (_, fill) in kinds.items():
             store[name].fill(fill)
+    if config.report.covariance:
+        store["covariance"] = np.full((n, len(trainable), len(trainable)), np.nan, dtype)
     return store
+
+
+STAT_FLOATS = ("chisqr", "redchi", "aic", "bic", "rsquared")
+"""The per-fit statistics stored as floats (besides standard errors, dof and the flag)."""
 
 
 def chunk_columns(chunk: Chunk) -> dict[str, np.ndarray]:
@@ -143,6 +155,9 @@ def chunk_columns(chunk: Chunk) -> dict[str, np.ndarray]:
         "loss": chunk.loss,
         "steps": chunk.steps,
         "status": chunk.status,
+        **{f"stderr.{p}": v for p, v in chunk.stats.stderr.items()},
+        **{f: getattr(chunk.stats, f) for f in (*STAT_FLOATS, "dof", "singular")},
+        **({} if chunk.stats.covariance is None else {"covariance": chunk.stats.covariance}),
     }
 
 
@@ -192,6 +207,10 @@ def assemble(config: Config, store: Mapping[str, np.ndarray], facts: RunFacts) -
         trainable=spec.trainable,
         precision=config.precision,
         group=group_labels(config, n),
+        stderr={p: store[f"stderr.{p}"] for p in spec.trainable},
+        **{f: store[f] for f in (*STAT_FLOATS, "dof", "singular")},
+        covariance=store.get("covariance"),
+        confidence=config.report.confidence,
         **facts._asdict(),
     )
 

@@ -37,6 +37,7 @@ from jaxfit.core import engine
 from jaxfit.core.engine import Problem, Spec
 from jaxfit.core.model import Data, Params
 from jaxfit.core.optim import Hyper
+from jaxfit.core.stats import Stats, StatsSpec, statistics
 from jaxfit.core.status import Status
 from jaxfit.sweep import FIXED, Plan, Tables, draw
 
@@ -70,6 +71,8 @@ class Chunk(NamedTuple):
     loss: np.ndarray
     steps: np.ndarray
     status: np.ndarray
+    stats: Stats | None = None
+    """Each fit's statistics at its final parameters (``core.stats``)."""
 
 
 def default_layout(
@@ -96,11 +99,12 @@ def default_layout(
 
 
 class Program(NamedTuple):
-    """What a chunk's program is built from (static, hashable): the fit's ``Spec`` and
-    the batch's ``Plan``."""
+    """What a chunk's program is built from (static, hashable): the fit's ``Spec``, the
+    batch's ``Plan`` and what its statistics compute."""
 
     spec: Spec
     plan: Plan
+    stats: StatsSpec = StatsSpec(covariance=False)
 
 
 class Inputs(NamedTuple):
@@ -179,8 +183,9 @@ def _problem(frozen: Params, common: Params, hyper: Hyper, data: Data) -> Proble
     return Problem(data, {**common, **frozen}, hyper)
 
 
-def _start(program: Program, inputs: Inputs, index: jax.Array) -> _Lanes:
-    """Initial states of fits ``index`` (shape (B,)); fits at ``index < 0`` take no step."""
+def _lanes_of(program: Program, inputs: Inputs, index: jax.Array) -> tuple[_Lanes, Params]:
+    """The per-fit inputs of fits ``index`` (shape (B,); no state yet) and their
+    starting trainable values."""
     spec = program.spec
     drawn = draw(program.plan, inputs.tables, _draw_index(inputs, index))
     common = _shared_frozen(program, inputs.tables)
@@ -190,14 +195,32 @@ def _start(program: Program, inputs: Inputs, index: jax.Array) -> _Lanes:
     everything = {**drawn.params, **drawn._asdict()}
     init = {q: everything[q] for q in program.plan.varying()}
     lanes = _Lanes(None, frozen, **per_fit, data=_data_of(inputs, index), init=init)
+    return lanes, {n: drawn.params[n] for n in spec.trainable}
 
+
+def _with_stats(program: Program, inputs: Inputs, lanes: _Lanes, chunk: Chunk) -> Chunk:
+    """``chunk`` with the statistics of each fit at its final parameters (``lanes``: the
+    fits' per-fit inputs)."""
+    (frozen, common, _, data), (frozen_axis, _, _, data_axis) = lanes.problem_args(program, inputs)
+
+    def one(params: Params, frozen: Params, data: Data) -> Stats:
+        spec = program.spec
+        return statistics(spec.model, spec.trainable, params, {**common, **frozen}, data, program.stats)
+
+    stats = jax.vmap(one, in_axes=(0, frozen_axis, data_axis))(chunk.params, frozen, data)
+    return chunk._replace(stats=stats)
+
+
+def _start(program: Program, inputs: Inputs, index: jax.Array) -> _Lanes:
+    """Initial states of fits ``index`` (shape (B,)); fits at ``index < 0`` take no step."""
+    spec = program.spec
+    lanes, trainable = _lanes_of(program, inputs, index)
     begin = engine.begin if engine.lean(spec) else engine.init_state
 
     def init(params: Params, *problem: object) -> engine.FitState:
         return begin(spec, params, _problem(*problem))
 
     args, axes = lanes.problem_args(program, inputs)
-    trainable = {n: drawn.params[n] for n in spec.trainable}
     state = jax.vmap(init, in_axes=(0, *axes))(trainable, *args)
     # fits past the end of the batch (index < 0) take no step
     status = jnp.where(index >= 0, state.status, Status.MAX_STEPS)
@@ -237,9 +260,8 @@ def _fit_block(program: Program, inputs: Inputs, index: jax.Array) -> Chunk:
         )
 
     args, axes = lanes.problem_args(program, inputs)
-    return _chunk(
-        program, inputs, lanes._replace(state=jax.vmap(run, in_axes=(0, *axes))(lanes.state, *args))
-    )
+    lanes = lanes._replace(state=jax.vmap(run, in_axes=(0, *axes))(lanes.state, *args))
+    return _with_stats(program, inputs, lanes, _chunk(program, inputs, lanes))
 
 
 def _fit_stream(
@@ -258,7 +280,8 @@ def _fit_stream(
     returned. All lanes step together until ``group`` of them have stopped; those
     write their fits out and start the next ``group`` fits; and so on. A fit's
     arithmetic is the same as in ``_fit_block`` (the same vmapped step), so is its
-    result, bit for bit."""
+    result, bit for bit. The statistics of every fit follow at the end, in one pass
+    over ``final``."""
 
     spec = program.spec
 
@@ -312,12 +335,14 @@ def _fit_stream(
         fit = fit.at[target].set(following, mode="drop")
         return current, fit, taken + jnp.sum(start, dtype=jnp.int32), final
 
-    _, _, _, final = lax.while_loop(
+    _, _, _, fits = lax.while_loop(
         lambda carry: jnp.any(carry[1] >= 0) | (carry[2] < count),
         round_,
-        (current, fit, jnp.zeros((), jnp.int32), final),
+        (current, fit, jnp.zeros((), jnp.int32), final._replace(stats=None)),
     )
-    return final
+    j = jnp.arange(slots, dtype=jnp.int32)
+    lanes_of_slots, _ = _lanes_of(program, inputs, jnp.where(j < count, index(j), -1))
+    return _with_stats(program, inputs, lanes_of_slots, fits)
 
 
 def block_share(count: int | jax.Array, layout: Layout) -> int | jax.Array:

@@ -141,6 +141,28 @@ class ModelConfig(_Strict):
         return self
 
 
+def _sigma_kind(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return "number"
+    return {list: "list", str: "column"}.get(type(value))
+
+
+SigmaSpec = Annotated[
+    Union[
+        Annotated[PositiveFloat, Tag("number")],
+        Annotated[list[PositiveFloat], Tag("list")],
+        Annotated[str, Tag("column")],
+    ],
+    Discriminator(
+        _sigma_kind,
+        custom_error_type="sigma_spec",
+        custom_error_message="expected a number > 0, a list of numbers > 0 as long as y, or a column name",
+    ),
+]
+
+
 class DataConfig(_Strict):
     """Observations: inline ``x`` and ``y`` lists (same length, finite), or columns of a
     CSV ``file`` (``x``, ``y`` name them; ``group`` splits the rows into data sets)."""
@@ -157,6 +179,9 @@ class DataConfig(_Strict):
         default_factory=lambda: list(SEED_Y),
         json_schema_extra={"default": list(SEED_Y)},
     )
+    sigma: SigmaSpec | None = None
+    """Each point's standard deviation (residuals are divided by it): one number for
+    every point, an inline list as long as ``y``, or (with ``file``) a column name."""
     _table: Any = PrivateAttr(default=None)
 
     @model_validator(mode="before")
@@ -178,6 +203,18 @@ class DataConfig(_Strict):
             raise ValueError(f"must have 1 to {MAX_INLINE:,} values (got {len(values):,})")
         return values
 
+    @field_validator("sigma")
+    @classmethod
+    def _sigma(cls, value: Any, info: ValidationInfo) -> Any:
+        file, y = info.data.get("file"), info.data.get("y")
+        if isinstance(value, str) and file is None:
+            raise ValueError("names a column, but data has no file: give a number or a list as long as y")
+        if isinstance(value, list) and file is not None:
+            raise ValueError("with a file, give a column name or one number, not a list")
+        if isinstance(value, list) and isinstance(y, list) and len(value) != len(y):
+            raise ValueError(f"must have as many values as y ({len(y)}), got {len(value)}")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
         if self.file is None:
@@ -188,8 +225,17 @@ class DataConfig(_Strict):
             return self
         from jaxfit.datafile import read_table
 
-        self._table = read_table(Path(self.file), self.x, self.y, self.group)
+        column = self.sigma if isinstance(self.sigma, str) else None
+        self._table = read_table(Path(self.file), self.x, self.y, self.group, column)
         return self
+
+    def sigma_of(self, n: int) -> Any:
+        """Each point's sigma for an ungrouped data set of ``n`` points (None: unweighted)."""
+        if self.sigma is None:
+            return None
+        if isinstance(self.sigma, str):
+            return self._table.sigma
+        return [float(self.sigma)] * n if isinstance(self.sigma, float) else self.sigma
 
     @property
     def grouped(self) -> bool:
@@ -259,6 +305,9 @@ class TrainConfig(_Strict):
     learning_rate: PositiveFloat = 0.1
     tolerance: PositiveFloat = 0.001
     max_steps: Annotated[StrictInt, Field(ge=1, le=MAX_STEPS_LIMIT)] = 1000
+    absolute_sigma: StrictBool = False
+    """``data.sigma`` are absolute standard deviations: the covariance is ``(JᵀJ)⁻¹``,
+    not scaled by the reduced χ² (scipy's ``absolute_sigma``)."""
 
     @field_validator("optimizer", mode="before")
     @classmethod
@@ -271,6 +320,16 @@ class TrainConfig(_Strict):
         if len(set(value)) != len(value):
             raise ValueError(f"names must not repeat (got {value})")
         return value
+
+
+class ReportConfig(_Strict):
+    """What a fit reports beyond its parameters (standard errors and statistics always)."""
+
+    confidence: Annotated[StrictFloat, Field(gt=0, lt=1)] = 0.95
+    """Level of the parameters' confidence intervals and of the curve's bands."""
+    covariance: StrictBool = False
+    """Keep each fit's full covariance matrix in a batch (k² numbers per fit; a single
+    fit always has it)."""
 
 
 class Linspace(_Strict):
@@ -392,6 +451,7 @@ class Config(_Strict):
     """Starting values by name (the model's defaults for names left out)."""
     train: TrainConfig = Field(default_factory=TrainConfig)
     precision: Literal["float32", "float64"] = "float32"
+    report: ReportConfig = Field(default_factory=ReportConfig)
     batch: BatchConfig | None = None
     """Absent: a single fit with a step-by-step trace. Present: many fits."""
     devices: Annotated[StrictInt, Field(ge=1)] | None = None
@@ -448,6 +508,7 @@ def _describe(err: Mapping[str, Any]) -> tuple[list[str | int], str]:
         for i, p in enumerate(loc)
         if not (i > 0 and loc[i - 1] == "optimizer" and p in OPTIMIZERS)
         and not (p in _INIT_KINDS and i + 1 < len(loc) and loc[i + 1] == p)
+        and not (i > 0 and loc[i - 1] == "sigma" and p in ("number", "list", "column"))
     ]
     kind, msg, value = err["type"], err["msg"], err.get("input")
     if kind == "extra_forbidden":

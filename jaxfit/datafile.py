@@ -31,10 +31,12 @@ class Table(NamedTuple):
     y: np.ndarray
     group: np.ndarray | None = None
     labels: tuple[str, ...] = ()
+    sigma: np.ndarray | None = None
+    """Each row's standard deviation (> 0), from the ``sigma`` column if one is named."""
 
 
-def read_table(path: Path, x: str, y: str, group: str | None = None) -> Table:
-    """Read columns ``x``, ``y`` (and ``group``) of the CSV file at ``path``;
+def read_table(path: Path, x: str, y: str, group: str | None = None, sigma: str | None = None) -> Table:
+    """Read columns ``x``, ``y`` (and ``group``, ``sigma``) of the CSV file at ``path``;
     ``ValueError`` with one line when the file or a cell is not as it must be."""
     if path.is_dir():
         raise ValueError(f"{path}: is a directory, not a data file")
@@ -50,7 +52,7 @@ def read_table(path: Path, x: str, y: str, group: str | None = None) -> Table:
             if header is None:
                 raise ValueError(f"{path}: the file is empty (expected a header row naming the columns)")
             header = [h.strip() for h in header]
-            wanted = [c for c in (x, y, group) if c is not None]
+            wanted = [c for c in dict.fromkeys((x, y, group, sigma)) if c is not None]
             for column in wanted:
                 if column not in header:
                     raise ValueError(f"{path}: no column {column!r} (the header has {', '.join(header)})")
@@ -73,18 +75,27 @@ def read_table(path: Path, x: str, y: str, group: str | None = None) -> Table:
         raise ValueError(f"{path}: not a CSV file ({err})") from None
     if not cols[0]:
         raise ValueError(f"{path}: the file has a header but no data rows")
-    xs, ys = (_numbers(path, name, values) for name, values in zip((x, y), cols))
+    by_name = dict(zip(wanted, cols))
+    xs, ys = (_numbers(path, name, by_name[name]) for name in (x, y))
+    sigmas = None
+    if sigma is not None:
+        sigmas = _numbers(path, sigma, by_name[sigma])
+        bad = np.flatnonzero(sigmas <= 0)
+        if bad.size:
+            raise ValueError(
+                f"{path}: row {int(bad[0]) + 2}, column {sigma!r}: sigma must be > 0 (got {sigmas[bad[0]]:g})"
+            )
     if group is None:
-        return Table(xs, ys)
+        return Table(xs, ys, sigma=sigmas)
     labels: dict[str, int] = {}
-    index = np.fromiter((labels.setdefault(v, len(labels)) for v in cols[2]), np.int64, len(cols[2]))
+    index = np.fromiter((labels.setdefault(v, len(labels)) for v in by_name[group]), np.int64, len(xs))
     counts = np.bincount(index)
     if counts.max() > MAX_GROUP_POINTS:
         big = list(labels)[int(counts.argmax())]
         raise ValueError(
             f"{path}: group {big!r} has {int(counts.max()):,} points; at most {MAX_GROUP_POINTS:,} per group"
         )
-    return Table(xs, ys, index, tuple(labels))
+    return Table(xs, ys, index, tuple(labels), sigmas)
 
 
 def _numbers(path: Path, column: str, values: list[str]) -> np.ndarray:
@@ -101,9 +112,10 @@ def _numbers(path: Path, column: str, values: list[str]) -> np.ndarray:
     return out
 
 
-def padded_groups(table: Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(x, y, mask)``, each ``(groups, length)``: group ``g``'s points in file order,
-    padded to ``length`` (the next power of two, at least 4) with ``mask`` False."""
+def padded_groups(table: Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(x, y, mask, sigma)``, each ``(groups, length)``: group ``g``'s points in file
+    order, padded to ``length`` (the next power of two, at least 4) with ``mask`` False
+    (sigma 1; None without a sigma column)."""
     assert table.group is not None
     counts = np.bincount(table.group, minlength=len(table.labels))
     length = max(4, 1 << int(counts.max() - 1).bit_length())
@@ -115,4 +127,8 @@ def padded_groups(table: Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     y = np.zeros((len(counts), length))
     mask = np.zeros((len(counts), length), bool)
     x[rows, slot], y[rows, slot], mask[rows, slot] = table.x[order], table.y[order], True
-    return x, y, mask
+    sigma = None
+    if table.sigma is not None:
+        sigma = np.ones((len(counts), length))
+        sigma[rows, slot] = table.sigma[order]
+    return x, y, mask, sigma

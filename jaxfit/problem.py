@@ -14,6 +14,7 @@ from jaxfit.config import BatchConfig, Config, Linspace, Normal, Uniform, Values
 from jaxfit.core.engine import Problem, Spec
 from jaxfit.core.model import Data, Params
 from jaxfit.core.optim import Hyper, OptimizerKind
+from jaxfit.core.stats import StatsSpec
 from jaxfit.errors import ConfigError
 from jaxfit.sweep import FIXED, HYPER_NAMES, LINSPACE, NORMAL, UNIFORM, VALUES, Plan, Tables
 
@@ -48,13 +49,20 @@ def _check_precision(config: Config) -> None:
         )
 
 
-def _single_data(config: Config) -> tuple[Any, Any]:
+def _single_data(config: Config) -> tuple[Any, Any, Any]:
     if config.data.grouped:
         raise ConfigError(
             f"data.group: the data holds {config.data.groups:,} data sets, one fit each: "
             "run it as a batch (jaxfit.fit_batch, or the command line)"
         )
-    return config.data.arrays()
+    x, y = config.data.arrays()
+    return x, y, config.data.sigma_of(len(y))
+
+
+def stats_spec_of(config: Config, *, batch: bool) -> StatsSpec:
+    """What the statistics pass computes: a single fit always keeps its covariance, a
+    batch only when ``report.covariance`` asks."""
+    return StatsSpec(config.train.absolute_sigma, covariance=not batch or config.report.covariance)
 
 
 def stacked_inputs(configs: Sequence[Config]) -> tuple[Params, Problem]:
@@ -67,14 +75,18 @@ def stacked_inputs(configs: Sequence[Config]) -> tuple[Params, Problem]:
     params = [c.params for c in configs]
     names = configs[0].names
     data = [_single_data(c) for c in configs]
+    weighted = [s is not None for _, _, s in data]
+    if any(weighted) and not all(weighted):  # one pytree for all: unweighted ones get sigma 1
+        data = [(x, y, np.ones(len(y)) if s is None else s) for x, y, s in data]
 
     def column(values: list, kind: Any = dtype) -> np.ndarray:
         return np.array(values, kind)
 
+    sigma = column([s for _, _, s in data]) if any(weighted) else None
     return (
         {n: column([p[n] for p in params]) for n in spec.trainable},
         Problem(
-            data=Data(column([x for x, _ in data]), column([y for _, y in data])),
+            data=Data(column([x for x, _, _ in data]), column([y for _, y, _ in data]), sigma=sigma),
             frozen={n: column([p[n] for p in params]) for n in names if n not in spec.trainable},
             hyper=_stacked_hyper(configs),
         ),
@@ -182,9 +194,13 @@ def batch_data(config: Config) -> tuple[Data, np.ndarray | None]:
     for every fit (None), or one per group, padded to a shared length with a mask."""
     dtype = dtype_of(config)
     if not config.data.grouped:
-        x, y = config.data.arrays()
-        return Data(np.asarray(x, dtype), np.asarray(y, dtype)), None
+        x, y, sigma = _single_data(config)
+        sigma = None if sigma is None else np.asarray(sigma, dtype)
+        return Data(np.asarray(x, dtype), np.asarray(y, dtype), sigma=sigma), None
     from jaxfit.datafile import padded_groups
 
-    x, y, mask = padded_groups(config.data.table)
-    return Data(x.astype(dtype), y.astype(dtype), mask), np.int32(config.per_group)
+    x, y, mask, sigma = padded_groups(config.data.table)
+    if sigma is None and config.data.sigma is not None:  # one number for every point
+        sigma = np.full(x.shape, config.data.sigma)
+    sigma = None if sigma is None else sigma.astype(dtype)
+    return Data(x.astype(dtype), y.astype(dtype), mask, sigma), np.int32(config.per_group)

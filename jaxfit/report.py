@@ -95,18 +95,64 @@ def fit_text(result: FitResult, config: dict[str, Any], source: str, head: int =
     if not result.trace_complete:
         out.append(f"(trace thinned: the first {len(steps)} of {result.steps} steps are recorded)")
     out.append("\nFinal parameters:")
-    out.append(
-        table(
-            ["param", "start", "final", "trained"],
-            [
-                [n, num(result.init[n]), num(result.params[n]), "yes" if n in result.trainable else ""]
-                for n in result.params
-            ],
-            [False, True, True, False],
-        )
-    )
+    out.append(parameter_table(result))
+    out.append("\n" + statistics_text(result))
     out.append(f"\nSSR {num(result.loss)} after {result.steps} steps: {result.status.label}")
     return "\n".join(out)
+
+
+def parameter_table(result: FitResult) -> str:
+    """Start and final value of every parameter; for the trained ones the standard
+    error (and relative to the value) and the confidence interval."""
+    level = f"{100 * result.confidence:g}% interval"
+    intervals = result.intervals
+    rows = []
+    for n in result.params:
+        row = [n, num(result.init[n]), num(result.params[n]), "yes" if n in result.trainable else ""]
+        if n in result.stderr:
+            err, value = result.stderr[n], result.params[n]
+            relative = f"({100 * abs(err / value):.3g}%)" if value != 0 and math.isfinite(err) else ""
+            lo, hi = intervals[n]
+            row += [f"± {num(err, 5)}", relative, f"[{num(lo)}, {num(hi)}]"]
+        else:
+            row += ["", "", ""]
+        rows.append(row)
+    return table(
+        ["param", "start", "final", "trained", "stderr", "(relative)", level],
+        rows,
+        [False, True, True, False, False, False, False],
+    )
+
+
+def statistics_text(result: FitResult, threshold: float = 0.1) -> str:
+    """The fit's statistics (n, dof, χ², reduced χ², AIC, BIC, R²) and its correlations
+    above ``threshold`` in size, as lmfit's report gives them."""
+    k = len(result.trainable)
+    lines = [
+        f"Fit statistics: {result.dof + k} points, {k} trained, dof {result.dof}, R² {num(result.rsquared)}",
+        f"  chi-square {num(result.chisqr)}, reduced chi-square {num(result.redchi)}, "
+        f"AIC {num(result.aic)}, BIC {num(result.bic)}",
+    ]
+    if result.singular:
+        why = "fewer points than trained parameters" if result.dof <= 0 else "JᵀJ is singular"
+        lines.append(f"Standard errors: not defined ({why}: some parameters are not determined by the data)")
+        return "\n".join(lines)
+    corr = result.correlation
+    pairs = [
+        (abs(corr[i, j]), f"C({a}, {b}) = {corr[i, j]:+.4f}")
+        for i, a in enumerate(result.trainable)
+        for j, b in enumerate(result.trainable)
+        if i < j and abs(corr[i, j]) > threshold
+    ]
+    if k > 1:
+        shown = ", ".join(text for _, text in sorted(pairs, reverse=True)) or "none"
+        lines.append(f"Correlations above {threshold:g}: {shown}")
+    return "\n".join(lines)
+
+
+def with_error(value: float, err: float) -> str:
+    """``value ± err``, or the value alone when the error is not finite."""
+    return f"{num(value)} ± {num(err, 3)}" if math.isfinite(err) else f"{num(value)} ± inf"
 
 
 def batch_text(result: BatchResult, source: str) -> str:
@@ -140,14 +186,16 @@ def batch_text(result: BatchResult, source: str) -> str:
         )
     if s.get("per_group"):
         names = list(result.trainable)
-        out.append(f"\nBest fit of each data set ({len(s['per_group'])} of {s['groups']:,} shown):")
+        out.append(
+            f"\nBest fit of each data set ({len(s['per_group'])} of {s['groups']:,} shown; ± standard errors):"
+        )
         out.append(
             table(
                 ["group", *names, "SSR", "steps", "status"],
                 [
                     [
                         g["group"],
-                        *[num(g["params"][n]) for n in names],
+                        *[with_error(g["params"][n], g["stderr"][n]) for n in names],
                         num(g["loss"]),
                         g["steps"],
                         g["status"],
@@ -163,7 +211,10 @@ def batch_text(result: BatchResult, source: str) -> str:
             f"\nBest fit #{b['index']}"
             + (f" ({b['group']})" if "group" in b else "")
             + f": SSR {num(b['loss'])}, {b['steps']} steps, {b['status']}; "
-            + ", ".join(f"{n}={num(v)}" for n, v in b["params"].items())
+            + ", ".join(
+                f"{n}={with_error(v, b['stderr'][n]) if n in b['stderr'] else num(v)}"
+                for n, v in b["params"].items()
+            )
         )
     rate = s["fits_per_s"]
     out.append(

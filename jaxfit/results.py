@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
 
 from jaxfit.core.status import Status
+from jaxfit.student import two_sided
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +40,54 @@ class FitResult:
     precision: str = "float32"
     compile_s: float = 0.0
     run_s: float = 0.0
+    stderr: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Standard error of each trainable parameter (inf where ``singular``)."""
+    covariance: np.ndarray | None = None
+    """``(k, k)``, rows and columns in the order of ``trainable`` (scipy's ``pcov``)."""
+    chisqr: float = math.nan
+    """χ²: the SSR of the weighted residuals ``(y - f)/σ`` (the SSR without σ)."""
+    dof: int = 0
+    """Degrees of freedom: points minus trainable parameters."""
+    redchi: float = math.nan
+    aic: float = math.nan
+    bic: float = math.nan
+    rsquared: float = math.nan
+    singular: bool = False
+    """JᵀJ was singular (or dof ≤ 0): the standard errors are infinite, not meaningful."""
+    confidence: float = 0.95
+    """Level of ``intervals``."""
+
+    @property
+    def correlation(self) -> np.ndarray | None:
+        """``C_ij / (σ_i σ_j)`` (NaN where ``singular``)."""
+        return None if self.covariance is None else correlation(self.covariance)
+
+    @property
+    def intervals(self) -> dict[str, tuple[float, float]]:
+        """Each trainable parameter's ``confidence`` interval, ``value ± t·stderr`` with
+        Student's t at ``dof`` degrees of freedom."""
+        t = float(two_sided(self.confidence, self.dof)) if self.dof > 0 else math.inf
+        return {
+            n: (self.params[n] - t * self.stderr[n], self.params[n] + t * self.stderr[n]) for n in self.stderr
+        }
+
+    def statistics(self) -> dict[str, Any]:
+        """The fit's statistics, JSON-ready (covariance and correlation as nested lists)."""
+        corr = self.correlation
+        return {
+            "stderr": self.stderr,
+            "intervals": {n: list(v) for n, v in self.intervals.items()},
+            "confidence": self.confidence,
+            "chisqr": self.chisqr,
+            "dof": self.dof,
+            "redchi": self.redchi,
+            "aic": self.aic,
+            "bic": self.bic,
+            "rsquared": self.rsquared,
+            "singular": self.singular,
+            "covariance": None if self.covariance is None else self.covariance.tolist(),
+            "correlation": None if corr is None else corr.tolist(),
+        }
 
     @property
     def trace_complete(self) -> bool:
@@ -86,6 +136,7 @@ class FitResult:
             "run_s": self.run_s,
             "trace_complete": self.trace_complete,
             "trace_steps": min(self.steps, len(self.trace_loss)),
+            **self.statistics(),
             **({"trace": self.trace_rows()} if trace else {}),
         }
 
@@ -104,6 +155,9 @@ def fit_result(
     def trace(kind: str) -> dict[str, np.ndarray]:
         return {n: np.asarray(outputs[f"trace.{kind}.{n}"][:rows]) for n in trainable}
 
+    def number(name: str) -> float:
+        return float(outputs[f"stats.{name}"])
+
     return FitResult(
         params={n: float(outputs[f"params.{n}"]) if n in trainable else v for n, v in start.items()},
         init=start,
@@ -119,7 +173,28 @@ def fit_result(
         precision=config["precision"],
         compile_s=compile_s,
         run_s=run_s,
+        stderr={n: float(outputs[f"stats.stderr.{n}"]) for n in trainable},
+        covariance=np.asarray(outputs["stats.covariance"], np.float64),
+        chisqr=number("chisqr"),
+        dof=int(outputs["stats.dof"]),
+        redchi=number("redchi"),
+        aic=number("aic"),
+        bic=number("bic"),
+        rsquared=number("rsquared"),
+        singular=bool(outputs["stats.singular"]),
+        confidence=float(config["report"]["confidence"]),
     )
+
+
+def correlation(covariance: np.ndarray) -> np.ndarray:
+    """Correlation matrices ``C_ij / (σ_i σ_j)`` of covariances ``(..., k, k)``
+    (NaN where a variance is not finite and positive)."""
+    c = np.asarray(covariance, np.float64)
+    d = np.sqrt(np.diagonal(c, axis1=-2, axis2=-1))
+    ok = np.isfinite(d) & (d > 0)
+    d = np.where(ok, d, np.nan)
+    with np.errstate(invalid="ignore"):
+        return c / (d[..., :, None] * d[..., None, :])
 
 
 @dataclasses.dataclass
@@ -150,6 +225,27 @@ class BatchResult:
     precision: str = "float32"
     group: np.ndarray | None = None
     """With grouped data: each fit's data-set label (None: every fit had the same data)."""
+    stderr: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    """Standard error of each trainable parameter, per fit (inf where ``singular``)."""
+    chisqr: np.ndarray | None = None
+    """χ² per fit (the SSR of the weighted residuals; the loss for ``ssr``)."""
+    dof: np.ndarray | None = None
+    redchi: np.ndarray | None = None
+    aic: np.ndarray | None = None
+    bic: np.ndarray | None = None
+    rsquared: np.ndarray | None = None
+    singular: np.ndarray | None = None
+    """bool per fit: JᵀJ singular (or dof ≤ 0); its standard errors are infinite."""
+    covariance: np.ndarray | None = None
+    """``(fits, k, k)`` when ``report.covariance`` asked for it (else None)."""
+    confidence: float = 0.95
+
+    def intervals(self, confidence: float | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per fit and trainable parameter: ``(low, high)`` of ``value ± t·stderr``, with
+        Student's t at each fit's dof (default level: ``self.confidence``)."""
+        t = two_sided(self.confidence if confidence is None else confidence, self.dof)
+        t = np.where(self.dof > 0, t, np.inf)
+        return {n: (self.params[n] - t * e, self.params[n] + t * e) for n, e in self.stderr.items()}
 
     @property
     def fits(self) -> int:
@@ -207,6 +303,10 @@ class BatchResult:
             "steps": int(self.steps[i]),
             "status": Status(int(self.status[i])).label,
             "learning_rate": float(self.learning_rate[i]),
+            "stderr": {n: float(v[i]) for n, v in self.stderr.items()},
+            **{f: float(getattr(self, f)[i]) for f in ("chisqr", "redchi", "aic", "bic", "rsquared")},
+            "dof": int(self.dof[i]),
+            "singular": bool(self.singular[i]),
         }
 
     def group_best(self) -> list[int]:

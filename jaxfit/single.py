@@ -22,13 +22,16 @@ from jaxfit.config import Config, ConfigLike, load_config
 from jaxfit.core import engine
 from jaxfit.core.engine import FitState, Problem, Spec
 from jaxfit.core.model import Params
-from jaxfit.problem import initial_params, precision, spec_of
+from jaxfit.core.stats import Stats, StatsSpec, statistics
+from jaxfit.problem import initial_params, precision, spec_of, stats_spec_of
 from jaxfit.results import FitResult, fit_result
 
 TRACE_LIMIT = 1000
 """Steps recorded in a single fit's trace (longer runs are marked as thinned)."""
 
 StepFn = Callable[[FitState, Problem], FitState]
+SINGLE_STATS = StatsSpec()
+"""A single fit's statistics: scaled by the reduced χ², the covariance kept."""
 
 
 @functools.cache
@@ -39,6 +42,17 @@ def _compiled_step(spec: Spec) -> StepFn:
 @functools.cache
 def _compiled_init(spec: Spec) -> Callable[[Params, Problem], FitState]:
     return jit(functools.partial(engine.init_state, spec))
+
+
+def named_stats(stats: Stats) -> dict[str, jax.Array]:
+    """A fit's statistics under their output names (``stats.stderr.P``, ``stats.chisqr``, ...)."""
+    named = {f"stats.stderr.{n}": v for n, v in stats.stderr.items()}
+    named |= {f"stats.{f}": getattr(stats, f) for f in Stats._fields if f != "stderr"}
+    return {k: v for k, v in named.items() if v is not None}
+
+
+def _stats_of(spec: Spec, stats: StatsSpec, final: FitState, problem: Problem) -> Stats:
+    return statistics(spec.model, spec.trainable, final.params, problem.frozen, problem.data, stats)
 
 
 def _named(spec: Spec, state0: FitState, final: FitState, trace: engine.Trace) -> dict[str, jax.Array]:
@@ -56,9 +70,11 @@ def _named(spec: Spec, state0: FitState, final: FitState, trace: engine.Trace) -
 
 
 @functools.cache
-def compiled_fit(spec: Spec, trace_limit: int, in_tree: Any) -> Callable[..., dict[str, jax.Array]]:
-    """A whole traced fit as a jitted function of flat arrays (the leaves of
-    ``(params, problem)``) returning named arrays (see ``results.fit_result``).
+def compiled_fit(
+    spec: Spec, trace_limit: int, in_tree: Any, stats: StatsSpec = SINGLE_STATS
+) -> Callable[..., dict[str, jax.Array]]:
+    """A whole traced fit and its statistics as a jitted function of flat arrays (the
+    leaves of ``(params, problem)``) returning named arrays (see ``results.fit_result``).
 
     Flat in, named out: the compiled executable can be serialised and called back
     without rebuilding any jaxfit or optax pytree (the CLI's warm start does this).
@@ -67,21 +83,26 @@ def compiled_fit(spec: Spec, trace_limit: int, in_tree: Any) -> Callable[..., di
     def fit_one(*leaves: jax.Array) -> dict[str, jax.Array]:
         params, problem = jax.tree.unflatten(in_tree, leaves)
         state0 = engine.init_state(spec, params, problem)
-        return _named(spec, state0, *engine.run_traced(spec, state0, problem, trace_limit))
+        final, trace = engine.run_traced(spec, state0, problem, trace_limit)
+        return _named(spec, state0, final, trace) | named_stats(_stats_of(spec, stats, final, problem))
 
     return jit(fit_one)
 
 
-def compiled_fit_many(spec: Spec, trace_limit: int, in_tree: Any) -> Callable[..., dict[str, jax.Array]]:
+def compiled_fit_many(
+    spec: Spec, trace_limit: int, in_tree: Any, stats: StatsSpec = SINGLE_STATS
+) -> Callable[..., dict[str, jax.Array]]:
     """``compiled_fit`` for a batch: every input and output gains a leading fit axis
     (traces are ``[fits, trace_limit]``); fit ``i`` equals ``compiled_fit`` of row ``i``.
     Not cached here: the caller decides how long its executables live."""
+    stats_spec = stats
 
     def fit_many(*leaves: jax.Array) -> dict[str, jax.Array]:
         params, problem = jax.tree.unflatten(in_tree, leaves)
         state0 = jax.vmap(functools.partial(engine.init_state, spec))(params, problem)
         final, trace = engine.run_traced_many(spec, state0, problem, trace_limit)
-        return _named(spec, state0, final, jax.tree.map(jnp.transpose, trace))
+        stats = jax.vmap(functools.partial(_stats_of, spec, stats_spec))(final, problem)
+        return _named(spec, state0, final, jax.tree.map(jnp.transpose, trace)) | named_stats(stats)
 
     return jit(fit_many)
 
@@ -101,11 +122,11 @@ def fit_inputs_many(configs: Sequence[Config]) -> tuple[list[np.ndarray], Any]:
 
 def fit_compiled(config: Config) -> tuple[jax.stages.Compiled, float, list[np.ndarray]]:
     """``(executable, compile seconds, inputs)`` of the traced fit of ``config``."""
-    spec = spec_of(config)
+    spec, stats = spec_of(config), stats_spec_of(config, batch=False)
     inputs, tree = fit_inputs(config)
     with precision(config):
-        fn = compiled_fit(spec, TRACE_LIMIT, tree)
-        compiled, compile_s = executable(fn, (spec, TRACE_LIMIT, str(tree)), tuple(inputs))
+        fn = compiled_fit(spec, TRACE_LIMIT, tree, stats)
+        compiled, compile_s = executable(fn, (spec, TRACE_LIMIT, str(tree), stats), tuple(inputs))
     return compiled, compile_s, inputs
 
 

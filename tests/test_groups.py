@@ -113,7 +113,7 @@ def test_poisoned_padding_never_changes_a_fit(tmp_path):
         a, b = run(clean), run(clean._replace(x=x, y=y))
         for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
             np.testing.assert_array_equal(u, v)
-    x, y, mask = padded_groups(cfg.data.table)
+    x, y, mask, _ = padded_groups(cfg.data.table)
     assert x.shape == (40, 64) and mask.sum() == len(cfg.data.table.x)
 
 

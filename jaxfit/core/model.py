@@ -54,11 +54,14 @@ Params = dict[str, jax.Array]
 
 class Data(NamedTuple):
     """Observations ``x`` and ``y``, both shape ``(n,)``; ``mask`` (bool, ``(n,)``)
-    marks the real points of a padded data set (None: every point is real)."""
+    marks the real points of a padded data set (None: every point is real);
+    ``sigma`` (``(n,)``, > 0) is each point's standard deviation: residuals are
+    divided by it (None: unweighted, as if every sigma were 1)."""
 
     x: jax.Array
     y: jax.Array
     mask: jax.Array | None = None
+    sigma: jax.Array | None = None
 
 
 @jax.custom_jvp
@@ -143,29 +146,35 @@ def predict(params: Params, x: jax.Array, model: Model = SEED_MODEL) -> jax.Arra
 
 
 def residuals(params: Params, data: Data, model: Model = SEED_MODEL) -> jax.Array:
-    """``y - predicted`` at every point, zero at padded ones.
+    """``(y - predicted) / sigma`` at every point (``y - predicted`` without sigma),
+    zero at padded ones.
 
-    Padded points (``mask`` False) are replaced by zeros before the model sees them
-    and their residuals are zeroed, so no value there (NaN included) can reach the
-    loss or its gradient.
+    Padded points (``mask`` False) are replaced by zeros (sigma by ones) before the
+    model sees them and their residuals are zeroed, so no value there (NaN included)
+    can reach the loss or its gradient.
     """
-    x, y, mask = data
-    if mask is None:
-        return y - model(params, x)
-    x, y = jnp.where(mask, x, 0), jnp.where(mask, y, 0)
-    return jnp.where(mask, y - model(params, x), 0)
+    x, y, mask, sigma = data
+    if mask is not None:
+        x, y = jnp.where(mask, x, 0), jnp.where(mask, y, 0)
+        sigma = None if sigma is None else jnp.where(mask, sigma, 1)
+    r = y - model(params, x)
+    if sigma is not None:
+        r = r / sigma
+    return r if mask is None else jnp.where(mask, r, 0)
 
 
 def ssr(params: Params, data: Data, model: Model = SEED_MODEL) -> jax.Array:
-    """Sum of squared residuals ``sum_i (y_i - predicted(x_i))^2`` over the real points
-    (``residuals``)."""
-    x, y, mask = data
+    """Sum of squared (weighted) residuals ``sum_i ((y_i - predicted(x_i)) / sigma_i)^2``
+    over the real points (``residuals``): the SSR, or χ² with sigma."""
+    x, y, mask, sigma = data
     if mask is None and x.shape[0] <= SMALL_DATA:
         # One term per observation: under vmap every op then runs along the fits
         # axis, which XLA:CPU vectorises far better than many length-3 reductions.
         total = jnp.zeros((), y.dtype)
         for i in range(x.shape[0]):
             r = y[i] - model(params, x[i])
+            if sigma is not None:
+                r = r / sigma[i]
             total = total + r * r
         return total
     r = residuals(params, data, model)

@@ -24,7 +24,7 @@ import jax
 import orjson
 
 from jaxfit.config import Config
-from jaxfit.problem import precision, spec_of
+from jaxfit.problem import precision, spec_of, stats_spec_of
 from jaxfit.results import fit_result
 from jaxfit.single import TRACE_LIMIT, compiled_fit_many, fit_inputs_many
 
@@ -43,9 +43,16 @@ class _Pending:
 
 
 def batch_key(config: Config) -> tuple:
-    """What forces a compile (the ``Spec``, precision, number of observations):
-    requests with equal keys share one batch."""
-    return (spec_of(config), config.precision, len(config.data.arrays()[0]))
+    """What forces a compile (the ``Spec``, precision, number of observations, what
+    the statistics compute, whether the data are weighted): requests with equal keys
+    share one batch."""
+    return (
+        spec_of(config),
+        config.precision,
+        len(config.data.arrays()[0]),
+        stats_spec_of(config, batch=False),
+        config.data.sigma is not None,
+    )
 
 
 def _result_config(config: Config) -> dict[str, Any]:
@@ -55,6 +62,7 @@ def _result_config(config: Config) -> dict[str, Any]:
         "train": {"trainable": config.train.trainable},
         "params": config.params,
         "precision": config.precision,
+        "report": {"confidence": config.report.confidence},
     }
 
 
@@ -157,7 +165,7 @@ class FitBatcher:
         if key in self._executables:
             self._executables.move_to_end(key)
             return self._executables[key]
-        fn = compiled_fit_many(key[0], TRACE_LIMIT, tree)  # every batch has max_batch lanes
+        fn = compiled_fit_many(key[0], TRACE_LIMIT, tree, key[3])  # every batch has max_batch lanes
         self._executables[key] = fn
         while len(self._executables) > self.cache_size:
             self._executables.popitem(last=False)

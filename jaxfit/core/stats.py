@@ -1,0 +1,175 @@
+"""Statistics of a finished fit: covariance, standard errors and goodness of fit,
+from the Jacobian of the (weighted) residuals at the final parameters. Pure and
+vmappable: a batch gets every fit's statistics in its compiled program.
+
+With ``r = (y - f)/σ`` (``r = y - f`` without σ) over the ``n`` real points, ``J``
+its Jacobian with respect to the ``k`` trainable parameters (``jax.jacfwd``):
+
+    χ² = Σ r²,   dof = n − k,   redchi = χ²/dof
+    covariance = (JᵀJ)⁻¹ · redchi      (scipy ``curve_fit``; ``absolute_sigma``: (JᵀJ)⁻¹)
+    stderr = √diag(covariance)
+    aic = n·ln(χ²/n) + 2k,   bic = n·ln(χ²/n) + k·ln n      (lmfit's)
+    rsquared = 1 − χ² / Σ ((y − ȳ)/σ)²     (ȳ the σ-weighted mean)
+
+A fit whose ``JᵀJ`` is singular or not finite (a parameter without effect, more
+parameters than points), or with ``dof ≤ 0``, is flagged ``singular`` and gets
+infinite standard errors and covariance: data, not a warning.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxfit.core.lm import UNROLLED
+from jaxfit.core.model import Data, Model, Params, residuals
+
+
+class StatsSpec(NamedTuple):
+    """What the statistics are asked for (static: part of the compile key)."""
+
+    absolute_sigma: bool = False
+    """σ are absolute standard deviations: the covariance is not scaled by redchi."""
+    covariance: bool = True
+    """Keep the full ``(k, k)`` covariance (a batch keeps only standard errors by default)."""
+
+
+class Stats(NamedTuple):
+    """Statistics of one fit (every leaf gains a leading axis under ``vmap``)."""
+
+    stderr: Params
+    """Standard error of each trainable parameter, by name (inf where ``singular``)."""
+    chisqr: jax.Array
+    dof: jax.Array
+    """n − k (int32)."""
+    redchi: jax.Array
+    aic: jax.Array
+    bic: jax.Array
+    rsquared: jax.Array
+    singular: jax.Array
+    """bool: JᵀJ singular, not finite, or dof ≤ 0."""
+    covariance: jax.Array | None = None
+    """``(k, k)`` in the order of the trainable names; None unless asked for."""
+
+
+def jacobian(
+    model: Model, names: tuple[str, ...], trainable: Params, frozen: Params, data: Data
+) -> tuple[jax.Array, jax.Array]:
+    """``(r, J)``: the weighted residuals ``(n,)`` and their Jacobian ``(n, k)`` at
+    ``trainable``, columns in the order of ``names`` (a dict's own order does not
+    survive a pytree: JAX sorts its keys)."""
+
+    def r_of(t: Params) -> jax.Array:
+        return residuals({**frozen, **t}, data, model)
+
+    r, jac = r_of(trainable), jax.jacfwd(r_of)(trainable)
+    return r, jnp.stack([jac[n] for n in names], axis=-1)
+
+
+def inverse_spd(A: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(A⁻¹, singular)`` for a symmetric positive semi-definite ``A`` (k, k).
+
+    Factorised as ``D·C·D`` with ``C`` of unit diagonal (Cholesky of ``C``, unrolled
+    for small ``k``); ``singular`` where a pivot of ``C`` falls to ``k·eps`` or below
+    (``C``'s condition number past about ``1/(k·eps)``), a diagonal entry is not
+    positive, or anything is not finite."""
+    k = A.shape[0]
+    d = jnp.diag(A)
+    positive = jnp.all(d > 0) & jnp.all(jnp.isfinite(A))
+    s = jnp.where(d > 0, 1 / jnp.sqrt(jnp.where(d > 0, d, 1)), 0)
+    C = A * s[:, None] * s[None, :]
+    tol = k * jnp.finfo(A.dtype).eps
+    if k > UNROLLED:
+        L = jnp.linalg.cholesky(jnp.where(positive, C, jnp.eye(k, dtype=A.dtype)))
+        pivots = jnp.diag(L) ** 2
+        Linv = jax.scipy.linalg.solve_triangular(L, jnp.eye(k, dtype=A.dtype), lower=True)
+        Cinv = Linv.T @ Linv
+    else:
+        L = [[None] * k for _ in range(k)]
+        piv = []
+        zero = jnp.zeros((), A.dtype)
+        for i in range(k):
+            for j in range(i + 1):
+                acc = C[i, j] - sum((L[i][m] * L[j][m] for m in range(j)), zero)
+                if i == j:
+                    piv.append(acc)
+                    L[i][j] = jnp.sqrt(jnp.maximum(acc, tol))
+                else:
+                    L[i][j] = acc / L[j][j]
+        pivots = jnp.stack(piv)
+        # L⁻¹ by forward substitution, then C⁻¹ = L⁻ᵀ L⁻¹
+        Li = [[zero] * k for _ in range(k)]
+        for i in range(k):
+            Li[i][i] = 1 / L[i][i]
+            for j in range(i):
+                Li[i][j] = -sum((L[i][m] * Li[m][j] for m in range(j, i)), zero) / L[i][i]
+        Cinv = jnp.stack(
+            [
+                jnp.stack([sum((Li[m][i] * Li[m][j] for m in range(max(i, j), k)), zero) for j in range(k)])
+                for i in range(k)
+            ]
+        )
+    singular = ~positive | jnp.any(~(pivots > tol))
+    inv = Cinv * s[:, None] * s[None, :]
+    return inv, singular | ~jnp.all(jnp.isfinite(inv))
+
+
+def statistics(
+    model: Model, names: tuple[str, ...], trainable: Params, frozen: Params, data: Data, spec: StatsSpec
+) -> Stats:
+    """The statistics of a fit that ended at ``trainable`` (see the module docstring);
+    the covariance's rows and columns follow ``names``."""
+    r, J = jacobian(model, names, trainable, frozen, data)
+    dtype = r.dtype
+    k = J.shape[-1]
+    real = jnp.ones(r.shape, bool) if data.mask is None else data.mask
+    n = jnp.sum(real, dtype=jnp.int32)
+    nf = n.astype(dtype)
+    chisqr = jnp.sum(r * r)
+    dof = n - k
+    redchi = chisqr / jnp.maximum(dof, 1).astype(dtype)
+    redchi = jnp.where(dof > 0, redchi, jnp.inf)
+    inv, singular = inverse_spd(J.T @ J)
+    singular = singular | (dof <= 0)
+    cov = inv if spec.absolute_sigma else inv * redchi
+    cov = jnp.where(singular, jnp.inf, cov)
+    stderr = jnp.sqrt(jnp.diag(cov))
+    log_term = nf * jnp.log(chisqr / nf)
+    # R²: against the best constant (the σ-weighted mean), in the same metric
+    w = jnp.where(real, 1.0, 0.0).astype(dtype)
+    if data.sigma is not None:
+        w = w / jnp.where(real, data.sigma, 1) ** 2
+    y = jnp.where(real, data.y, 0)
+    mean = jnp.sum(w * y) / jnp.sum(w)
+    total = jnp.sum(w * (y - mean) ** 2)
+    return Stats(
+        stderr={name: stderr[i] for i, name in enumerate(names)},
+        chisqr=chisqr,
+        dof=dof,
+        redchi=redchi,
+        aic=log_term + 2 * k,
+        bic=log_term + k * jnp.log(nf),
+        rsquared=1 - chisqr / total,
+        singular=singular,
+        covariance=cov if spec.covariance else None,
+    )
+
+
+def band(
+    model: Model, params: Params, names: tuple[str, ...], covariance: jax.Array, x: jax.Array
+) -> jax.Array:
+    """``√(g C gᵀ)`` at each ``x``: the standard deviation of the fitted curve, with
+    ``g = ∂f/∂p`` over the trainable ``names`` by autodiff (multiply by Student's t
+    for a confidence band; add the points' variance inside the root for a prediction
+    band)."""
+    trainable = {n: params[n] for n in names}
+    frozen = {n: v for n, v in params.items() if n not in trainable}
+
+    def f(t: Params) -> jax.Array:
+        return model({**frozen, **t}, x)
+
+    g = jax.jacfwd(f)(trainable)
+    G = jnp.stack([jnp.broadcast_to(g[n], jnp.shape(x)) for n in names], axis=-1)
+    return jnp.sqrt(jnp.maximum(jnp.einsum("...i,ij,...j->...", G, covariance, G), 0))
