@@ -38,6 +38,8 @@ _EXPORTS = {
     "make_state": "jaxfit.single",
     "make_problem": "jaxfit.single",
     "fit_batch": "jaxfit.batch",
+    "curve_fit": "jaxfit.curvefit",
+    "CurveFit": "jaxfit.curvefit",
     "FitResult": "jaxfit.results",
     "load_exported": "jaxfit.export",
     "export_config": "jaxfit.export",
@@ -56,6 +58,7 @@ _EXPORTS = {
 __all__ = [
     "BatchResult",
     "Config",
+    "CurveFit",
     "ConfigError",
     "ConfigLike",
     "ExportError",
@@ -71,6 +74,7 @@ __all__ = [
     "SEED_PARAMS",
     "Spec",
     "Status",
+    "curve_fit",
     "fit",
     "export_config",
     "fit_batch",
@@ -91,6 +95,7 @@ if TYPE_CHECKING:
     from jaxfit.core.model import Data, predict, ssr
     from jaxfit.core.optim import Hyper
     from jaxfit.core.status import Status
+    from jaxfit.curvefit import CurveFit, curve_fit
     from jaxfit.errors import ConfigError, ExportError, JaxfitError, ResourceError, RunDirError
     from jaxfit.export import export_config, load_exported
     from jaxfit.results import BatchResult, FitResult

@@ -9,18 +9,79 @@ import jax
 import numpy as np
 
 from jaxfit import hostmem, memory
-from jaxfit.chunks import Chunk, Inputs, Layout, Program, Timing, default_layout, run_chunks
+from jaxfit.chunks import Chunk, Inputs, Layout, Program, Timing, default_layout, run_chunks, varying_of
 from jaxfit.config import Config, ConfigLike, load_config
 from jaxfit.errors import ResourceError
 from jaxfit.problem import batch_data, dtype_of, hyper_of, plan_of, precision, spec_of, stats_spec_of
 from jaxfit.results import BatchResult
-from jaxfit.sweep import HYPER_NAMES, Plan, tables_as
+from jaxfit.sweep import HYPER_NAMES, tables_as
 
 
-def select_devices(config: Config, devices: int | None = None) -> list[jax.Device]:
+class BatchPlan(NamedTuple):
+    """A batch lowered once, from a ``Config`` (``plan_batch``) or from arrays
+    (``jaxfit.curve_fit``): everything running it and assembling its results needs,
+    and nothing of pydantic."""
+
+    program: Program
+    """The static part: spec, sweep plan, statistics."""
+    inputs: Inputs
+    """The traced part, as host arrays in the fit's dtype."""
+    fits: int
+    names: tuple[str, ...]
+    """The model's parameter names."""
+    base: dict[str, float]
+    """Every parameter's and per-fit hyperparameter's value where a batch does not vary it."""
+    precision: str
+    labels: np.ndarray | None = None
+    """With several data sets: each one's label."""
+    per_group: int = 1
+    devices: int | None = None
+    block_size: int | None = None
+    covariance: bool = False
+    """Keep each fit's covariance."""
+    confidence: float = 0.95
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.precision)
+
+    @property
+    def trainable(self) -> tuple[str, ...]:
+        return self.program.spec.trainable
+
+    def varying(self) -> tuple[str, ...]:
+        """The quantities that differ between fits (``chunks.varying_of``)."""
+        return varying_of(self.program, self.inputs)
+
+
+def plan_batch(config: Config, *, statistics: bool = True) -> BatchPlan:
+    """Lower a validated config's batch (one fit if it has none) into a ``BatchPlan``."""
+    plan, tables = plan_of(config)
+    dtype = dtype_of(config)
+    data, per_group = batch_data(config)
+    with precision(config):
+        hyper = hyper_of(config)
+    stats = stats_spec_of(config, batch=True) if statistics else None
+    return BatchPlan(
+        program=Program(spec_of(config), plan, stats),
+        inputs=Inputs(tables_as(tables, dtype), hyper, data, per_group),
+        fits=config.fits,
+        names=config.names,
+        base={**config.params, **config.train.model_dump(include=set(HYPER_NAMES))},
+        precision=config.precision,
+        labels=np.asarray(config.data.table.labels) if config.data.grouped else None,
+        per_group=config.per_group,
+        devices=config.devices,
+        block_size=config.block_size,
+        covariance=bool(statistics and config.report.covariance),
+        confidence=config.report.confidence,
+    )
+
+
+def select_devices(plan: BatchPlan, devices: int | None = None) -> list[jax.Device]:
     """The local devices a batch runs on: all of them, or the first ``devices``."""
     available = jax.local_devices()
-    wanted = devices or config.devices or len(available)
+    wanted = devices or plan.devices or len(available)
     if wanted > len(available):
         raise ResourceError(
             f"devices: {wanted} requested but only {len(available)} "
@@ -29,26 +90,30 @@ def select_devices(config: Config, devices: int | None = None) -> list[jax.Devic
     return available[:wanted]
 
 
-def layout_of(config: Config, devices: Sequence[jax.Device], block_size: int | None = None) -> Layout:
-    """Chunk layout for ``devices`` (block size from the argument, the config or the platform)."""
+def layout_of(plan: BatchPlan, devices: Sequence[jax.Device], block_size: int | None = None) -> Layout:
+    """Chunk layout for ``devices`` (block size from the argument, the plan or the platform)."""
+    spec = plan.program.spec
     return default_layout(
         devices[0].platform,
         len(devices),
-        block_size or config.block_size,
-        len(config.train.trainable),
-        config.train.optimizer.name,
+        block_size or plan.block_size,
+        len(spec.trainable),
+        spec.optimizer.name,
     )
 
 
 def preflight(
-    config: Config, devices: int | None = None, block_size: int | None = None, *, plan: Plan | None = None
+    plan: BatchPlan | Config, devices: int | None = None, block_size: int | None = None
 ) -> tuple[list[jax.Device], Layout]:
     """Check, before anything runs or is written, that the devices exist and the
     batch fits in memory (``ResourceError`` otherwise); returns the devices and layout."""
-    used = select_devices(config, devices)
-    layout = layout_of(config, used, block_size)
-    varying = (plan or plan_of(config)[0]).varying()
-    memory.check(config, layout.chunk, len(varying), memory.device_memory(used[0]))
+    plan = plan_batch(plan) if isinstance(plan, Config) else plan
+    used = select_devices(plan, devices)
+    layout = layout_of(plan, used, block_size)
+    need = memory.Need(
+        plan.fits, plan.dtype.itemsize, len(plan.trainable), len(plan.varying()), plan.covariance
+    )
+    memory.check(need, layout.chunk, memory.device_memory(used[0]))
     return used, layout
 
 
@@ -59,6 +124,7 @@ def fit_batch(
     block_size: int | None = None,
     ranges: Sequence[tuple[int, int]] | None = None,
     on_chunk: Callable[[int, Chunk], None] | None = None,
+    statistics: bool = True,
 ) -> BatchResult:
     """Run every fit of the config's ``batch`` (one fit if it has none).
 
@@ -71,6 +137,8 @@ def fit_batch(
         on_chunk: called with ``(first_index, chunk)`` as each chunk reaches the host;
             its arrays are views of the output buffers (copy what you keep: while a
             view lives, the next calls cannot write over its buffers and take new ones).
+        statistics: compute each fit's standard errors and statistics (``core.stats``)
+            in the batch's program; False skips them (their fields are then None).
 
     Returns:
         a ``BatchResult`` with per-fit arrays in fit-index order.
@@ -80,28 +148,34 @@ def fit_batch(
         >>> r.status_counts()["converged"], round(r.minima()[0]["params"]["b3"], 3)
         (101, 2.609)
     """
-    config = load_config(config)
-    spec = spec_of(config)
-    n = config.fits
+    plan = plan_batch(load_config(config), statistics=statistics)
+    return run_batch(plan, devices=devices, block_size=block_size, ranges=ranges, on_chunk=on_chunk)
+
+
+def run_batch(
+    plan: BatchPlan,
+    *,
+    devices: int | None = None,
+    block_size: int | None = None,
+    ranges: Sequence[tuple[int, int]] | None = None,
+    on_chunk: Callable[[int, Chunk], None] | None = None,
+) -> BatchResult:
+    """Run a lowered batch (``fit_batch``'s arguments) and gather its ``BatchResult``."""
+    n = plan.fits
     ranges = [(0, n)] if ranges is None else list(ranges)
-    plan, tables = plan_of(config)
-    used, layout = preflight(config, devices, block_size, plan=plan)
-    dtype = dtype_of(config)
-    store = empty_store(config, n, plan.varying(), filled=ranges != [(0, n)])
+    used, layout = preflight(plan, devices, block_size)
+    store = empty_store(plan, filled=ranges != [(0, n)])
 
     def gather(first: int, chunk: Chunk) -> None:
-        columns = chunk_columns(chunk)
-        put(store, first, columns)
+        put(store, first, chunk_columns(chunk))
         if on_chunk is not None:
             on_chunk(first, chunk)
 
     timing: list[Timing] = []
-    with precision(config):
-        data, per_group = batch_data(config)
-        inputs = Inputs(tables_as(tables, dtype), hyper_of(config), data, per_group)
+    with jax.enable_x64(plan.precision == "float64"):
         run_chunks(
-            Program(spec, plan, stats_spec_of(config, batch=True)),
-            inputs,
+            plan.program,
+            plan.inputs,
             layout=layout,
             devices=used,
             ranges=ranges,
@@ -109,36 +183,35 @@ def fit_batch(
             timing=timing,
         )
     facts = RunFacts(len(used), used[0].device_kind, layout.block_size, *timing[0])
-    return assemble(config, store, facts)
+    return assemble(plan, store, facts)
 
 
-def empty_store(
-    config: Config, n: int, varying: Sequence[str], *, filled: bool = True
-) -> dict[str, np.ndarray]:
-    """Per-fit columns for ``n`` fits, not yet run (status ``RUNNING``, NaN loss);
-    ``varying`` names the quantities that differ between fits (``Plan.varying``).
-    With ``report.covariance`` the store also holds a ``(n, k, k)`` ``covariance``.
+def empty_store(plan: BatchPlan, *, filled: bool = True) -> dict[str, np.ndarray]:
+    """Per-fit columns for the plan's fits, not yet run (status ``RUNNING``, NaN loss),
+    and the statistics if the plan computes them (a ``(n, k, k)`` ``covariance`` if it
+    keeps it).
 
     ``filled=False`` leaves them uninitialised, for callers that write every row.
     """
-    dtype = dtype_of(config)
-    trainable = config.train.trainable
+    dtype, n, trainable = plan.dtype, plan.fits, plan.trainable
     kinds = {
         **{f"params.{p}": (dtype, np.nan) for p in trainable},
-        **{f"init.{q}": (np.int32, 0) if q == "max_steps" else (dtype, np.nan) for q in varying},
+        **{f"init.{q}": (np.int32, 0) if q == "max_steps" else (dtype, np.nan) for q in plan.varying()},
         "loss": (dtype, np.nan),
         "steps": (np.int32, 0),
         "status": (np.int8, 0),
-        **{f"stderr.{p}": (dtype, np.nan) for p in trainable},
-        **{f: (dtype, np.nan) for f in STAT_FLOATS},
-        "dof": (np.int32, 0),
-        "singular": (np.bool_, False),
     }
+    if plan.program.stats is not None:
+        kinds |= {f"stderr.{p}": (dtype, np.nan) for p in trainable}
+        kinds |= {f: (dtype, np.nan) for f in STAT_FLOATS} | {
+            "dof": (np.int32, 0),
+            "singular": (np.bool_, False),
+        }
     store = {name: hostmem.empty(n, kind) for name, (kind, _) in kinds.items()}
     if filled:
         for name, (_, fill) in kinds.items():
             store[name].fill(fill)
-    if config.report.covariance:
+    if plan.covariance:
         store["covariance"] = np.full((n, len(trainable), len(trainable)), np.nan, dtype)
     return store
 
@@ -149,16 +222,20 @@ STAT_FLOATS = ("chisqr", "redchi", "aic", "bic", "rsquared")
 
 def chunk_columns(chunk: Chunk) -> dict[str, np.ndarray]:
     """A chunk's per-fit arrays under their store column names."""
-    return {
+    columns = {
         **{f"params.{p}": v for p, v in chunk.params.items()},
         **{f"init.{q}": v for q, v in chunk.init.items()},
         "loss": chunk.loss,
         "steps": chunk.steps,
         "status": chunk.status,
-        **{f"stderr.{p}": v for p, v in chunk.stats.stderr.items()},
-        **{f: getattr(chunk.stats, f) for f in (*STAT_FLOATS, "dof", "singular")},
-        **({} if chunk.stats.covariance is None else {"covariance": chunk.stats.covariance}),
     }
+    stats = chunk.stats
+    if stats is not None:
+        columns |= {f"stderr.{p}": v for p, v in stats.stderr.items()}
+        columns |= {f: getattr(stats, f) for f in (*STAT_FLOATS, "dof", "singular")}
+        if stats.covariance is not None:
+            columns["covariance"] = stats.covariance
+    return columns
 
 
 def put(store: dict[str, np.ndarray], first: int, columns: Mapping[str, np.ndarray]) -> None:
@@ -181,20 +258,19 @@ def facts_of(result: BatchResult) -> RunFacts:
     return RunFacts(*(getattr(result, f) for f in RunFacts._fields))
 
 
-def assemble(config: Config, store: Mapping[str, np.ndarray], facts: RunFacts) -> BatchResult:
-    """A ``BatchResult`` from stored columns (``params.P``, ``init.Q``, loss, steps, status)."""
-    dtype = dtype_of(config)
-    spec = spec_of(config)
+def assemble(plan: BatchPlan, store: Mapping[str, np.ndarray], facts: RunFacts) -> BatchResult:
+    """A ``BatchResult`` from stored columns (``params.P``, ``init.Q``, loss, steps,
+    status, statistics)."""
+    dtype, trainable = plan.dtype, plan.trainable
     n = len(store["loss"])
-    base = {**config.params, **config.train.model_dump(include=set(HYPER_NAMES))}
 
     def column(name: str, q: str, kind: type = dtype) -> np.ndarray:
         if name in store:
             return store[name]
-        return np.broadcast_to(np.asarray(base[q], kind), (n,))
+        return np.broadcast_to(np.asarray(plan.base[q], kind), (n,))
 
-    init = {p: column(f"init.{p}", p) for p in config.names}
-    params = {p: store[f"params.{p}"] if p in spec.trainable else init[p] for p in config.names}
+    init = {p: column(f"init.{p}", p) for p in plan.names}
+    params = {p: store[f"params.{p}"] if p in trainable else init[p] for p in plan.names}
     return BatchResult(
         params=params,
         init=init,
@@ -204,20 +280,12 @@ def assemble(config: Config, store: Mapping[str, np.ndarray], facts: RunFacts) -
         learning_rate=column("init.learning_rate", "learning_rate"),
         tolerance=column("init.tolerance", "tolerance"),
         max_steps=column("init.max_steps", "max_steps", np.int32),
-        trainable=spec.trainable,
-        precision=config.precision,
-        group=group_labels(config, n),
-        stderr={p: store[f"stderr.{p}"] for p in spec.trainable},
-        **{f: store[f] for f in (*STAT_FLOATS, "dof", "singular")},
+        trainable=trainable,
+        precision=plan.precision,
+        group=None if plan.labels is None else plan.labels[np.arange(n) // plan.per_group],
+        stderr={p: store[f"stderr.{p}"] for p in trainable if f"stderr.{p}" in store},
+        **{f: store.get(f) for f in (*STAT_FLOATS, "dof", "singular")},
         covariance=store.get("covariance"),
-        confidence=config.report.confidence,
+        confidence=plan.confidence,
         **facts._asdict(),
     )
-
-
-def group_labels(config: Config, n: int) -> np.ndarray | None:
-    """Each fit's data-set label (fits run group by group), or None without groups."""
-    if not config.data.grouped:
-        return None
-    labels = np.asarray(config.data.table.labels)
-    return labels[np.arange(n) // config.per_group]

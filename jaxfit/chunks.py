@@ -104,7 +104,8 @@ class Program(NamedTuple):
 
     spec: Spec
     plan: Plan
-    stats: StatsSpec = StatsSpec(covariance=False)
+    stats: StatsSpec | None = StatsSpec(covariance=False)
+    """None: no statistics pass (``Chunk.stats`` stays None)."""
 
 
 class Inputs(NamedTuple):
@@ -119,6 +120,9 @@ class Inputs(NamedTuple):
     per_group: jax.Array | None = None
     """int32: fits per data set when ``data`` has a group axis; fit ``i`` fits data set
     ``i // per_group`` from the starting values of the batch's fit ``i % per_group``."""
+    starts: Params | None = None
+    """Each data set's own starting values of (some of) the trainable parameters, by
+    name, ``(groups,)`` each: they replace the plan's values for that data set's fits."""
 
 
 def _draw_index(inputs: Inputs, index: jax.Array) -> jax.Array:
@@ -183,24 +187,36 @@ def _problem(frozen: Params, common: Params, hyper: Hyper, data: Data) -> Proble
     return Problem(data, {**common, **frozen}, hyper)
 
 
+def varying_of(program: Program, inputs: Inputs) -> tuple[str, ...]:
+    """The quantities that differ between fits (each fit's starting value of them is an
+    output): the plan's varying ones and the parameters with a start per data set."""
+    varying = program.plan.varying()
+    return varying + tuple(n for n in inputs.starts or {} if n not in varying)
+
+
 def _lanes_of(program: Program, inputs: Inputs, index: jax.Array) -> tuple[_Lanes, Params]:
     """The per-fit inputs of fits ``index`` (shape (B,); no state yet) and their
     starting trainable values."""
     spec = program.spec
     drawn = draw(program.plan, inputs.tables, _draw_index(inputs, index))
+    if inputs.starts is not None:
+        group = jnp.maximum(index, 0) // inputs.per_group
+        drawn = drawn._replace(params={**drawn.params, **{n: v[group] for n, v in inputs.starts.items()}})
     common = _shared_frozen(program, inputs.tables)
     frozen = {n: v for n, v in drawn.params.items() if n not in spec.trainable and n not in common}
     varies = set(program.plan.varying())
     per_fit = {f: getattr(drawn, f) if f in varies else None for f in _PER_FIT}
     everything = {**drawn.params, **drawn._asdict()}
-    init = {q: everything[q] for q in program.plan.varying()}
+    init = {q: everything[q] for q in varying_of(program, inputs)}
     lanes = _Lanes(None, frozen, **per_fit, data=_data_of(inputs, index), init=init)
     return lanes, {n: drawn.params[n] for n in spec.trainable}
 
 
 def _with_stats(program: Program, inputs: Inputs, lanes: _Lanes, chunk: Chunk) -> Chunk:
     """``chunk`` with the statistics of each fit at its final parameters (``lanes``: the
-    fits' per-fit inputs)."""
+    fits' per-fit inputs); unchanged when the program computes none."""
+    if program.stats is None:
+        return chunk
     (frozen, common, _, data), (frozen_axis, _, _, data_axis) = lanes.problem_args(program, inputs)
 
     def one(params: Params, frozen: Params, data: Data) -> Stats:
@@ -224,6 +240,9 @@ def _start(program: Program, inputs: Inputs, index: jax.Array) -> _Lanes:
     state = jax.vmap(init, in_axes=(0, *axes))(trainable, *args)
     # fits past the end of the batch (index < 0) take no step
     status = jnp.where(index >= 0, state.status, Status.MAX_STEPS)
+    if lanes.data is not None and lanes.data.mask is not None:  # a data set too small to fit
+        real = jnp.sum(lanes.data.mask, axis=-1, dtype=jnp.int32)
+        status = jnp.where(real < len(spec.trainable), Status.TOO_FEW_POINTS, status)
     return lanes._replace(state=state._replace(status=status, step_size=None))
 
 
@@ -340,9 +359,27 @@ def _fit_stream(
         round_,
         (current, fit, jnp.zeros((), jnp.int32), final._replace(stats=None)),
     )
-    j = jnp.arange(slots, dtype=jnp.int32)
-    lanes_of_slots, _ = _lanes_of(program, inputs, jnp.where(j < count, index(j), -1))
-    return _with_stats(program, inputs, lanes_of_slots, fits)
+    if program.stats is None:
+        return fits
+
+    # the statistics of the filled slots, `lanes` at a time (no pass over empty slots)
+    def stats_of(j: jax.Array, params: Params) -> Stats:
+        lanes_of_slots, _ = _lanes_of(program, inputs, jnp.where(j < count, index(j), -1))
+        done = Chunk(params, {}, None, None, None)
+        return _with_stats(program, inputs, lanes_of_slots, done).stats
+
+    offsets = jnp.arange(lanes, dtype=jnp.int32)
+    shapes = jax.eval_shape(stats_of, jnp.zeros(slots, jnp.int32), fits.params)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    def block(b: jax.Array, stats: Stats) -> Stats:
+        at = jnp.minimum(b * lanes, slots - lanes)  # the last block may overlap the one before
+        params = jax.tree.map(lambda a: lax.dynamic_slice_in_dim(a, at, lanes), fits.params)
+        part = stats_of(at + offsets, params)
+        return jax.tree.map(lambda buf, v: lax.dynamic_update_slice_in_dim(buf, v, at, 0), stats, part)
+
+    blocks = (jnp.minimum(count, slots) + lanes - 1) // lanes
+    return fits._replace(stats=lax.fori_loop(0, blocks, block, zeros))
 
 
 def block_share(count: int | jax.Array, layout: Layout) -> int | jax.Array:

@@ -1,7 +1,8 @@
 """Memory estimates for a batch, checked before it starts.
 
 A batch keeps one row of results per fit on the host (final trainable values, the
-varying starting values, loss, steps, status) and streams fits through the devices
+varying starting values, loss, steps, status, standard errors and statistics, the
+covariance when ``report.covariance`` asks) and streams fits through the devices
 one chunk at a time. ``check`` refuses, with the numbers, a batch whose result
 table cannot fit in the memory available, or one whose single chunk cannot fit on
 its device.
@@ -13,9 +14,6 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-
-from jaxfit.config import Config
 from jaxfit.errors import ResourceError
 
 HEADROOM = 0.8
@@ -55,28 +53,38 @@ def available_host_bytes() -> int:
     return total if room is None else min(total, room)
 
 
-def estimate(config: Config, chunk: int, varying: int) -> Estimate:
-    """Bytes for ``config``'s batch with ``chunk`` fits per compiled call and
-    ``varying`` quantities that differ across fits."""
-    n = config.fits
-    item = np.dtype(config.precision).itemsize
-    k = len(config.train.trainable)
-    row = (k + varying + 1) * item + 4 + 1  # params, inits, loss; steps int32; status int8
+class Need(NamedTuple):
+    """What a batch keeps per fit: ``fits`` rows of ``item``-byte floats for ``trainable``
+    parameters and ``varying`` starting values, statistics, the covariance if kept."""
+
+    fits: int
+    item: int
+    trainable: int
+    varying: int
+    covariance: bool = False
+
+
+def estimate(need: Need, chunk: int) -> Estimate:
+    """Bytes for a batch with ``chunk`` fits per compiled call."""
+    item, k = need.item, need.trainable
+    row = (k + need.varying + 1) * item + 4 + 1  # params, inits, loss; steps int32; status int8
+    # statistics: standard errors, five floats, dof int32, the flag; the covariance if kept
+    row += (k + 5 + (k * k if need.covariance else 0)) * item + 4 + 1
     # per fit on the device: 7 params, loop state (params, grad, step size, optimizer
     # moments: up to 5 per trainable), hyperparameters, outputs; doubled for copies
     state = (7 + 5 * k + 8 + row) * max(item, 4) * 2
-    return Estimate(host_bytes=n * row, chunk_bytes=chunk * state)
+    return Estimate(host_bytes=need.fits * row, chunk_bytes=chunk * state)
 
 
 def _gib(b: float) -> str:
     return f"{b / 2**30:.2f} GiB"
 
 
-def check(config: Config, chunk: int, varying: int, device_bytes: int | None = None) -> Estimate:
+def check(need: Need, chunk: int, device_bytes: int | None = None) -> Estimate:
     """Raise ``ResourceError`` when the batch's results or one chunk cannot fit."""
-    est = estimate(config, chunk, varying)
+    est = estimate(need, chunk)
     host = available_host_bytes()
-    n = config.fits
+    n = need.fits
     if est.host_bytes > HEADROOM * host:
         raise ResourceError(
             f"batch: {n:,} fits need about {_gib(est.host_bytes)} for their results but only "

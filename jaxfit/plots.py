@@ -107,6 +107,30 @@ def _slope(model: Any, params: dict[str, float], name: str, at: float, x: np.nda
     return float((f[1] - f[0]) / (2 * h))
 
 
+def confidence_band(result: FitResult, x: np.ndarray, model: Any = None) -> np.ndarray | None:
+    """Half-width of the fitted curve's ``result.confidence`` band at ``x``:
+    ``t·√(g C gᵀ)``, ``g = ∂f/∂p`` by autodiff (None where the errors are not defined)."""
+    if result.singular or result.covariance is None or result.dof <= 0:
+        return None
+    import jax
+    import jax.numpy as jnp
+
+    from jaxfit.core.model import SEED_MODEL
+    from jaxfit.core.stats import band
+    from jaxfit.student import two_sided
+
+    with jax.enable_x64(True):
+        p = {n: jnp.float64(v) for n, v in result.params.items()}
+        sd = band(
+            model or SEED_MODEL,
+            p,
+            result.trainable,
+            jnp.asarray(result.covariance),
+            jnp.asarray(x, jnp.float64),
+        )
+        return float(two_sided(result.confidence, result.dof)) * np.asarray(sd)
+
+
 def _nodes(model: Any, params: dict[str, float], x: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """A network's hidden-node contributions at ``x``, labelled (none for a function model)."""
     from jaxfit.core.model import SEED_MODEL, Network
@@ -138,7 +162,9 @@ def fit_plots(result: FitResult, config: Any, out: Path, fmt: str = "png", tange
         _save(_pink(result, trace, name, model, x, y, tangents), out / f"pink_{name}", fmt)
         for name in result.trainable
     ]
-    written.append(_save(_squiggle(result, model, x, y), out / "squiggle", fmt))
+    sigma = config.data.sigma_of(len(y))
+    sigma = None if sigma is None else np.asarray(sigma, float)
+    written.append(_save(_squiggle(result, model, x, y, sigma), out / "squiggle", fmt))
     written.append(_save(_loss(result, trace, config.train.tolerance), out / "loss", fmt))
     return written
 
@@ -195,8 +221,11 @@ def _pink(
     return fig
 
 
-def _squiggle(result: FitResult, model: Any, x: np.ndarray, y: np.ndarray) -> Any:
-    """The data and the fitted curve (with each network node's part), before and after."""
+def _squiggle(
+    result: FitResult, model: Any, x: np.ndarray, y: np.ndarray, sigma: np.ndarray | None = None
+) -> Any:
+    """The data (with their σ as error bars) and the fitted curve (with each network
+    node's part), before and after; after it, the curve's confidence band shaded."""
     from jaxfit.core.model import SEED_MODEL
 
     fig, axes = _figure(2)
@@ -211,8 +240,16 @@ def _squiggle(result: FitResult, model: Any, x: np.ndarray, y: np.ndarray) -> An
         for (part, curve), color in zip(_nodes(model, params, dense), [BLUE, ORANGE] + [None] * 256):
             ax.plot(dense, curve, color=color, lw=1.5, label=part)
         green = "green squiggle = blue + orange + b3" if seed else "the model's prediction"
-        ax.plot(dense, predicted(params, dense, model), color=GREEN, lw=2.5, label=green)
-        ax.scatter(x, y, color="k", zorder=3, label="observed")
+        curve = predicted(params, dense, model)
+        ax.plot(dense, curve, color=GREEN, lw=2.5, label=green)
+        half = confidence_band(result, dense, model) if params is result.params else None
+        if half is not None:
+            level = f"{100 * result.confidence:g}% confidence band"
+            ax.fill_between(dense, curve - half, curve + half, color=GREEN, alpha=0.25, lw=0, label=level)
+        if sigma is None:
+            ax.scatter(x, y, color="k", zorder=3, label="observed")
+        else:
+            ax.errorbar(x, y, yerr=sigma, fmt="o", color="k", ms=4, zorder=3, label="observed ± σ")
         sse = float(np.sum((y - predicted(params, x, model)) ** 2))
         ax.set(
             xlabel="dosage" if seed else "x",

@@ -150,9 +150,9 @@ def statistics_text(result: FitResult, threshold: float = 0.1) -> str:
     return "\n".join(lines)
 
 
-def with_error(value: float, err: float) -> str:
-    """``value ± err``, or the value alone when the error is not finite."""
-    return f"{num(value)} ± {num(err, 3)}" if math.isfinite(err) else f"{num(value)} ± inf"
+def with_error(value: float, err: float | None) -> str:
+    """``value ± err`` (the value alone without an error)."""
+    return num(value) if err is None else f"{num(value)} ± {num(err, 3)}"
 
 
 def batch_text(result: BatchResult, source: str) -> str:
@@ -195,7 +195,7 @@ def batch_text(result: BatchResult, source: str) -> str:
                 [
                     [
                         g["group"],
-                        *[with_error(g["params"][n], g["stderr"][n]) for n in names],
+                        *[with_error(g["params"][n], g.get("stderr", {}).get(n)) for n in names],
                         num(g["loss"]),
                         g["steps"],
                         g["status"],
@@ -212,7 +212,7 @@ def batch_text(result: BatchResult, source: str) -> str:
             + (f" ({b['group']})" if "group" in b else "")
             + f": SSR {num(b['loss'])}, {b['steps']} steps, {b['status']}; "
             + ", ".join(
-                f"{n}={with_error(v, b['stderr'][n]) if n in b['stderr'] else num(v)}"
+                f"{n}={with_error(v, b['stderr'][n]) if n in b.get('stderr', {}) else num(v)}"
                 for n, v in b["params"].items()
             )
         )

@@ -303,6 +303,13 @@ class BatchResult:
             "steps": int(self.steps[i]),
             "status": Status(int(self.status[i])).label,
             "learning_rate": float(self.learning_rate[i]),
+            **self._stats_row(i),
+        }
+
+    def _stats_row(self, i: int) -> dict[str, Any]:
+        if self.dof is None:  # run without statistics
+            return {}
+        return {
             "stderr": {n: float(v[i]) for n, v in self.stderr.items()},
             **{f: float(getattr(self, f)[i]) for f in ("chisqr", "redchi", "aic", "bic", "rsquared")},
             "dof": int(self.dof[i]),

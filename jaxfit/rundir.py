@@ -108,20 +108,26 @@ def write_part(path: Path, first: int, columns: dict[str, np.ndarray]) -> None:
 
 def read_parts(path: Path, config: Config, facts: RunFacts) -> BatchResult:
     """The batch as its finished parts hold it (``facts``: how the last run went)."""
-    from jaxfit.batch import assemble, empty_store, put
-    from jaxfit.problem import plan_of
+    from jaxfit.batch import assemble, empty_store, plan_batch, put
 
-    varying = plan_of(config)[0].varying()
-    store = empty_store(config, config.fits, varying)
+    plan = plan_batch(config)
+    store = empty_store(plan)
     for lo, hi in done_ranges(path):
         with np.load(path / "parts" / f"{lo:012d}-{hi:012d}.npz") as part:
             put(store, lo, {k: part[k] for k in part.files})
-    return assemble(config, store, facts)
+    return assemble(plan, store, facts)
 
 
 def per_fit_columns(result: BatchResult) -> dict[str, np.ndarray]:
-    """The per-fit table: index, status, steps, loss, learning rate, init and final values."""
+    """The per-fit table: index, status, steps, loss, learning rate, init and final
+    values, standard errors (``stderr_P``) and statistics."""
     group = {} if result.group is None else {"group": result.group}
+    stats = {}
+    if result.dof is not None:
+        stats = {f"stderr_{n}": v for n, v in result.stderr.items()}
+        stats |= {
+            f: getattr(result, f) for f in ("chisqr", "dof", "redchi", "aic", "bic", "rsquared", "singular")
+        }
     return {
         "index": np.arange(result.fits),
         **group,
@@ -131,6 +137,7 @@ def per_fit_columns(result: BatchResult) -> dict[str, np.ndarray]:
         "learning_rate": result.learning_rate,
         **{f"init_{n}": v for n, v in result.init.items()},
         **{f"final_{n}": v for n, v in result.params.items()},
+        **stats,
     }
 
 
@@ -178,7 +185,10 @@ def finish(path: Path, config: Config, result: BatchResult, wall_s: float) -> No
     # columnar: status as int8 codes (labels alongside); columns constant across the
     # batch are left out (config.yaml has their value)
     varying = {k: v for k, v in cols.items() if k not in ("index", "status") and v.strides != (0,)}
-    write_columns(path / "fits.npz", {"status": result.status, "status_labels": STATUS_LABELS, **varying})
+    covariance = {} if result.covariance is None else {"covariance": result.covariance}
+    write_columns(
+        path / "fits.npz", {"status": result.status, "status_labels": STATUS_LABELS, **varying, **covariance}
+    )
     if result.fits <= CSV_LIMIT:
         write_csv(path / "fits.csv", cols)
     best = result.best()

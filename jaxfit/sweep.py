@@ -74,6 +74,23 @@ class Draw(NamedTuple):
     max_steps: jax.Array
 
 
+def fixed_plan(names: tuple[str, ...], values: dict[str, float]) -> tuple[Plan, Tables]:
+    """A plan of one fit from ``values`` (every parameter of ``names`` and every
+    ``HYPER_NAMES``), nothing varying: the base a start per data set replaces."""
+    quantities = names + HYPER_NAMES
+    coef = np.zeros((len(quantities), 3))
+    coef[:, 0] = [values[q] for q in quantities]
+    tables = Tables(
+        coef=coef,
+        values=np.zeros((len(quantities), 8)),
+        size=np.ones(len(quantities), np.int32),
+        stride=np.ones(len(quantities), np.int32),
+        count=np.asarray(1, np.int32),
+        seed=np.asarray(0, np.uint32),
+    )
+    return Plan((FIXED,) * len(quantities), 8, names), tables
+
+
 def tables_as(tables: Tables, dtype: np.dtype) -> Tables:
     """Tables with float rows in ``dtype`` (host arrays)."""
     return tables._replace(coef=np.asarray(tables.coef, dtype), values=np.asarray(tables.values, dtype))

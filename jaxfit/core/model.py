@@ -110,19 +110,23 @@ class Network(NamedTuple):
 
 
 class Function(NamedTuple):
-    """A user's ``predict(x, *params) -> y`` for one scalar ``x`` (static)."""
+    """A user's ``predict(x, *params) -> y`` for one scalar ``x`` (static); with
+    ``dims = d > 0``, ``x`` is one point's ``d`` coordinates (shape ``(d,)``: ``px, py = x``)
+    and arrays of points have them on their last axis."""
 
     predict: Callable[..., jax.Array]
     names: tuple[str, ...]
     label: str = ""
     """Where it came from, e.g. ``"decay_model:predict"``."""
+    dims: int = 0
 
     def __call__(self, params: Params, x: jax.Array) -> jax.Array:
         args = [params[n] for n in self.names]
-        if jnp.ndim(x) == 0:
+        point = jnp.shape(x)[:-1] if self.dims else jnp.shape(x)
+        if point == ():
             return jnp.asarray(self.predict(x, *args))
-        flat = jax.vmap(lambda xi: jnp.asarray(self.predict(xi, *args)))(jnp.ravel(x))
-        return flat.reshape(jnp.shape(x))
+        flat = jnp.reshape(x, (-1, self.dims)) if self.dims else jnp.ravel(x)
+        return jax.vmap(lambda xi: jnp.asarray(self.predict(xi, *args)))(flat).reshape(point)
 
 
 Model = Union[Network, Function]
@@ -155,7 +159,8 @@ def residuals(params: Params, data: Data, model: Model = SEED_MODEL) -> jax.Arra
     """
     x, y, mask, sigma = data
     if mask is not None:
-        x, y = jnp.where(mask, x, 0), jnp.where(mask, y, 0)
+        x_mask = mask.reshape(mask.shape + (1,) * (jnp.ndim(x) - mask.ndim))  # several x columns
+        x, y = jnp.where(x_mask, x, 0), jnp.where(mask, y, 0)
         sigma = None if sigma is None else jnp.where(mask, sigma, 1)
     r = y - model(params, x)
     if sigma is not None:

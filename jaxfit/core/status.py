@@ -15,6 +15,8 @@ class Status(enum.IntEnum):
     """``max_steps`` steps were taken without converging."""
     DIVERGED = 3
     """The loss, a gradient or a parameter became non-finite (NaN or inf)."""
+    TOO_FEW_POINTS = 4
+    """Not fitted: its data set has fewer real points than trainable parameters."""
 
     @property
     def label(self) -> str:
