@@ -351,3 +351,14 @@ def test_requests_may_name_only_registered_models_and_never_files(model_server, 
 def test_serve_refuses_a_model_that_does_not_import():
     p = run_jaxfit("serve", "--model", "no_such_module:f", "--port", str(free_port()), timeout=60)
     assert p.returncode == 2 and "no_such_module" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_responses_carry_the_errors(server):
+    r = post(server, "/v1/fit", {"data": {"x": [0.0, 0.5, 1.0], "y": [0.0, 1.0, 0.0], "sigma": 0.1}})
+    body = r.json()
+    solo = jaxfit.fit({"data": {"x": [0.0, 0.5, 1.0], "y": [0.0, 1.0, 0.0], "sigma": 0.1}})
+    assert body["stderr"]["b3"] == pytest.approx(solo.stderr["b3"], rel=1e-6) and body["dof"] == 2
+    assert body["chisqr"] == pytest.approx(solo.chisqr, rel=1e-6)
+    r = post(server, "/v1/fit_batch?per_fit=true", {"batch": {"init": {"b3": {"values": [0.0, 1.0]}}}})
+    per_fit = r.json()["per_fit"]
+    assert len(per_fit["stderr"]["b3"]) == 2 and per_fit["dof"] == [2, 2]

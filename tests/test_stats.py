@@ -336,3 +336,25 @@ def test_bad_sigma_column_is_one_line(tmp_path):
     (tmp_path / "c.yaml").write_text("data: {file: d.csv, sigma: missing}\n")
     proc = run_jaxfit("--config", str(tmp_path / "c.yaml"), "--no-cache")
     assert proc.returncode == 2 and "no column 'missing'" in proc.stderr
+
+
+def test_a_run_directory_holds_the_errors_and_the_covariance_when_asked(tmp_path):
+    out = tmp_path / "run"
+    proc = run_jaxfit(
+        "--config",
+        "configs/dose_response.yaml",
+        "--set",
+        "report.covariance=true",
+        "--output",
+        str(out),
+        "-q",
+    )
+    assert proc.returncode == 0, proc.stderr
+    header = (out / "fits.csv").read_text().splitlines()[0].split(",")
+    assert {"stderr_log_ec50", "chisqr", "dof", "redchi", "aic", "bic", "rsquared", "singular"} <= set(header)
+    with np.load(out / "fits.npz") as fits:
+        assert fits["covariance"].shape == (5, 4, 4)
+        err = fits["stderr_log_ec50"]
+        np.testing.assert_allclose(np.sqrt(fits["covariance"][:, 2, 2]), err, rtol=1e-6)
+    summary = json.loads((out / "summary.json").read_text())
+    assert all(g["stderr"]["log_ec50"] > 0 for g in summary["per_group"])

@@ -87,10 +87,12 @@ def numpy_w2(starts: np.ndarray, lr: float = 0.05, tol: float = 1e-5, max_steps:
 
 
 def curve_fit_loop(
-    f: Callable[..., np.ndarray], groups: Sequence[tuple[np.ndarray, np.ndarray]], p0: Sequence[float]
+    f: Callable[..., np.ndarray], groups: Sequence[tuple[np.ndarray, np.ndarray]], p0: Any
 ) -> np.ndarray:
-    """``scipy.optimize.curve_fit`` on each ``(x, y)`` data set from ``p0``; returns
-    each one's SSR at its fitted parameters (inf where it gave up)."""
+    """``scipy.optimize.curve_fit`` on each ``(x, y)`` data set from ``p0`` (one start
+    for all, or a row per data set); returns each one's SSR at its fitted parameters
+    (inf where it gave up)."""
+    starts = np.asarray(p0, np.float64)
     from scipy.optimize import curve_fit
 
     ssr = np.full(len(groups), np.inf)
@@ -98,7 +100,7 @@ def curve_fit_loop(
         warnings.simplefilter("ignore")
         for g, (x, y) in enumerate(groups):
             try:
-                p, _ = curve_fit(f, x, y, p0=p0)
+                p, _ = curve_fit(f, x, y, p0=starts if starts.ndim == 1 else starts[g])
             except RuntimeError:  # no convergence within maxfev
                 continue
             ssr[g] = float(np.sum((y - f(x, *p)) ** 2))

@@ -145,6 +145,10 @@ async def fit_batch(state: State, request: Request) -> Response:
             "status": result.status.tolist(),
             "learning_rate": result.learning_rate.tolist(),
         }
+        if result.dof is not None:
+            body["per_fit"]["stderr"] = {n: v.tolist() for n, v in result.stderr.items()}
+            for f in ("chisqr", "dof", "redchi", "aic", "bic", "rsquared", "singular"):
+                body["per_fit"][f] = getattr(result, f).tolist()
     return JSONResponse(body)
 
 
