@@ -1,9 +1,11 @@
-"""jaxfit: JIT-compiled gradient-descent fits of a tiny softplus network.
+"""jaxfit: JIT-compiled batch fitting on JAX: gradient descent and Levenberg–Marquardt,
+from the backpropagation seed to your own model and data, with error bars.
 
 The public API (everything in ``__all__``) loads lazily, so ``import jaxfit`` is
 cheap and the command line can configure JAX before JAX starts.
 
-Every CPU core: the first use of the API, if JAX has not started yet, gives JAX one
+Every CPU core: the first use of the API that runs JAX, if JAX has not started yet,
+gives JAX one
 CPU device per core (XLA:CPU runs one block of fits per device at a time), so
 ``fit_batch`` uses the whole machine. To opt out, set ``JAX_NUM_CPU_DEVICES`` (e.g.
 to 1), or ``JAXFIT_ALL_CORES=0``, or start JAX before using jaxfit: what JAX already
@@ -125,13 +127,16 @@ def use_every_core() -> bool:
 
 
 _configured = False
+_WITHOUT_JAX = {"JaxfitError", "ConfigError", "RunDirError", "ExportError", "ResourceError", "Status"}
+_WITHOUT_JAX |= {"Config", "ConfigLike", "load_config", "PARAM_NAMES", "SEED_PARAMS"}
+"""Names whose modules import no JAX: touching them configures nothing."""
 
 
 def __getattr__(name: str) -> Any:
     global _configured
     if name not in _EXPORTS:
         raise AttributeError(f"module 'jaxfit' has no attribute {name!r}")
-    if not _configured:
+    if not _configured and name not in _WITHOUT_JAX:
         _configured = True
         use_every_core()
     value = getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -28,6 +28,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -136,9 +137,18 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> ModelConfig:
-        if self.function is not None and (self.hidden, self.activation) != (2, "softplus"):
-            raise ValueError("function: a function model takes no hidden or activation")
+        given = sorted({"hidden", "activation"} & self.model_fields_set)  # given, even at the default
+        if self.function is not None and given:
+            raise ValueError(
+                f"function: a function model takes no {' or '.join(given)} (those are the network's)"
+            )
         return self
+
+    @model_serializer(mode="wrap")
+    def serialize_own_fields(self, dump: Any) -> dict[str, Any]:
+        # a function model's dump names no network fields (so that it validates again)
+        out = dump(self)
+        return {"function": out["function"]} if self.function is not None else out
 
 
 def _sigma_kind(value: Any) -> str | None:

@@ -97,3 +97,24 @@ def test_batch_csv_has_plain_values_any_csv_reader_takes(tmp_path):
         assert {r["status"] for r in rows} == {"converged", "diverged"}
         converged = [r for r in rows if r["status"] == "converged"]
         assert all(abs(float(r["final_b3"]) - 2.609185) < 1e-3 for r in converged), converged[0]
+
+
+def test_loose_ends_through_the_real_cli(tmp_path):
+    (tmp_path / "m.py").write_text("def predict(x, a=1.0):\n    return a * x\n")
+    for extra in ("hidden: 2", "activation: softplus"):
+        (tmp_path / "c.yaml").write_text(f"model: {{function: 'm:predict', {extra}}}\n")
+        p = run_jaxfit("--config", str(tmp_path / "c.yaml"), "--no-cache")
+        assert p.returncode == 2 and "a function model takes no" in p.stderr and p.stderr.count("\n") == 1
+    p = run_jaxfit("--help")
+    assert "softplus network" not in p.stdout and "Levenberg-Marquardt" in p.stdout
+
+
+def test_error_types_and_configs_load_without_jax():
+    from conftest import run_python
+
+    code = (
+        "import jaxfit, sys; jaxfit.ConfigError; jaxfit.Status; "
+        "jaxfit.load_config('configs/b3.yaml'); print('jax' in sys.modules)"
+    )
+    p = run_python(code)
+    assert p.returncode == 0 and p.stdout.strip() == "False", p.stderr

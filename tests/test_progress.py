@@ -41,3 +41,14 @@ def test_quiet_and_short_runs_print_nothing():
     short.update(10)
     short.close()
     assert out.getvalue() == ""
+
+
+def test_the_rate_counts_from_the_first_chunk_not_the_compile(monkeypatch):
+    clock = iter([0.0, 10.0, 10.0, 11.0, 11.0, 11.0])  # start; chunk 1 after a 10 s compile; chunk 2
+    monkeypatch.setattr("jaxfit.cli.progress.time.monotonic", lambda: next(clock))
+    out = Terminal()
+    p = Progress(2000, out, delay_s=0.0)
+    p.update(1000)
+    assert "compiling" in out.getvalue() and "fits/s" not in out.getvalue()
+    p.update(2000)  # 1,000 fits in the 1 s after the first chunk
+    assert "1,000 fits/s" in out.getvalue()

@@ -354,9 +354,9 @@ def test_serve_refuses_a_model_that_does_not_import():
 
 
 def test_responses_carry_the_errors(server):
-    r = post(server, "/v1/fit", {"data": {"x": [0.0, 0.5, 1.0], "y": [0.0, 1.0, 0.0], "sigma": 0.1}})
+    r = post(server, "/v1/fit", {"data": {"x": [0.0, 0.5, 1.0], "y": [0.0, 1.0, 0.0], "sigma": 2.0}})
     body = r.json()
-    solo = jaxfit.fit({"data": {"x": [0.0, 0.5, 1.0], "y": [0.0, 1.0, 0.0], "sigma": 0.1}})
+    solo = jaxfit.fit({"data": {"x": [0.0, 0.5, 1.0], "y": [0.0, 1.0, 0.0], "sigma": 2.0}})
     assert body["stderr"]["b3"] == pytest.approx(solo.stderr["b3"], rel=1e-6) and body["dof"] == 2
     assert body["chisqr"] == pytest.approx(solo.chisqr, rel=1e-6)
     r = post(server, "/v1/fit_batch?per_fit=true", {"batch": {"init": {"b3": {"values": [0.0, 1.0]}}}})

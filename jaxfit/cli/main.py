@@ -32,7 +32,9 @@ class UsageError(JaxfitError):
 def _run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m jaxfit",
-        description="JIT-compiled gradient-descent fits of the seed's softplus network. "
+        description="JIT-compiled batch fits on JAX: the backpropagation seed, a network of any width or "
+        "your own model, on your data, one fit or millions, by gradient descent or Levenberg-Marquardt, "
+        "with standard errors. "
         "Other commands: plot, schema, export, merge, serve, bench, startup (python -m jaxfit COMMAND --help).",
     )
     p.add_argument("--config", "-c", help="YAML config (default: the seed's run)")

@@ -24,17 +24,24 @@ class Progress:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.start = self.last = time.monotonic()
         self.done, self.shown = 0, False
+        self.first: tuple[float, int] | None = None
+        """When the first chunk arrived and how many fits it held: the rate counts from
+        there (the first chunk's time includes compiling)."""
 
     def line(self) -> str:
-        elapsed = max(time.monotonic() - self.start, 1e-9)
-        rate = self.done / elapsed
-        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
         pct = 100 * self.done / self.total
-        return f"{self.done:,}/{self.total:,} fits ({pct:5.1f}%) {rate:,.0f} fits/s, ETA {eta:,.1f} s"
+        head = f"{self.done:,}/{self.total:,} fits ({pct:5.1f}%)"
+        now = time.monotonic()
+        if self.first is None or self.done <= self.first[1] or now <= self.first[0]:
+            return f"{head} in {now - self.start:,.1f} s (compiling and the first chunk)"
+        rate = (self.done - self.first[1]) / (now - self.first[0])
+        return f"{head} {rate:,.0f} fits/s, ETA {(self.total - self.done) / rate:,.1f} s"
 
     def update(self, done: int) -> None:
         self.done = done
         now = time.monotonic()
+        if self.first is None:
+            self.first = (now, done)
         if not self.enabled or now - self.start < self.delay_s:
             return
         if self.tty:
