@@ -41,6 +41,7 @@ _EXPORTS = {
     "make_problem": "jaxfit.single",
     "fit_batch": "jaxfit.batch",
     "curve_fit": "jaxfit.curvefit",
+    "clear_caches": "jaxfit.caches",
     "CurveFit": "jaxfit.curvefit",
     "FitResult": "jaxfit.results",
     "load_exported": "jaxfit.export",
@@ -76,6 +77,7 @@ __all__ = [
     "SEED_PARAMS",
     "Spec",
     "Status",
+    "clear_caches",
     "curve_fit",
     "fit",
     "export_config",
@@ -91,6 +93,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from jaxfit.batch import fit_batch
+    from jaxfit.caches import clear_caches
     from jaxfit.config import Config, ConfigLike, load_config
     from jaxfit.core.engine import FitState, Problem, Spec
     from jaxfit.core.example import PARAM_NAMES, SEED_PARAMS
@@ -128,7 +131,7 @@ def use_every_core() -> bool:
 
 _configured = False
 _WITHOUT_JAX = {"JaxfitError", "ConfigError", "RunDirError", "ExportError", "ResourceError", "Status"}
-_WITHOUT_JAX |= {"Config", "ConfigLike", "load_config", "PARAM_NAMES", "SEED_PARAMS"}
+_WITHOUT_JAX |= {"Config", "ConfigLike", "load_config", "PARAM_NAMES", "SEED_PARAMS", "clear_caches"}
 """Names whose modules import no JAX: touching them configures nothing."""
 
 

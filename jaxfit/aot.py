@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -13,7 +14,10 @@ from typing import Any
 import jax
 import numpy as np
 
-_CACHE: dict[tuple, tuple[jax.stages.Compiled, float]] = {}
+_CACHE: collections.OrderedDict[tuple, tuple[jax.stages.Compiled, float]] = collections.OrderedDict()
+LIMIT = 64
+"""Executables kept (least recently used first out): a loop of batches, the service
+and a CLI run reuse them; ``jaxfit.clear_caches()`` releases them all."""
 
 COMPILER_OPTIONS = {
     # The fit loops are short elementwise programs over a block of fits, bound by the
@@ -45,9 +49,12 @@ def executable(fn: Callable[..., Any], key: Hashable, args: tuple) -> tuple[jax.
     already compiled in this process (a persistent-cache hit shows as a short time)."""
     full = (key, signature(args))
     if full in _CACHE:
+        _CACHE.move_to_end(full)
         return _CACHE[full][0], 0.0
     t0 = time.perf_counter()
     compiled = fn.lower(*args).compile()
     seconds = time.perf_counter() - t0
     _CACHE[full] = (compiled, seconds)
+    while len(_CACHE) > LIMIT:
+        _CACHE.popitem(last=False)
     return compiled, seconds

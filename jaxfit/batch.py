@@ -11,6 +11,7 @@ import numpy as np
 from jaxfit import hostmem, memory
 from jaxfit.chunks import Chunk, Inputs, Layout, Program, Timing, default_layout, run_chunks, varying_of
 from jaxfit.config import Config, ConfigLike, load_config
+from jaxfit.core.status import Status
 from jaxfit.errors import ResourceError
 from jaxfit.problem import batch_data, dtype_of, hyper_of, plan_of, precision, spec_of, stats_spec_of
 from jaxfit.results import BatchResult
@@ -61,10 +62,12 @@ def plan_batch(config: Config, *, statistics: bool = True) -> BatchPlan:
     data, per_group = batch_data(config)
     with precision(config):
         hyper = hyper_of(config)
+    given = config.start_values
+    starts = None if given is None else {n: np.asarray(v, dtype) for n, v in given.items()}
     stats = stats_spec_of(config, batch=True) if statistics else None
     return BatchPlan(
         program=Program(spec_of(config), plan, stats),
-        inputs=Inputs(tables_as(tables, dtype), hyper, data, per_group),
+        inputs=Inputs(tables_as(tables, dtype), hyper, data, per_group, starts),
         fits=config.fits,
         names=config.names,
         base={**config.params, **config.train.model_dump(include=set(HYPER_NAMES))},
@@ -133,7 +136,7 @@ def fit_batch(
         devices: use the first ``devices`` local devices (default: config, else all).
         block_size: fits per vmapped block (default: config, else by platform).
         ranges: run only these ``[lo, hi)`` fit-index ranges (for resuming or for one
-            process's share); fits outside them are left as ``RUNNING`` with NaN loss.
+            process's share); fits outside them are left as ``NOT_RUN`` with NaN loss.
         on_chunk: called with ``(first_index, chunk)`` as each chunk reaches the host;
             its arrays are views of the output buffers (copy what you keep: while a
             view lives, the next calls cannot write over its buffers and take new ones).
@@ -187,7 +190,7 @@ def run_batch(
 
 
 def empty_store(plan: BatchPlan, *, filled: bool = True) -> dict[str, np.ndarray]:
-    """Per-fit columns for the plan's fits, not yet run (status ``RUNNING``, NaN loss),
+    """Per-fit columns for the plan's fits, not yet run (status ``NOT_RUN``, NaN loss),
     and the statistics if the plan computes them (a ``(n, k, k)`` ``covariance`` if it
     keeps it).
 
@@ -199,7 +202,7 @@ def empty_store(plan: BatchPlan, *, filled: bool = True) -> dict[str, np.ndarray
         **{f"init.{q}": (np.int32, 0) if q == "max_steps" else (dtype, np.nan) for q in plan.varying()},
         "loss": (dtype, np.nan),
         "steps": (np.int32, 0),
-        "status": (np.int8, 0),
+        "status": (np.int8, Status.NOT_RUN),
     }
     if plan.program.stats is not None:
         kinds |= {f"stderr.{p}": (dtype, np.nan) for p in trainable}

@@ -239,7 +239,7 @@ def _start(program: Program, inputs: Inputs, index: jax.Array) -> _Lanes:
     args, axes = lanes.problem_args(program, inputs)
     state = jax.vmap(init, in_axes=(0, *axes))(trainable, *args)
     # fits past the end of the batch (index < 0) take no step
-    status = jnp.where(index >= 0, state.status, Status.MAX_STEPS)
+    status = jnp.where(index >= 0, state.status, Status.PADDING)
     if lanes.data is not None and lanes.data.mask is not None:  # a data set too small to fit
         real = jnp.sum(lanes.data.mask, axis=-1, dtype=jnp.int32)
         status = jnp.where(real < len(spec.trainable), Status.TOO_FEW_POINTS, status)
@@ -311,7 +311,7 @@ def _fit_stream(
     # place in the program starts fits, which keeps it small to compile.
     shapes = jax.eval_shape(lambda index: _start(program, inputs, index), jnp.zeros(lanes, jnp.int32))
     current = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    current = current._replace(state=current.state._replace(status=jnp.full(lanes, Status.MAX_STEPS)))
+    current = current._replace(state=current.state._replace(status=jnp.full(lanes, Status.PADDING)))
     fit = jnp.full(lanes, -1, jnp.int32)  # which of this device's fits each lane holds
     slots = final.loss.shape[0]
 
@@ -389,7 +389,7 @@ def block_share(count: int | jax.Array, layout: Layout) -> int | jax.Array:
     return (count + layout.devices - 1) // layout.devices
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)  # jaxfit.clear_caches() empties it
 def compiled_chunk(program: Program, layout: Layout, devices: tuple[jax.Device, ...]) -> Callable[..., Chunk]:
     """``chunk(start, end, inputs, out) -> Chunk`` for fits ``start .. start+chunk``
     (fits at or past ``end`` take no step), jitted over a mesh of ``devices``. ``out``

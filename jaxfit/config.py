@@ -134,6 +134,9 @@ class ModelConfig(_Strict):
     activation: Literal["softplus", "relu", "tanh", "sigmoid"] = "softplus"
     function: str | None = None
     """``predict(x, p1, p2, ...)`` for one scalar x: a config that names one is code."""
+    guess: str | None = None
+    """``guess(x, y) -> {name: value}``: each data set's starting values from its data
+    (lmfit's ``Model.guess``), run on the device for every data set (code, as ``function``)."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> ModelConfig:
@@ -148,7 +151,32 @@ class ModelConfig(_Strict):
     def serialize_own_fields(self, dump: Any) -> dict[str, Any]:
         # a function model's dump names no network fields (so that it validates again)
         out = dump(self)
-        return {"function": out["function"]} if self.function is not None else out
+        return {k: out[k] for k in ("function", "guess") if out[k] is not None} if self.function else out
+
+
+def _x_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "column"
+    if not isinstance(value, list):
+        return None
+    if value and all(isinstance(v, str) for v in value):
+        return "columns"
+    return "rows" if value and isinstance(value[0], list) else "values"
+
+
+XSpec = Annotated[
+    Union[
+        Annotated[list[FiniteFloat], Tag("values")],
+        Annotated[list[Annotated[list[FiniteFloat], Field(min_length=1, max_length=64)]], Tag("rows")],
+        Annotated[str, Tag("column")],
+        Annotated[list[str], Field(min_length=1, max_length=64), Tag("columns")],
+    ],
+    Discriminator(
+        _x_kind,
+        custom_error_type="x_spec",
+        custom_error_message="expected a list of numbers, a list of rows of numbers, or column names",
+    ),
+]
 
 
 def _sigma_kind(value: Any) -> str | None:
@@ -181,10 +209,12 @@ class DataConfig(_Strict):
     """A CSV file with a header row (a path relative to the config file)."""
     group: str | None = None
     """With ``file``: the column whose labels split the rows into data sets (one fit each)."""
-    x: list[FiniteFloat] | str = Field(
+    x: XSpec = Field(
         default_factory=lambda: list(SEED_X),
         json_schema_extra={"default": list(SEED_X)},
     )
+    """One number per point, or with several coordinates per point a row of ``d``
+    numbers each (``[[px, py], ...]``); with ``file``, a column name or ``d`` of them."""
     y: list[FiniteFloat] | str = Field(
         default_factory=lambda: list(SEED_Y),
         json_schema_extra={"default": list(SEED_Y)},
@@ -192,13 +222,16 @@ class DataConfig(_Strict):
     sigma: SigmaSpec | None = None
     """Each point's standard deviation (residuals are divided by it): one number for
     every point, an inline list as long as ``y``, or (with ``file``) a column name."""
+    nan_policy: Literal["raise", "omit"] = "raise"
+    """``omit``: an empty cell or a non-finite number in a data file marks a missing point
+    (left out of its fit); ``raise`` refuses it."""
     _table: Any = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
     def _columns_by_default(cls, raw: Any) -> Any:
         if isinstance(raw, Mapping) and raw.get("file") is not None:
-            lists = [k for k in ("x", "y") if isinstance(raw.get(k), list)]
+            lists = [k for k in ("x", "y") if isinstance(raw.get(k), list) and _x_kind(raw[k]) != "columns"]
             if lists:
                 raise ValueError(f"file: give either a file or inline {' and '.join(lists)} lists, not both")
             return {"x": "x", "y": "y", **raw}
@@ -206,9 +239,14 @@ class DataConfig(_Strict):
 
     @field_validator("x", "y")
     @classmethod
-    def _length(cls, values: list[float] | str, info: ValidationInfo) -> list[float] | str:
-        if isinstance(values, str) and info.data.get("file") is None:
+    def _length(cls, values: Any, info: ValidationInfo) -> Any:
+        kind = _x_kind(values)
+        if kind in ("column", "columns") and info.data.get("file") is None:
             raise ValueError("names a column, but data has no file: give a list of numbers")
+        if kind == "columns" and info.field_name == "y":
+            raise ValueError("y is one column")
+        if kind == "rows" and len({len(r) for r in values}) != 1:
+            raise ValueError("every row of x must have the same number of coordinates")
         if isinstance(values, list) and not 1 <= len(values) <= MAX_INLINE:
             raise ValueError(f"must have 1 to {MAX_INLINE:,} values (got {len(values):,})")
         return values
@@ -236,8 +274,14 @@ class DataConfig(_Strict):
         from jaxfit.datafile import read_table
 
         column = self.sigma if isinstance(self.sigma, str) else None
-        self._table = read_table(Path(self.file), self.x, self.y, self.group, column)
+        self._table = read_table(
+            Path(self.file), self.x, self.y, self.group, column, self.nan_policy == "omit"
+        )
         return self
+
+    def mask_of(self) -> Any:
+        """Which points of an ungrouped data set are real (None: all of them)."""
+        return None if self._table is None else self._table.finite
 
     def sigma_of(self, n: int) -> Any:
         """Each point's sigma for an ungrouped data set of ``n`` points (None: unweighted)."""
@@ -250,6 +294,14 @@ class DataConfig(_Strict):
     @property
     def grouped(self) -> bool:
         return self.group is not None
+
+    @property
+    def dims(self) -> int:
+        """Coordinates per point: 0 for one scalar x, else ``d`` (several x columns)."""
+        kind = _x_kind(self.x)
+        if kind == "columns":
+            return len(self.x)
+        return len(self.x[0]) if kind == "rows" else 0
 
     @property
     def groups(self) -> int:
@@ -315,6 +367,9 @@ class TrainConfig(_Strict):
     learning_rate: PositiveFloat = 0.1
     tolerance: PositiveFloat = 0.001
     max_steps: Annotated[StrictInt, Field(ge=1, le=MAX_STEPS_LIMIT)] = 1000
+    ftol: Annotated[StrictFloat, Field(ge=0, lt=1)] = 0.0
+    """``lm`` only: also converged when an accepted step changes the SSR by less than
+    ``max(ftol, ftol·SSR)`` (Gpufit's rule, MINPACK's ftol); 0 (default): off."""
     absolute_sigma: StrictBool = False
     """``data.sigma`` are absolute standard deviations: the covariance is ``(JᵀJ)⁻¹``,
     not scaled by the reduced χ² (scipy's ``absolute_sigma``)."""
@@ -330,6 +385,14 @@ class TrainConfig(_Strict):
         if len(set(value)) != len(value):
             raise ValueError(f"names must not repeat (got {value})")
         return value
+
+
+class StartsConfig(_Strict):
+    """A table of starting values, one row per data set: a ``group`` column of the data's
+    labels, and a column per trainable parameter it sets (the others keep ``params``)."""
+
+    file: str
+    group: str = "group"
 
 
 class ReportConfig(_Strict):
@@ -462,6 +525,9 @@ class Config(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     precision: Literal["float32", "float64"] = "float32"
     report: ReportConfig = Field(default_factory=ReportConfig)
+    starts: StartsConfig | None = None
+    """Each data set's own starting values (grouped data); ``batch`` draws and grids of
+    the same parameters are replaced by them."""
     batch: BatchConfig | None = None
     """Absent: a single fit with a step-by-step trace. Present: many fits."""
     devices: Annotated[StrictInt, Field(ge=1)] | None = None
@@ -470,6 +536,12 @@ class Config(_Strict):
     """Fits per vmapped block, or lanes of a streamed batch (default: by platform and
     problem; on CPU 16384 for one trainable parameter, else 128)."""
     _model: Any = PrivateAttr(default=None)
+    _starts: Any = PrivateAttr(default=None)
+
+    @property
+    def start_values(self) -> dict[str, Any] | None:
+        """``starts``' values by parameter, float64 ``(groups,)`` in data-set order (None without)."""
+        return self._starts
 
     @property
     def core_model(self) -> Any:
@@ -519,6 +591,7 @@ def _describe(err: Mapping[str, Any]) -> tuple[list[str | int], str]:
         if not (i > 0 and loc[i - 1] == "optimizer" and p in OPTIMIZERS)
         and not (p in _INIT_KINDS and i + 1 < len(loc) and loc[i + 1] == p)
         and not (i > 0 and loc[i - 1] == "sigma" and p in ("number", "list", "column"))
+        and not (i > 0 and loc[i - 1] in ("x", "y") and p in ("values", "rows", "column", "columns"))
     ]
     kind, msg, value = err["type"], err["msg"], err.get("input")
     if kind == "extra_forbidden":
@@ -631,6 +704,11 @@ def _model_names(raw: dict[str, Any], base_dir: Path | None, source: str, text: 
     except ValueError as err:
         _raise(source, text, [(["model", "function"], str(err))])
     raw["model"] = {**section, "function": resolved}
+    if model.guess is not None:
+        try:
+            raw["model"]["guess"] = functions.resolve(model.guess, base_dir)
+        except ValueError as err:
+            _raise(source, text, [(["model", "guess"], str(err))])
     return _Names(names, defaults, (fn, model.function))
 
 
@@ -699,6 +777,10 @@ def validate(
     errors = _with_names(raw, names, defaults, function is not None)
     if errors:
         _raise(source, text, errors)
+    starts = raw.get("starts")
+    if isinstance(starts, Mapping) and isinstance(starts.get("file"), str):
+        path = Path(starts["file"]).expanduser()
+        raw["starts"] = {**starts, "file": str((path if base_dir is None else base_dir / path).resolve())}
     data = raw.get("data")
     if isinstance(data, Mapping) and isinstance(data.get("file"), str):
         path = Path(data["file"]).expanduser()
@@ -712,12 +794,93 @@ def validate(
         from jaxfit.core.model import Function
 
         fn, label = function
+        dims = config.data.dims
         try:
-            functions.check_traceable(fn, names, label)
+            functions.check_traceable(fn, names, label, dims)
         except ValueError as err:
             _raise(source, text, [(["model", "function"], str(err))])
-        config._model = Function(fn, names, label)
+        config._model = Function(fn, names, label, dims)
+    elif config.data.dims:
+        _raise(
+            source, text, [(["data", "x"], "the network family takes one x per point; give a function model")]
+        )
+    if config.starts is not None:
+        _check_starts(config, source, text)
+    if config.model.guess is not None:
+        _guess_starts(config, source, text)
     return config
+
+
+def _guess_starts(config: Config, source: str, text: str | None) -> None:
+    """Run ``model.guess`` on every data set (one error line if it fails)."""
+    from jaxfit import functions
+    from jaxfit.datafile import padded_groups
+
+    where = [(["model", "guess"])]
+    if not config.data.grouped or config.starts is not None:
+        why = (
+            "needs grouped data (data.group)" if not config.data.grouped else "give starts or guess, not both"
+        )
+        _raise(source, text, [(where[0], why)])
+    try:
+        guess = functions.load_callable(config.model.guess)
+        x, y, mask, _ = padded_groups(config.data.table)
+        config._starts = functions.guess_starts(
+            guess, x, y, mask, tuple(config.train.trainable), config.model.guess
+        )
+    except ValueError as err:
+        _raise(source, text, [(where[0], str(err))])
+
+
+def _check_starts(config: Config, source: str, text: str | None) -> None:
+    """Read the starts table into ``config`` (one error line for whatever is wrong)."""
+    import csv
+
+    import numpy as np
+
+    where = ["starts", "file"]
+    path = Path(config.starts.file)
+    if not config.data.grouped:
+        _raise(source, text, [(["starts"], "needs grouped data (data.group): a start per data set")])
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as err:
+        _raise(source, text, [(where, f"{path}: cannot read: {getattr(err, 'strerror', None) or err}")])
+    if not rows:
+        _raise(source, text, [(where, f"{path}: the file is empty")])
+    header = [h.strip() for h in rows[0]]
+    group = config.starts.group
+    if group not in header:
+        _raise(source, text, [(where, f"{path}: no column {group!r} (the header has {', '.join(header)})")])
+    names = [h for h in header if h != group]
+    for name in names:
+        if name not in config.names:
+            _raise(source, text, [(where, f"{path}: column {name!r} is not a parameter of the model")])
+        if name not in config.train.trainable:
+            _raise(source, text, [(where, f"{path}: column {name!r} is not trained (train.trainable)")])
+    table: dict[str, list[float]] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        cells = dict(zip(header, (c.strip() for c in row)))
+        try:
+            values = [float(cells[n]) for n in names]
+        except (KeyError, ValueError):
+            _raise(source, text, [(where, f"{path}: row {line}: every start must be a number")])
+        if not all(math.isfinite(v) for v in values):
+            _raise(source, text, [(where, f"{path}: row {line}: a start is not finite")])
+        table[cells.get(group, "")] = values
+    labels = config.data.table.labels
+    missing = [g for g in labels if g not in table]
+    if missing:
+        _raise(
+            source,
+            text,
+            [(where, f"{path}: no start for data set {missing[0]!r} ({len(missing):,} missing)")],
+        )
+    columns = np.array([table[g] for g in labels], np.float64).reshape(len(labels), len(names))
+    config._starts = {n: columns[:, i] for i, n in enumerate(names)}
 
 
 def load_config(

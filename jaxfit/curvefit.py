@@ -133,6 +133,7 @@ def plan_arrays(
     absolute_sigma: bool,
     tolerance: float,
     max_steps: int,
+    ftol: float = 0.0,
 ) -> Any:
     """A ``batch.BatchPlan`` of one LM fit per data set (row of ``y``), from checked
     arrays: ``x`` ``(G, n[, d])``, ``y``/``mask``/``sigma`` ``(G, n)``, ``starts`` ``(G, k)``."""
@@ -162,6 +163,7 @@ def plan_arrays(
         b2=scalar(0.999),
         eps=scalar(1e-8),
         damping=scalar(0.01),
+        ftol=scalar(ftol),
     )
     data = Data(
         np.asarray(x, dtype),
@@ -203,6 +205,7 @@ def curve_fit(
     nan_policy: str = "raise",
     precision: str | None = None,
     tolerance: float | None = None,
+    ftol: float = 0.0,
     max_steps: int = 200,
     devices: int | None = None,
     block_size: int | None = None,
@@ -227,6 +230,8 @@ def curve_fit(
         precision: ``"float32"`` or ``"float64"`` (default: float32 for float32
             ``ydata``, else float64 as scipy).
         tolerance: stop when every |LM step| falls below it (default by precision).
+        ftol: also stop when an accepted step changes χ² by less than
+            ``max(ftol, ftol·χ²)`` (Gpufit's rule; 0: off).
         max_steps: at most this many LM steps per fit.
         devices, block_size: as ``fit_batch``.
 
@@ -237,6 +242,8 @@ def curve_fit(
     Raises:
         ValueError: one line naming the argument, when a shape or a value is wrong.
     """
+    if not 0 <= ftol < 1:
+        raise ValueError(f"ftol: must be in [0, 1), got {ftol}")
     if method not in (None, "lm"):
         raise ValueError(f"method: {method!r} is not available; jaxfit.curve_fit runs 'lm'")
     if not (np.all(np.asarray(bounds[0]) == -np.inf) and np.all(np.asarray(bounds[1]) == np.inf)):
@@ -289,6 +296,7 @@ def curve_fit(
         absolute_sigma=absolute_sigma,
         tolerance=LM_TOLERANCE[dtype.name] if tolerance is None else tolerance,
         max_steps=max_steps,
+        ftol=ftol,
     )
     result = run_batch(plan, devices=devices, block_size=block_size)
     popt = np.stack([result.params[n] for n in names], axis=-1)

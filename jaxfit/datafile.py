@@ -33,10 +33,21 @@ class Table(NamedTuple):
     labels: tuple[str, ...] = ()
     sigma: np.ndarray | None = None
     """Each row's standard deviation (> 0), from the ``sigma`` column if one is named."""
+    finite: np.ndarray | None = None
+    """Rows whose numbers are all finite (None: every row), read with ``omit``."""
 
 
-def read_table(path: Path, x: str, y: str, group: str | None = None, sigma: str | None = None) -> Table:
-    """Read columns ``x``, ``y`` (and ``group``, ``sigma``) of the CSV file at ``path``;
+def read_table(
+    path: Path,
+    x: str | list[str],
+    y: str,
+    group: str | None = None,
+    sigma: str | None = None,
+    omit: bool = False,
+) -> Table:
+    """Read columns ``x`` (one, or several: ``Table.x`` is then ``(rows, d)``), ``y``
+    (and ``group``, ``sigma``) of the CSV file at ``path`` (``omit``: missing or
+    non-finite numbers mark missing points, ``Table.finite``);
     ``ValueError`` with one line when the file or a cell is not as it must be."""
     if path.is_dir():
         raise ValueError(f"{path}: is a directory, not a data file")
@@ -52,7 +63,8 @@ def read_table(path: Path, x: str, y: str, group: str | None = None, sigma: str 
             if header is None:
                 raise ValueError(f"{path}: the file is empty (expected a header row naming the columns)")
             header = [h.strip() for h in header]
-            wanted = [c for c in dict.fromkeys((x, y, group, sigma)) if c is not None]
+            xs_named = [x] if isinstance(x, str) else list(x)
+            wanted = [c for c in dict.fromkeys((*xs_named, y, group, sigma)) if c is not None]
             for column in wanted:
                 if column not in header:
                     raise ValueError(f"{path}: no column {column!r} (the header has {', '.join(header)})")
@@ -76,17 +88,23 @@ def read_table(path: Path, x: str, y: str, group: str | None = None, sigma: str 
     if not cols[0]:
         raise ValueError(f"{path}: the file has a header but no data rows")
     by_name = dict(zip(wanted, cols))
-    xs, ys = (_numbers(path, name, by_name[name]) for name in (x, y))
+    ys = _numbers(path, y, by_name[y], omit)
+    xs = [_numbers(path, name, by_name[name], omit) for name in xs_named]
+    xs = xs[0] if isinstance(x, str) else np.stack(xs, axis=-1)
     sigmas = None
     if sigma is not None:
-        sigmas = _numbers(path, sigma, by_name[sigma])
+        sigmas = _numbers(path, sigma, by_name[sigma], omit)
         bad = np.flatnonzero(sigmas <= 0)
         if bad.size:
             raise ValueError(
                 f"{path}: row {int(bad[0]) + 2}, column {sigma!r}: sigma must be > 0 (got {sigmas[bad[0]]:g})"
             )
+    finite = np.isfinite(ys) & np.isfinite(xs).reshape(len(ys), -1).all(axis=-1)
+    if sigmas is not None:
+        finite &= np.isfinite(sigmas)
+    finite = None if finite.all() else finite
     if group is None:
-        return Table(xs, ys, sigma=sigmas)
+        return Table(xs, ys, sigma=sigmas, finite=finite)
     labels: dict[str, int] = {}
     index = np.fromiter((labels.setdefault(v, len(labels)) for v in by_name[group]), np.int64, len(xs))
     counts = np.bincount(index)
@@ -95,19 +113,27 @@ def read_table(path: Path, x: str, y: str, group: str | None = None, sigma: str 
         raise ValueError(
             f"{path}: group {big!r} has {int(counts.max()):,} points; at most {MAX_GROUP_POINTS:,} per group"
         )
-    return Table(xs, ys, index, tuple(labels), sigmas)
+    return Table(xs, ys, index, tuple(labels), sigmas, finite)
 
 
-def _numbers(path: Path, column: str, values: list[str]) -> np.ndarray:
+def _numbers(path: Path, column: str, values: list[str], omit: bool = False) -> np.ndarray:
+    """The cells as float64; ``omit``: an empty cell or a non-finite number is NaN (a
+    missing point) rather than an error."""
     out = np.empty(len(values), np.float64)
     for i, text in enumerate(values):
         try:
-            v = float(text)
+            v = float(text) if text or not omit else math.nan
         except ValueError:
-            v = math.nan
-            text = text or "an empty cell"
-        if not math.isfinite(v):
-            raise ValueError(f"{path}: row {i + 2}, column {column!r}: {text!r} is not a finite number")
+            v, text = math.nan, text or "an empty cell"
+            if omit:
+                raise ValueError(
+                    f"{path}: row {i + 2}, column {column!r}: {text!r} is not a number"
+                ) from None
+        if not math.isfinite(v) and not omit:
+            raise ValueError(
+                f"{path}: row {i + 2}, column {column!r}: {text!r} is not a finite number "
+                "(data.nan_policy: omit leaves such points out)"
+            )
         out[i] = v
     return out
 
@@ -123,12 +149,14 @@ def padded_groups(table: Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     slot = np.arange(len(order)) - np.repeat(starts, counts)
     rows = table.group[order]
-    x = np.zeros((len(counts), length))
+    x = np.zeros((len(counts), length, *table.x.shape[1:]))
     y = np.zeros((len(counts), length))
     mask = np.zeros((len(counts), length), bool)
-    x[rows, slot], y[rows, slot], mask[rows, slot] = table.x[order], table.y[order], True
+    real = True if table.finite is None else table.finite[order]
+    x[rows, slot] = np.where(np.reshape(real, (-1,) + (1,) * (table.x.ndim - 1)), table.x[order], 0)
+    y[rows, slot], mask[rows, slot] = np.where(real, table.y[order], 0), real
     sigma = None
     if table.sigma is not None:
         sigma = np.ones((len(counts), length))
-        sigma[rows, slot] = table.sigma[order]
+        sigma[rows, slot] = np.where(real, table.sigma[order], 1)
     return x, y, mask, sigma

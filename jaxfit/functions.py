@@ -62,9 +62,9 @@ def _module(module: str) -> Any:
     return loaded
 
 
-def load(resolved: str) -> tuple[Any, tuple[str, ...], dict[str, float]]:
-    """``(function, parameter names, defaults)`` of a resolved import path;
-    ``ValueError`` (one line) if it cannot be imported or is not a model function."""
+def load_callable(resolved: str) -> Any:
+    """The callable at a resolved import path; ``ValueError`` (one line) if it cannot
+    be imported or is not callable."""
     m = PATTERN.match(resolved)
     if m is None:
         raise ValueError(f"{resolved!r} is not an import path; expected 'module:function'")
@@ -79,6 +79,14 @@ def load(resolved: str) -> tuple[Any, tuple[str, ...], dict[str, float]]:
         raise ValueError(f"module {m['module']!r} has no attribute {m['name']!r}")
     if not callable(fn):
         raise ValueError(f"{m['name']!r} in {m['module']!r} is not callable ({type(fn).__name__})")
+    return fn
+
+
+def load(resolved: str) -> tuple[Any, tuple[str, ...], dict[str, float]]:
+    """``(function, parameter names, defaults)`` of a resolved import path;
+    ``ValueError`` (one line) if it cannot be imported or is not a model function."""
+    fn = load_callable(resolved)
+    m = PATTERN.match(resolved)
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -125,13 +133,64 @@ def named_sources(data_file: str | None, function: str | None) -> dict[str, str]
     return out
 
 
-def check_traceable(fn: Any, names: tuple[str, ...], label: str) -> None:
-    """Trace ``fn`` once at scalar inputs: it must return one scalar and be pure JAX."""
+def guess_starts(
+    guess: Any, x: Any, y: Any, mask: Any, trainable: tuple[str, ...], label: str
+) -> dict[str, Any]:
+    """Each data set's starting values from ``guess(x, y)`` (or ``guess(x, y, mask)``),
+    vmapped over the data sets' padded rows on the device: ``{name: (groups,)}``.
+    Without a mask argument the padded points repeat the data set's last real point.
+    ``ValueError`` (one line) when it fails, or returns other than a dict of scalars
+    named after trained parameters."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    takes_mask = len(inspect.signature(guess).parameters) >= 3
+    if not takes_mask:  # fill the padding with each data set's last real point
+        last = np.maximum(mask.sum(axis=1) - 1, 0)
+        index = np.where(mask, np.arange(mask.shape[1]), last[:, None])
+        x = np.take_along_axis(x, index.reshape(index.shape + (1,) * (x.ndim - 2)), axis=1)
+        y = np.take_along_axis(y, index, axis=1)
+
+    def one(*args: Any) -> Any:
+        return guess(*args)
+
+    args = (x, y, mask) if takes_mask else (x, y)
+    try:
+        shapes = jax.eval_shape(one, *(jax.ShapeDtypeStruct(a.shape[1:], a.dtype) for a in args))
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{label} cannot be traced by JAX ({type(err).__name__}: {reason[:200]})") from None
+    if not isinstance(shapes, dict) or not shapes:
+        raise ValueError(f"{label} must return a dict of starting values by parameter name")
+    for name, value in shapes.items():
+        if name not in trainable:
+            raise ValueError(
+                f"{label} returned {name!r}, which is not a trained parameter ({', '.join(trainable)})"
+            )
+        if getattr(value, "shape", None) != ():
+            raise ValueError(
+                f"{label} must return one number per parameter, got shape {list(value.shape)} for {name!r}"
+            )
+    out = jax.jit(jax.vmap(one))(*(jnp.asarray(a) for a in args))
+    values = {n: np.asarray(v, np.float64) for n, v in out.items()}
+    for name, v in values.items():
+        if not np.isfinite(v).all():
+            raise ValueError(
+                f"{label} gave a non-finite {name!r} for data set {int(np.argmin(np.isfinite(v)))}"
+            )
+    return values
+
+
+def check_traceable(fn: Any, names: tuple[str, ...], label: str, dims: int = 0) -> None:
+    """Trace ``fn`` once at scalar inputs (``x`` of ``dims`` coordinates if ``dims``): it
+    must return one scalar and be pure JAX."""
     import jax
     import jax.numpy as jnp
 
+    x = jax.ShapeDtypeStruct((dims,), jnp.float32) if dims else 0.0
     try:
-        out = jax.eval_shape(lambda x, *p: jnp.asarray(fn(x, *p)), 0.0, *([0.0] * len(names)))
+        out = jax.eval_shape(lambda x, *p: jnp.asarray(fn(x, *p)), x, *([0.0] * len(names)))
     except Exception as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{label} cannot be traced by JAX ({type(err).__name__}: {reason[:200]})") from None

@@ -41,6 +41,12 @@ def empty(n: int, dtype: DTypeLike) -> np.ndarray:
     return array
 
 
+def clear() -> None:
+    """Give the pool's free memory back to the system."""
+    with _lock:
+        _free.clear()
+
+
 def pooled() -> int:
     """Bytes of free memory the pool holds now."""
     with _lock:

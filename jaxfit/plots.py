@@ -164,7 +164,8 @@ def fit_plots(result: FitResult, config: Any, out: Path, fmt: str = "png", tange
     ]
     sigma = config.data.sigma_of(len(y))
     sigma = None if sigma is None else np.asarray(sigma, float)
-    written.append(_save(_squiggle(result, model, x, y, sigma), out / "squiggle", fmt))
+    if config.data.dims == 0:  # the data picture has one x axis
+        written.append(_save(_squiggle(result, model, x, y, sigma), out / "squiggle", fmt))
     written.append(_save(_loss(result, trace, config.train.tolerance), out / "loss", fmt))
     return written
 

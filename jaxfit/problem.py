@@ -49,14 +49,14 @@ def _check_precision(config: Config) -> None:
         )
 
 
-def _single_data(config: Config) -> tuple[Any, Any, Any]:
+def _single_data(config: Config) -> tuple[Any, Any, Any, Any]:
     if config.data.grouped:
         raise ConfigError(
             f"data.group: the data holds {config.data.groups:,} data sets, one fit each: "
             "run it as a batch (jaxfit.fit_batch, or the command line)"
         )
     x, y = config.data.arrays()
-    return x, y, config.data.sigma_of(len(y))
+    return x, y, config.data.sigma_of(len(y)), config.data.mask_of()
 
 
 def stats_spec_of(config: Config, *, batch: bool) -> StatsSpec:
@@ -75,18 +75,27 @@ def stacked_inputs(configs: Sequence[Config]) -> tuple[Params, Problem]:
     params = [c.params for c in configs]
     names = configs[0].names
     data = [_single_data(c) for c in configs]
-    weighted = [s is not None for _, _, s in data]
-    if any(weighted) and not all(weighted):  # one pytree for all: unweighted ones get sigma 1
-        data = [(x, y, np.ones(len(y)) if s is None else s) for x, y, s in data]
+    # one pytree for all: unweighted ones get sigma 1, unmasked ones every point
+    weighted, masked = any(d[2] is not None for d in data), any(d[3] is not None for d in data)
+    data = [
+        (
+            x,
+            y,
+            np.ones(len(y)) if s is None and weighted else s,
+            np.ones(len(y), bool) if m is None and masked else m,
+        )
+        for x, y, s, m in data
+    ]
 
     def column(values: list, kind: Any = dtype) -> np.ndarray:
         return np.array(values, kind)
 
-    sigma = column([s for _, _, s in data]) if any(weighted) else None
+    sigma = column([d[2] for d in data]) if weighted else None
+    mask = np.array([d[3] for d in data], bool) if masked else None
     return (
         {n: column([p[n] for p in params]) for n in spec.trainable},
         Problem(
-            data=Data(column([x for x, _, _ in data]), column([y for _, y, _ in data]), sigma=sigma),
+            data=Data(column([d[0] for d in data]), column([d[1] for d in data]), mask, sigma),
             frozen={n: column([p[n] for p in params]) for n in names if n not in spec.trainable},
             hyper=_stacked_hyper(configs),
         ),
@@ -110,6 +119,7 @@ def _stacked_hyper(configs: Sequence[Config]) -> Hyper:
         b2=column([o.get("b2", 0.999) for o in opts]),
         eps=column([o.get("eps", 1e-8) for o in opts]),
         damping=column([o.get("damping", 0.01) for o in opts]),
+        ftol=column([t.ftol for t in trains]),
     )
 
 
@@ -194,9 +204,9 @@ def batch_data(config: Config) -> tuple[Data, np.ndarray | None]:
     for every fit (None), or one per group, padded to a shared length with a mask."""
     dtype = dtype_of(config)
     if not config.data.grouped:
-        x, y, sigma = _single_data(config)
+        x, y, sigma, mask = _single_data(config)
         sigma = None if sigma is None else np.asarray(sigma, dtype)
-        return Data(np.asarray(x, dtype), np.asarray(y, dtype), sigma=sigma), None
+        return Data(np.asarray(x, dtype), np.asarray(y, dtype), mask, sigma), None
     from jaxfit.datafile import padded_groups
 
     x, y, mask, sigma = padded_groups(config.data.table)

@@ -145,7 +145,8 @@ def fit_result(
     config: dict[str, Any], outputs: dict[str, Any], compile_s: float = 0.0, run_s: float = 0.0
 ) -> FitResult:
     """A ``FitResult`` from a resolved config (as a plain dict) and the named outputs
-    of a compiled fit (``params.P``, ``loss``, ``init_loss``, ``steps``, ``status``,
+    of a compiled fit (``params.P`` of every parameter, the frozen ones read back from
+    the device, ``loss``, ``init_loss``, ``steps``, ``status``,
     ``trace.loss``, ``trace.params.P``, ``trace.grad.P``, ``trace.step_size.P``)."""
     trainable = tuple(config["train"]["trainable"])
     start = {n: float(v) for n, v in config["params"].items()}
@@ -159,7 +160,7 @@ def fit_result(
         return float(outputs[f"stats.{name}"])
 
     return FitResult(
-        params={n: float(outputs[f"params.{n}"]) if n in trainable else v for n, v in start.items()},
+        params={n: _final(outputs[f"params.{n}"], start[n], n in trainable) for n in start},
         init=start,
         trainable=trainable,
         loss=float(outputs["loss"]),
@@ -184,6 +185,16 @@ def fit_result(
         singular=bool(outputs["stats.singular"]),
         confidence=float(config["report"]["confidence"]),
     )
+
+
+def _final(device: Any, start: float, trained: bool) -> float:
+    """A parameter's final value: a trained one as the device computed it; a frozen one
+    as the config gave it, if the device held exactly that value in the fit's dtype,
+    else what the device held (so a frozen value that moved can never hide)."""
+    value = np.asarray(device)
+    if not trained and value == value.dtype.type(start):
+        return start
+    return float(value)
 
 
 def correlation(covariance: np.ndarray) -> np.ndarray:
@@ -254,7 +265,7 @@ class BatchResult:
     def status_counts(self) -> dict[str, int]:
         """Number of fits by status label (every status listed, zeros included)."""
         counts = np.bincount(self.status.astype(np.int64), minlength=len(Status))
-        return {s.label: int(counts[s]) for s in Status if s != Status.RUNNING}
+        return {s.label: int(counts[s]) for s in Status if s not in (Status.RUNNING, Status.PADDING)}
 
     def best(self) -> int | None:
         """Index of the finite fit with the lowest loss (None if every fit diverged)."""

@@ -30,16 +30,18 @@ TRACE_LIMIT = 1000
 """Steps recorded in a single fit's trace (longer runs are marked as thinned)."""
 
 StepFn = Callable[[FitState, Problem], FitState]
+CACHED = 64
+"""Compiled functions kept per kind (least recently used first out; ``jaxfit.clear_caches``)."""
 SINGLE_STATS = StatsSpec()
 """A single fit's statistics: scaled by the reduced χ², the covariance kept."""
 
 
-@functools.cache
+@functools.lru_cache(maxsize=CACHED)
 def _compiled_step(spec: Spec) -> StepFn:
     return jit(functools.partial(engine.step, spec))
 
 
-@functools.cache
+@functools.lru_cache(maxsize=CACHED)
 def _compiled_init(spec: Spec) -> Callable[[Params, Problem], FitState]:
     return jit(functools.partial(engine.init_state, spec))
 
@@ -55,8 +57,11 @@ def _stats_of(spec: Spec, stats: StatsSpec, final: FitState, problem: Problem) -
     return statistics(spec.model, spec.trainable, final.params, problem.frozen, problem.data, stats)
 
 
-def _named(spec: Spec, state0: FitState, final: FitState, trace: engine.Trace) -> dict[str, jax.Array]:
-    named = {
+def _named(
+    spec: Spec, state0: FitState, final: FitState, trace: engine.Trace, problem: Problem
+) -> dict[str, jax.Array]:
+    named = {f"params.{n}": v for n, v in problem.frozen.items()}  # read back, not copied from the config
+    named |= {
         "loss": final.loss,
         "init_loss": state0.loss,
         "steps": final.step,
@@ -69,7 +74,7 @@ def _named(spec: Spec, state0: FitState, final: FitState, trace: engine.Trace) -
     return named
 
 
-@functools.cache
+@functools.lru_cache(maxsize=CACHED)
 def compiled_fit(
     spec: Spec, trace_limit: int, in_tree: Any, stats: StatsSpec = SINGLE_STATS
 ) -> Callable[..., dict[str, jax.Array]]:
@@ -84,7 +89,9 @@ def compiled_fit(
         params, problem = jax.tree.unflatten(in_tree, leaves)
         state0 = engine.init_state(spec, params, problem)
         final, trace = engine.run_traced(spec, state0, problem, trace_limit)
-        return _named(spec, state0, final, trace) | named_stats(_stats_of(spec, stats, final, problem))
+        return _named(spec, state0, final, trace, problem) | named_stats(
+            _stats_of(spec, stats, final, problem)
+        )
 
     return jit(fit_one)
 
@@ -102,7 +109,8 @@ def compiled_fit_many(
         state0 = jax.vmap(functools.partial(engine.init_state, spec))(params, problem)
         final, trace = engine.run_traced_many(spec, state0, problem, trace_limit)
         stats = jax.vmap(functools.partial(_stats_of, spec, stats_spec))(final, problem)
-        return _named(spec, state0, final, jax.tree.map(jnp.transpose, trace)) | named_stats(stats)
+        named = _named(spec, state0, final, jax.tree.map(jnp.transpose, trace), problem)
+        return named | named_stats(stats)
 
     return jit(fit_many)
 

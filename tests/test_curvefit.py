@@ -178,3 +178,116 @@ def test_a_second_call_of_the_same_shapes_compiles_nothing():
     jaxfit.curve_fit(decay, x, y * 1.1, [2.0, 0.6, 0.1])
     assert "/jax/compilation_cache/compile_time_saved_sec" not in compiled
     assert not [c for c in compiled if "backend_compile" in c]
+
+
+SPOT_MODEL = (
+    "import jax.numpy as jnp\n"
+    "def predict(xy, amplitude, x0, y0, width, background):\n"
+    "    px, py = xy\n"
+    "    return amplitude * jnp.exp(-((px - x0) ** 2 + (py - y0) ** 2) / (2 * width**2)) + background\n"
+)
+SPOT_NAMES = ("amplitude", "x0", "y0", "width", "background")
+
+
+def _spot_files(folder, spots, starts):
+    rows = ["id,px,py,v"]
+    for g, pixels in enumerate(spots):
+        rows += [f"s{g},{GRID[0, i]:.17g},{GRID[1, i]:.17g},{v:.17g}" for i, v in enumerate(pixels)]
+    (folder / "spots.csv").write_text("\n".join(rows) + "\n")
+    table = ["id," + ",".join(SPOT_NAMES)] + [
+        f"s{g}," + ",".join(f"{v:.17g}" for v in s) for g, s in enumerate(starts)
+    ]
+    (folder / "starts.csv").write_text("\n".join(table) + "\n")
+    (folder / "spot.py").write_text(SPOT_MODEL)
+    return {
+        "model": {"function": "spot:predict"},
+        "data": {"file": "spots.csv", "x": ["px", "py"], "y": "v", "group": "id"},
+        "params": dict.fromkeys(SPOT_NAMES, 1.0),
+        "starts": {"file": "starts.csv", "group": "id"},
+        "train": {"trainable": "all", "optimizer": "lm", "tolerance": 1e-10, "max_steps": 200},
+        "precision": "float64",
+    }
+
+
+def test_a_config_with_two_x_columns_and_a_starts_table_equals_the_arrays_api(tmp_path):
+    import yaml
+
+    spots, starts = _spots(40, seed=9)
+    (tmp_path / "spots.yaml").write_text(yaml.safe_dump(_spot_files(tmp_path, spots, starts)))
+    import jax
+
+    with jax.enable_x64(True):
+        got = jaxfit.fit_batch(tmp_path / "spots.yaml")
+    popt, _ = jaxfit.curve_fit(spot, GRID, spots, starts, tolerance=1e-10)
+    np.testing.assert_allclose(np.stack([got.params[n] for n in SPOT_NAMES], -1), popt, rtol=1e-6)
+    np.testing.assert_allclose(got.init["amplitude"], starts[:, 0])  # each fit started from its row
+    assert got.status_counts()["converged"] == 40
+
+
+def test_inline_rows_of_coordinates_fit_a_function_model(tmp_path):
+    (tmp_path / "plane.py").write_text(
+        "def predict(xy, a, b, c):\n    px, py = xy\n    return a + b * px + c * py\n"
+    )
+    rows = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 1.0]]
+    y = [1 + 2 * px - 0.5 * py for px, py in rows]
+    config = {
+        "model": {"function": str(tmp_path / "plane.py") + ":predict"},
+        "data": {"x": rows, "y": y},
+        "params": {"a": 0.0, "b": 0.0, "c": 0.0},
+        "train": {"trainable": "all", "optimizer": "lm", "tolerance": 1e-9},
+    }
+    r = jaxfit.fit(config)
+    assert [round(r.params[n], 4) for n in "abc"] == [1.0, 2.0, -0.5]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda f: f.write_text("id,amplitude\ns0,1\n"), "no start for data set 's1'"),
+        (lambda f: f.write_text("id,gain\ns0,1\n"), "column 'gain' is not a parameter"),
+        (lambda f: f.write_text("id,amplitude\ns0,nan\ns1,1\n"), "row 2: a start is not finite"),
+        (lambda f: f.write_text("name,amplitude\ns0,1\n"), "no column 'id'"),
+    ],
+)
+def test_a_bad_starts_table_is_one_line(tmp_path, edit, message):
+    import yaml
+    from conftest import run_jaxfit
+
+    spots, starts = _spots(2, seed=1)
+    config = _spot_files(tmp_path, spots, starts)
+    edit(tmp_path / "starts.csv")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    p = run_jaxfit("--config", str(tmp_path / "c.yaml"), "--no-cache", "--output", str(tmp_path / "out"))
+    assert p.returncode == 2 and message in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_x_column_is_one_line(tmp_path):
+    import yaml
+    from conftest import run_jaxfit
+
+    spots, starts = _spots(2, seed=1)
+    config = _spot_files(tmp_path, spots, starts)
+    config["data"]["x"] = ["px", "pz"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    p = run_jaxfit("--config", str(tmp_path / "c.yaml"), "--no-cache")
+    assert p.returncode == 2 and "no column 'pz'" in p.stderr and p.stderr.count("\n") == 1
+
+
+def test_ftol_stops_on_the_relative_change_of_chisqr_as_gpufit_does():
+    y, starts = _spots(2_000, seed=6)
+    y, starts = y.astype(np.float32), starts.astype(np.float32)
+    step_rule = jaxfit.curve_fit(spot, GRID, y, starts, tolerance=1e-4, max_steps=10, full_output=True)
+    chi_rule = jaxfit.curve_fit(
+        spot, GRID, y, starts, tolerance=1e-4, ftol=1e-4, max_steps=10, full_output=True
+    )
+    assert chi_rule.steps.mean() < 0.6 * step_rule.steps.mean()
+    # every fit as good as scipy's own minimum (float64, run to convergence)
+    for g in range(0, 2_000, 100):
+        want, _ = scipy_curve_fit(
+            _np(spot), GRID, y[g].astype(np.float64), starts[g].astype(np.float64), **TIGHT
+        )
+        r = y[g] - NUMPY[spot](GRID, *want)
+        assert chi_rule.chisqr[g] <= 1.01 * (r @ r) + 1e-3
+    with pytest.raises(ValueError, match="ftol"):
+        jaxfit.curve_fit(spot, GRID, y[:2], starts[:2], ftol=2.0)

@@ -212,3 +212,86 @@ def test_export_of_a_grouped_config_is_one_error_line(tmp_path):
     p = run_jaxfit("export", "--config", "configs/dose_response.yaml", "-o", str(tmp_path / "x.jaxexport"))
     assert p.returncode == 2 and "configs/dose_response.yaml: data.group" in p.stderr
     assert "Traceback" not in p.stderr and not (tmp_path / "x.jaxexport").exists()
+
+
+def test_nan_policy_omit_leaves_missing_points_out_of_their_fit(tmp_path):
+    rng = np.random.default_rng(3)
+    model = tmp_path / "decay.py"
+    model.write_text(
+        "import jax.numpy as jnp\ndef predict(x, a=1.0, k=0.5, c=0.0):\n    return a * jnp.exp(-k * x) + c\n"
+    )
+    rows, clean = ["id,x,y"], ["id,x,y"]
+    for g in range(3):
+        x = np.linspace(0, 5, 12)
+        y = 2 * np.exp(-0.6 * x) + 0.3 + 0.01 * rng.standard_normal(12)
+        for i, (u, v) in enumerate(zip(x, y)):
+            hole = (g == 1 and i in (2, 7)) or (g == 2 and i > 1)
+            rows.append(f"g{g},{u:.17g}," + ("" if hole else f"{v:.17g}"))
+            if not hole:
+                clean.append(f"g{g},{u:.17g},{v:.17g}")
+    (tmp_path / "holes.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "clean.csv").write_text("\n".join(clean) + "\n")
+    base = {
+        "model": {"function": f"{model}:predict"},
+        "train": {"trainable": "all", "optimizer": "lm", "tolerance": 1e-6},
+    }
+    holes = {"file": str(tmp_path / "holes.csv"), "group": "id"}
+    with pytest.raises(jaxfit.ConfigError, match="nan_policy: omit"):
+        jaxfit.load_config({**base, "data": holes})
+    got = jaxfit.fit_batch({**base, "data": {**holes, "nan_policy": "omit"}})
+    want = jaxfit.fit_batch({**base, "data": {"file": str(tmp_path / "clean.csv"), "group": "id"}})
+    assert got.status[2] == jaxfit.Status.TOO_FEW_POINTS and want.status[2] == jaxfit.Status.TOO_FEW_POINTS
+    for name in "akc":
+        np.testing.assert_allclose(got.params[name][:2], want.params[name][:2], rtol=1e-5)
+    assert list(got.dof[:2]) == [9, 7]
+
+
+def _decay_groups(tmp_path, groups=4):
+    rng = np.random.default_rng(8)
+    rows = ["id,x,y"]
+    truth = []
+    for g in range(groups):
+        n = 8 + 3 * g  # ragged: padded to a shared length
+        a, c = rng.uniform(1, 4), rng.uniform(-1, 1)
+        x = np.linspace(0, 5, n)
+        y = a * np.exp(-0.7 * x) + c + 0.01 * rng.standard_normal(n)
+        rows += [f"g{g},{u:.17g},{v:.17g}" for u, v in zip(x, y)]
+        truth.append((x, y))
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "decay.py").write_text(
+        "import jax.numpy as jnp\n"
+        "def predict(x, a=1.0, k=0.5, c=0.0):\n    return a * jnp.exp(-k * x) + c\n"
+        "def guess(x, y):\n    return {'a': jnp.max(y) - jnp.min(y), 'c': jnp.min(y)}\n"
+        "def wrong(x, y):\n    return {'gain': jnp.max(y)}\n"
+        "def not_a_dict(x, y):\n    return jnp.max(y)\n"
+    )
+    return truth
+
+
+def test_model_guess_starts_each_data_set_from_its_own_data(tmp_path):
+    truth = _decay_groups(tmp_path)
+    config = {
+        "model": {"function": f"{tmp_path / 'decay.py'}:predict", "guess": f"{tmp_path / 'decay.py'}:guess"},
+        "data": {"file": str(tmp_path / "d.csv"), "group": "id"},
+        "train": {"trainable": "all", "optimizer": "lm", "tolerance": 1e-6},
+    }
+    r = jaxfit.fit_batch(config)
+    for g, (_, y) in enumerate(truth):
+        assert r.init["a"][g] == pytest.approx(y.max() - y.min(), rel=1e-6)
+        assert r.init["c"][g] == pytest.approx(y.min(), rel=1e-5, abs=1e-6)
+        assert r.init["k"][g] == 0.5  # not guessed: the params value
+    assert r.status_counts()["converged"] == len(truth)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("wrong", "'gain', which is not a trained parameter"), ("not_a_dict", "must return a dict")],
+)
+def test_a_bad_guess_is_one_error_line(tmp_path, name, message):
+    _decay_groups(tmp_path)
+    (tmp_path / "c.yaml").write_text(
+        f"model: {{function: 'decay:predict', guess: 'decay:{name}'}}\n"
+        "data: {file: d.csv, group: id}\ntrain: {trainable: all}\n"
+    )
+    p = run_jaxfit("--config", str(tmp_path / "c.yaml"), "--no-cache")
+    assert p.returncode == 2 and message in p.stderr and p.stderr.count("\n") == 1, p.stderr

@@ -57,3 +57,17 @@ def test_a_kept_result_is_never_written_over_by_the_next_batch():
     np.testing.assert_array_equal(kept_loss, loss)
     np.testing.assert_array_equal(kept_b3, b3)
     assert other.status_counts()["converged"] == 50_000
+
+
+def test_clear_caches_releases_programs_buffers_and_pooled_memory():
+    import jaxfit
+    from jaxfit import aot, chunks, hostmem
+
+    r = jaxfit.fit_batch({"batch": {"init": {"b3": {"linspace": [-1, 1, 64]}}}})
+    del r
+    assert aot._CACHE and chunks._SPARE and chunks.compiled_chunk.cache_info().currsize
+    jaxfit.clear_caches()
+    assert not aot._CACHE and not chunks._SPARE and chunks.compiled_chunk.cache_info().currsize == 0
+    assert hostmem.pooled() == 0
+    again = jaxfit.fit_batch({"batch": {"init": {"b3": {"linspace": [-1, 1, 64]}}}})
+    assert again.status_counts()["converged"] == 64

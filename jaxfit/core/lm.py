@@ -9,7 +9,8 @@ A step, at parameters ``p`` with residuals ``r = y - predicted`` and their Jacob
 
 ``step_size`` is what the step applied (``-δ`` when accepted, zeros when rejected),
 so ``new = old - step_size`` holds as for every optimizer. A fit converges when an
-accepted step has every ``|δ| < tolerance``: a rejected step is never convergence.
+accepted step has every ``|δ| < tolerance``, or (with ``ftol > 0``) changes the SSR by
+less than ``max(ftol, ftol·SSR)``: a rejected step is never convergence.
 The damping ``λ`` is the optimizer state (``LMState``), starting at ``hyper.damping``.
 """
 

@@ -6,7 +6,8 @@ import enum
 
 
 class Status(enum.IntEnum):
-    """How a fit ended (``RUNNING`` only while it is still in the loop)."""
+    """How a fit ended (``RUNNING`` only while it is still in the loop); each code
+    means one thing."""
 
     RUNNING = 0
     CONVERGED = 1
@@ -17,6 +18,10 @@ class Status(enum.IntEnum):
     """The loss, a gradient or a parameter became non-finite (NaN or inf)."""
     TOO_FEW_POINTS = 4
     """Not fitted: its data set has fewer real points than trainable parameters."""
+    NOT_RUN = 5
+    """Not run (yet): outside the ``ranges`` a batch was asked to run."""
+    PADDING = 6
+    """A lane past the end of the batch, holding no fit (never in a result)."""
 
     @property
     def label(self) -> str:
