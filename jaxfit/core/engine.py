@@ -153,11 +153,10 @@ def _lm_step(spec: Spec, state: FitState, problem: Problem) -> FitState:
     params, loss, grad = pick(trial, state.params), pick(trial_loss, state.loss), pick(trial_grad, state.grad)
     step_size = jax.tree.map(lambda d: jnp.where(accepted, -d, jnp.zeros_like(d)), delta)
     small = accepted & _all([jnp.abs(d) < hyper.tolerance for d in jax.tree.leaves(delta)])
-    # the relative change of the loss, when asked for (ftol > 0; as Gpufit's test)
-    change = jnp.abs(state.loss - trial_loss)
-    small = small | (
-        accepted & (hyper.ftol > 0) & (change < jnp.maximum(hyper.ftol, hyper.ftol * trial_loss))
-    )
+    if hyper.ftol is not None:  # the relative change of the loss (ftol > 0; Gpufit's test)
+        change = jnp.abs(state.loss - trial_loss)
+        near = change < jnp.maximum(hyper.ftol, hyper.ftol * trial_loss)
+        small = small | (accepted & (hyper.ftol > 0) & near)
     count = state.step + 1
     status = _status(hyper, count, small, loss, grad, params)
     return FitState(

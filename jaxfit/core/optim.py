@@ -38,9 +38,9 @@ class Hyper(NamedTuple):
     eps: jax.Array
     damping: jax.Array
     """Levenberg–Marquardt's starting damping (``lm``)."""
-    ftol: jax.Array = 0.0
+    ftol: jax.Array | None = None
     """``lm``: also converged when an accepted step changes the loss by less than
-    ``max(ftol, ftol·loss)`` (Gpufit's rule, MINPACK's ``ftol``); 0: off."""
+    ``max(ftol, ftol·loss)`` (Gpufit's rule, MINPACK's ``ftol``); 0 or None: off."""
 
 
 def make_optimizer(kind: OptimizerKind, hyper: Hyper) -> optax.GradientTransformation:
