@@ -64,6 +64,7 @@ def plan_batch(config: Config, *, statistics: bool = True) -> BatchPlan:
         hyper = hyper_of(config)
     given = config.start_values
     starts = None if given is None else {n: np.asarray(v, dtype) for n, v in given.items()}
+    statistics = statistics and config.report.statistics
     stats = stats_spec_of(config, batch=True) if statistics else None
     return BatchPlan(
         program=Program(spec_of(config), plan, stats),

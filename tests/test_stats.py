@@ -358,3 +358,11 @@ def test_a_run_directory_holds_the_errors_and_the_covariance_when_asked(tmp_path
         np.testing.assert_allclose(np.sqrt(fits["covariance"][:, 2, 2]), err, rtol=1e-6)
     summary = json.loads((out / "summary.json").read_text())
     assert all(g["stderr"]["log_ec50"] > 0 for g in summary["per_group"])
+
+
+def test_a_batch_may_skip_its_statistics():
+    config = {"batch": {"init": {"b3": {"values": [0.0, 1.0]}}}, "report": {"statistics": False}}
+    r = jaxfit.fit_batch(config)
+    assert r.dof is None and r.stderr == {} and r.status_counts()["converged"] == 2
+    assert "stderr" not in r.fit_row(0) and jaxfit.fit_batch(config, statistics=True).dof is None
+    assert jaxfit.fit_batch({**config, "report": {}}).dof.tolist() == [2, 2]
