@@ -190,6 +190,45 @@ def plan_arrays(
     )
 
 
+def _checked_arrays(
+    f: Callable[..., Any], xdata: Any, ydata: Any, p0: Any, sigma: Any, nan_policy: str, precision: str | None
+) -> tuple:
+    """``curve_fit``'s arrays checked and shaped per data set: ``(x, y, mask, sigma,
+    starts, names, dims, dtype)`` (``plan_arrays``' inputs); ``ValueError`` otherwise."""
+    x, y = _array(xdata, "xdata"), _array(ydata, "ydata")
+    p0 = None if p0 is None else _array(p0, "p0")
+    sigma = None if sigma is None else _array(sigma, "sigma")
+    single = y.ndim == 1
+    if y.ndim not in (1, 2) or y.shape[-1] == 0:
+        raise ValueError(f"ydata: shape {y.shape}; expected (n,) or (G, n) with n > 0")
+    dtype = _dtype(precision, y)
+    y = y.reshape(1, -1) if single else y
+    groups, n = y.shape
+    x, dims = _shapes(x, y)
+    names = parameter_names(f, p0)
+    k = len(names)
+    starts = _per_set(
+        np.ones(k) if p0 is None else p0, groups, k, "p0", f"{k} parameters: {', '.join(names)}"
+    )
+    sigma = _per_set(sigma, groups, n, "sigma", f"{n} points")
+    if not np.isfinite(starts).all():
+        raise ValueError("p0: every starting value must be finite")
+    if sigma is not None and not (sigma[np.isfinite(sigma)] > 0).all():
+        raise ValueError("sigma: every value must be > 0")
+    finite = np.isfinite(y) & np.isfinite(x).reshape(groups, n, -1).all(axis=-1)
+    if sigma is not None:
+        finite &= np.isfinite(sigma)
+    mask = None
+    if not finite.all():
+        if nan_policy == "raise":
+            g, i = np.argwhere(~finite)[0]
+            raise ValueError(
+                f"data set {g}, point {i}: not a finite number (pass nan_policy='omit' to leave such points out)"
+            )
+        mask = finite
+    return x, y, mask, sigma, starts, names, dims, dtype
+
+
 def curve_fit(
     f: Callable[..., Any],
     xdata: Any,
@@ -250,37 +289,10 @@ def curve_fit(
         raise ValueError("bounds: not supported yet; give (-inf, inf)")
     if nan_policy not in ("raise", "omit"):
         raise ValueError(f"nan_policy: {nan_policy!r} is not allowed; expected 'raise' or 'omit'")
-    x, y = _array(xdata, "xdata"), _array(ydata, "ydata")
-    p0 = None if p0 is None else _array(p0, "p0")
-    sigma = None if sigma is None else _array(sigma, "sigma")
-    single = y.ndim == 1
-    if y.ndim not in (1, 2) or y.shape[-1] == 0:
-        raise ValueError(f"ydata: shape {y.shape}; expected (n,) or (G, n) with n > 0")
-    dtype = _dtype(precision, y)
-    y = y.reshape(1, -1) if single else y
-    groups, n = y.shape
-    x, dims = _shapes(x, y)
-    names = parameter_names(f, p0)
-    k = len(names)
-    starts = _per_set(
-        np.ones(k) if p0 is None else p0, groups, k, "p0", f"{k} parameters: {', '.join(names)}"
+    x, y, mask, sigma, starts, names, dims, dtype = _checked_arrays(
+        f, xdata, ydata, p0, sigma, nan_policy, precision
     )
-    sigma = _per_set(sigma, groups, n, "sigma", f"{n} points")
-    if not np.isfinite(starts).all():
-        raise ValueError("p0: every starting value must be finite")
-    if sigma is not None and not (sigma[np.isfinite(sigma)] > 0).all():
-        raise ValueError("sigma: every value must be > 0")
-    finite = np.isfinite(y) & np.isfinite(x).reshape(groups, n, -1).all(axis=-1)
-    if sigma is not None:
-        finite &= np.isfinite(sigma)
-    mask = None
-    if not finite.all():
-        if nan_policy == "raise":
-            g, i = np.argwhere(~finite)[0]
-            raise ValueError(
-                f"data set {g}, point {i}: not a finite number (pass nan_policy='omit' to leave such points out)"
-            )
-        mask = finite
+    single = np.ndim(ydata) == 1
     from jaxfit.batch import run_batch
 
     plan = plan_arrays(
