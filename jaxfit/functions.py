@@ -133,6 +133,12 @@ def named_sources(data_file: str | None, function: str | None) -> dict[str, str]
     return out
 
 
+def _untraceable(label: str, err: Exception) -> ValueError:
+    """One line saying why ``label`` could not be traced (the error's first line)."""
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ValueError(f"{label} cannot be traced by JAX ({type(err).__name__}: {reason[:200]})")
+
+
 def guess_starts(
     guess: Any, x: Any, y: Any, mask: Any, trainable: tuple[str, ...], label: str
 ) -> dict[str, Any]:
@@ -159,8 +165,7 @@ def guess_starts(
     try:
         shapes = jax.eval_shape(one, *(jax.ShapeDtypeStruct(a.shape[1:], a.dtype) for a in args))
     except Exception as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{label} cannot be traced by JAX ({type(err).__name__}: {reason[:200]})") from None
+        raise _untraceable(label, err) from None
     if not isinstance(shapes, dict) or not shapes:
         raise ValueError(f"{label} must return a dict of starting values by parameter name")
     for name, value in shapes.items():
@@ -192,7 +197,6 @@ def check_traceable(fn: Any, names: tuple[str, ...], label: str, dims: int = 0) 
     try:
         out = jax.eval_shape(lambda x, *p: jnp.asarray(fn(x, *p)), x, *([0.0] * len(names)))
     except Exception as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{label} cannot be traced by JAX ({type(err).__name__}: {reason[:200]})") from None
+        raise _untraceable(label, err) from None
     if out.shape != ():
         raise ValueError(f"{label} must return one scalar per x, got shape {list(out.shape)}")
