@@ -144,10 +144,15 @@ _PER_FIT = ("learning_rate", "tolerance", "max_steps")
 """Hyperparameters a batch may vary across fits (the others are ``Inputs.common``)."""
 
 
+Carry = engine.FitState | engine.LeanState
+"""What a batch loop carries of each fit: a ``LeanState`` for ``engine.lean`` specs,
+else a ``FitState`` without its step size (``_carried``)."""
+
+
 class _Lanes(NamedTuple):
     """Fits in progress, one per lane: state and per-fit inputs (leading axis = lanes)."""
 
-    state: engine.FitState
+    state: Carry
     frozen: Params
     """Frozen values that vary across fits (one per lane); the ones every fit shares
     come from ``_shared_frozen`` and stay unbatched."""
@@ -243,16 +248,22 @@ def _start(program: Program, inputs: Inputs, index: jax.Array) -> _Lanes:
     if lanes.data is not None and lanes.data.mask is not None:  # a data set too small to fit
         real = jnp.sum(lanes.data.mask, axis=-1, dtype=jnp.int32)
         status = jnp.where(real < len(spec.trainable), Status.TOO_FEW_POINTS, status)
-    return lanes._replace(state=state._replace(status=status, step_size=None))
+    state = state._replace(status=status)
+    return lanes._replace(state=state if engine.lean(spec) else _carried(state))
 
 
-def _step(spec: Spec, state: engine.FitState, problem: Problem) -> engine.FitState:
+def _carried(state: engine.FitState) -> engine.FitState:
+    """What a batch loop keeps of a full state: not the step size (only a trace reads it)."""
+    return state._replace(step_size=None)
+
+
+def _step(spec: Spec, state: Carry, problem: Problem) -> Carry:
     """One step of a batch loop, which carries only what the next step needs: no step
     size (only the trace reads it), and for gradient methods no loss or gradient
     (``engine.advance``; ``_chunk`` evaluates the last ones)."""
     if engine.lean(spec):
         return engine.advance(spec, state, problem)
-    return engine.step(spec, state, problem)._replace(step_size=None)
+    return _carried(engine.step(spec, state, problem))
 
 
 def _chunk(program: Program, inputs: Inputs, lanes: _Lanes) -> Chunk:
@@ -261,7 +272,7 @@ def _chunk(program: Program, inputs: Inputs, lanes: _Lanes) -> Chunk:
     if engine.lean(program.spec):
         args, axes = lanes.problem_args(program, inputs)
 
-        def conclude(state: engine.FitState, *problem: object) -> engine.FitState:
+        def conclude(state: engine.LeanState, *problem: object) -> engine.FitState:
             return engine.conclude(program.spec, state, _problem(*problem))
 
         state = jax.vmap(conclude, in_axes=(0, *axes))(state, *args)
@@ -273,7 +284,7 @@ def _fit_block(program: Program, inputs: Inputs, index: jax.Array) -> Chunk:
     ``index < 0`` take no step."""
     lanes = _start(program, inputs, index)
 
-    def run(state: engine.FitState, *problem: object) -> engine.FitState:
+    def run(state: Carry, *problem: object) -> Carry:
         return lax.while_loop(
             lambda s: s.status == Status.RUNNING, lambda s: _step(program.spec, s, _problem(*problem)), state
         )
@@ -319,16 +330,16 @@ def _fit_stream(
         """Step until ``enough`` lanes are idle, or none is running."""
         args, axes = current.problem_args(program, inputs)
 
-        def one(state: engine.FitState, *problem: object) -> engine.FitState:
+        def one(state: Carry, *problem: object) -> Carry:
             return _step(spec, state, _problem(*problem))
 
         step = jax.vmap(one, in_axes=(0, *axes))
 
-        def more(state: engine.FitState) -> jax.Array:
+        def more(state: Carry) -> jax.Array:
             running = state.status == Status.RUNNING
             return jnp.any(running) & (jnp.sum(~running, dtype=jnp.int32) < enough)
 
-        def body(state: engine.FitState) -> engine.FitState:
+        def body(state: Carry) -> Carry:
             return engine.select_fits(state.status == Status.RUNNING, step(state, *args), state)
 
         return current._replace(state=lax.while_loop(more, body, current.state))

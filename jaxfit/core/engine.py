@@ -6,7 +6,11 @@
     run_traced(spec, state, problem, trace_limit) -> (FitState, Trace)
     run_traced_many(spec, states, problems, trace_limit)  the same for a batch
     begin / advance / conclude        the batch loops' lean form of init_state / step
-                                      (no loss or gradient carried; same results)
+                                      (a LeanState: no loss or gradient carried; same results)
+
+The engine runs the spec's solver (``core.solvers``: sgd, momentum and adam through
+optax, and Levenberg–Marquardt, peers behind one interface) and names none; it
+decides each fit's status in one place (``decide``).
 
 ``spec`` (a ``Spec``) is static: the model, the trainable set and the optimizer kind. Everything
 numeric (data, frozen params, initial values, learning rate, tolerance, max_steps)
@@ -28,9 +32,10 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jaxfit.core import lm
 from jaxfit.core.model import SEED_MODEL, Data, Model, Params, ssr
-from jaxfit.core.optim import Hyper, OptimizerKind, make_optimizer
+from jaxfit.core.optim import Hyper, OptimizerKind
+from jaxfit.core.solvers import Objective, all_of, small, solver_of
+from jaxfit.core.stats import jacobian
 from jaxfit.core.status import Status
 
 
@@ -83,162 +88,120 @@ class Trace(NamedTuple):
     step_size: Params
 
 
-def _loss_and_grad(spec: Spec, params: Params, problem: Problem) -> tuple[jax.Array, Params]:
-    def loss_of_trainable(trainable: Params) -> jax.Array:
-        return ssr({**problem.frozen, **trainable}, problem.data, spec.model)
+def objective(spec: Spec, problem: Problem) -> Objective:
+    """The fit's loss as a function of the trainable parameters, for the solvers."""
 
-    return jax.value_and_grad(loss_of_trainable)(params)
+    def value_and_grad(trainable: Params) -> tuple[jax.Array, Params]:
+        return jax.value_and_grad(lambda t: ssr({**problem.frozen, **t}, problem.data, spec.model))(trainable)
 
+    def linearized(trainable: Params) -> tuple[jax.Array, jax.Array]:
+        return jacobian(spec.model, tuple(trainable), trainable, problem.frozen, problem.data)
 
-def _all(flags: list[jax.Array]) -> jax.Array:
-    # an elementwise chain of `&` (not stack + reduce), so XLA fuses it into the step
-    return functools.reduce(jnp.logical_and, flags)
+    return Objective(value_and_grad, linearized)
 
 
 def _all_finite(*trees: object) -> jax.Array:
-    return _all([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(trees)])
+    return all_of([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(trees)])
+
+
+def decide(finite: jax.Array, converged: jax.Array, count: jax.Array, max_steps: jax.Array) -> jax.Array:
+    """A fit's status after ``count`` steps (every loop decides it here). Non-finite
+    first: a NaN must never look converged (nan < tol is False anyway)."""
+    return jnp.where(
+        finite,
+        jnp.where(
+            converged, Status.CONVERGED, jnp.where(count >= max_steps, Status.MAX_STEPS, Status.RUNNING)
+        ),
+        Status.DIVERGED,
+    ).astype(jnp.int32)
 
 
 def init_state(spec: Spec, params: Params, problem: Problem) -> FitState:
     """The state before the first step, from the trainable ``params`` (by name)."""
     params = {name: jnp.asarray(params[name]) for name in spec.trainable}
-    loss, grad = _loss_and_grad(spec, params, problem)
-    status = jnp.where(
-        _all_finite(loss, grad, params),
-        jnp.where(problem.hyper.max_steps > 0, Status.RUNNING, Status.MAX_STEPS),
-        Status.DIVERGED,
-    ).astype(jnp.int32)
+    loss, grad = objective(spec, problem).value_and_grad(params)
+    zero = jnp.zeros((), jnp.int32)
     return FitState(
         params=params,
-        opt_state=_opt_init(spec, params, problem.hyper),
+        opt_state=solver_of(spec.optimizer).init(params, problem.hyper),
         loss=loss,
         grad=grad,
         step_size=jax.tree.map(jnp.zeros_like, params),
-        step=jnp.zeros((), jnp.int32),
-        status=status,
-    )
-
-
-def _opt_init(spec: Spec, params: Params, hyper: Hyper) -> optax.OptState:
-    if spec.optimizer.name == "lm":
-        return lm.LMState(jnp.asarray(hyper.damping))
-    return make_optimizer(spec.optimizer, hyper).init(params)
-
-
-def _status(hyper: Hyper, count: jax.Array, converged: jax.Array, *trees: object) -> jax.Array:
-    """Why a fit stops after step ``count``, if it does. Non-finite first: a NaN must never
-    look converged (nan < tol is False anyway). The step size need not be checked: the
-    old parameters are finite, so a non-finite step makes the new ones non-finite."""
-    return jnp.where(
-        ~_all_finite(*trees),
-        Status.DIVERGED,
-        jnp.where(
-            converged, Status.CONVERGED, jnp.where(count >= hyper.max_steps, Status.MAX_STEPS, Status.RUNNING)
-        ),
-    ).astype(jnp.int32)
-
-
-def _lm_step(spec: Spec, state: FitState, problem: Problem) -> FitState:
-    """One Levenberg–Marquardt step (``core.lm``): a trial that is kept only if the
-    SSR does not grow."""
-    hyper, damping = problem.hyper, state.opt_state.damping
-    delta = lm.proposal(spec.model, state.params, problem.frozen, problem.data, damping)
-    trial = jax.tree.map(jnp.add, state.params, delta)
-    trial_loss, trial_grad = _loss_and_grad(spec, trial, problem)
-    accepted = trial_loss <= state.loss  # False for a NaN trial: rejected, not diverged
-
-    def pick(new: object, old: object) -> object:
-        return jax.tree.map(lambda n, o: jnp.where(accepted, n, o), new, old)
-
-    params, loss, grad = pick(trial, state.params), pick(trial_loss, state.loss), pick(trial_grad, state.grad)
-    step_size = jax.tree.map(lambda d: jnp.where(accepted, -d, jnp.zeros_like(d)), delta)
-    small = accepted & _all([jnp.abs(d) < hyper.tolerance for d in jax.tree.leaves(delta)])
-    if hyper.ftol is not None:  # the relative change of the loss (ftol > 0; Gpufit's test)
-        change = jnp.abs(state.loss - trial_loss)
-        near = change < jnp.maximum(hyper.ftol, hyper.ftol * trial_loss)
-        small = small | (accepted & (hyper.ftol > 0) & near)
-    count = state.step + 1
-    status = _status(hyper, count, small, loss, grad, params)
-    return FitState(
-        params, lm.LMState(lm.next_damping(damping, accepted)), loss, grad, step_size, count, status
+        step=zero,
+        status=decide(_all_finite(loss, grad, params), False, zero, problem.hyper.max_steps),
     )
 
 
 def step(spec: Spec, state: FitState, problem: Problem) -> FitState:
-    """One step of the optimizer; sets ``status`` to why the fit should stop, if it should.
-
-    A step is always taken, whatever ``state.status`` says: loops stop on status.
-    """
-    if spec.optimizer.name == "lm":
-        return _lm_step(spec, state, problem)
+    """One step of the spec's solver; sets ``status`` to why the fit should stop, if
+    it should. A step is always taken, whatever ``state.status`` says: loops stop on
+    status. The step size need not be checked for finiteness: the old parameters
+    are finite, so a non-finite step makes the new ones non-finite."""
     hyper = problem.hyper
-    updates, opt_state = make_optimizer(spec.optimizer, hyper).update(
-        state.grad, state.opt_state, state.params
+    move = solver_of(spec.optimizer).step(
+        objective(spec, problem), state.params, state.opt_state, state.loss, state.grad, hyper
     )
-    step_size = jax.tree.map(jnp.negative, updates)
-    params = jax.tree.map(jnp.subtract, state.params, step_size)
-    loss, grad = _loss_and_grad(spec, params, problem)
-    small = _all([jnp.abs(s) < hyper.tolerance for s in jax.tree.leaves(step_size)])
-    status = _status(hyper, state.step + 1, small, loss, grad, params)
-    return FitState(params, opt_state, loss, grad, step_size, state.step + 1, status)
+    count = state.step + 1
+    status = decide(_all_finite(move.loss, move.grad, move.params), move.converged, count, hyper.max_steps)
+    return FitState(move.params, move.opt_state, move.loss, move.grad, move.step_size, count, status)
 
 
 def lean(spec: Spec) -> bool:
-    """Whether the batch loops step ``spec``'s fits with ``advance`` rather than ``step``:
-    for one trainable parameter, whose loop is bound by what it carries, and an
-    optimizer whose update only adds and multiplies (sgd, momentum). With several
-    parameters XLA would evaluate the whole gradient again for each parameter's update
-    (each waits on the finiteness check), which costs more than carrying it; Adam's
-    update compiled into another fusion may round differently (an ulp); Levenberg–Marquardt
-    compares losses."""
-    return spec.optimizer.name in ("sgd", "momentum") and len(spec.trainable) == 1
+    """Whether the batch loops step ``spec``'s fits with ``advance`` rather than
+    ``step`` (``GradientDescent.lean``, and one trainable parameter, whose loop is
+    bound by what it carries)."""
+    return solver_of(spec.optimizer).lean and len(spec.trainable) == 1
 
 
-def begin(spec: Spec, params: Params, problem: Problem) -> FitState:
-    """The state an ``advance`` loop starts from: ``init_state`` without loss, gradient
-    and step size (``advance`` evaluates the first two, and checks them, at its first step)."""
+class LeanState(NamedTuple):
+    """What an ``advance`` loop carries: no loss, gradient or step size (every leaf
+    gains a leading axis under ``vmap``)."""
+
+    params: Params
+    opt_state: optax.OptState
+    step: jax.Array
+    status: jax.Array
+
+
+def begin(spec: Spec, params: Params, problem: Problem) -> LeanState:
+    """The state an ``advance`` loop starts from (``advance`` evaluates the loss and
+    gradient, and checks them, at its first step)."""
     params = {name: jnp.asarray(params[name]) for name in spec.trainable}
-    status = jnp.where(problem.hyper.max_steps > 0, Status.RUNNING, Status.MAX_STEPS).astype(jnp.int32)
-    opt_state = _opt_init(spec, params, problem.hyper)
-    return FitState(params, opt_state, None, None, None, jnp.zeros((), jnp.int32), status)
+    zero = jnp.zeros((), jnp.int32)
+    opt_state = solver_of(spec.optimizer).init(params, problem.hyper)
+    return LeanState(params, opt_state, zero, decide(True, False, zero, problem.hyper.max_steps))
 
 
-def advance(spec: Spec, state: FitState, problem: Problem) -> FitState:
-    """``step`` for loops that carry neither loss nor gradient (``state.loss``,
-    ``grad`` and ``step_size`` are None; start from ``begin``, end with ``conclude``):
-    both are evaluated here, at ``state.params``, before the update. A fit whose loss,
-    gradient or parameters are not finite there stops as DIVERGED without stepping;
-    its ``step`` counts the step it did not take (so that the count never waits on
-    the finiteness check), which ``conclude`` takes back. Same fits as ``step``, bit
-    for bit, for a fraction of the carry (what the loop's speed is bound by)."""
+def advance(spec: Spec, state: LeanState, problem: Problem) -> LeanState:
+    """``step`` for loops that carry neither loss nor gradient (start from ``begin``,
+    end with ``conclude``): both are evaluated here, at ``state.params``, before the
+    update. A fit whose loss, gradient or parameters are not finite there stops as
+    DIVERGED without stepping; its ``step`` counts the step it did not take (so that
+    the count never waits on the finiteness check), which ``conclude`` takes back.
+    Same fits as ``step``, bit for bit, for a fraction of the carry (what the loop's
+    speed is bound by)."""
     hyper = problem.hyper
-    loss, grad = _loss_and_grad(spec, state.params, problem)
+    fn = objective(spec, problem)
+    loss, grad = fn.value_and_grad(state.params)
     finite = _all_finite(loss, grad, state.params)
-    updates, opt_state = make_optimizer(spec.optimizer, hyper).update(grad, state.opt_state, state.params)
-    step_size = jax.tree.map(jnp.negative, updates)  # as in `step`, op for op
-    params = jax.tree.map(jnp.subtract, state.params, step_size)
-    small = _all([jnp.abs(s) < hyper.tolerance for s in jax.tree.leaves(step_size)])
+    step_size, opt_state = solver_of(spec.optimizer).update(grad, state.opt_state, state.params, hyper)
+    params = jax.tree.map(jnp.subtract, state.params, step_size)  # as in `step`, op for op
     count = state.step + 1
-    status = jnp.where(
-        finite,
-        jnp.where(
-            small, Status.CONVERGED, jnp.where(count >= hyper.max_steps, Status.MAX_STEPS, Status.RUNNING)
-        ),
-        Status.DIVERGED,
-    ).astype(jnp.int32)
+    status = decide(finite, small(step_size, hyper.tolerance), count, hyper.max_steps)
     kept = select_fits(finite, (params, opt_state), (state.params, state.opt_state))
-    return FitState(*kept, None, None, None, count, status)
+    return LeanState(*kept, count, status)
 
 
-def conclude(spec: Spec, state: FitState, problem: Problem) -> FitState:
+def conclude(spec: Spec, state: LeanState, problem: Problem) -> FitState:
     """The end of an ``advance`` loop's fit: the loss and gradient at its last
     parameters, DIVERGED where they (or the parameters) are not finite, and the step
     count ``step`` would give (a fit ``advance`` stopped as DIVERGED did not take its
-    last counted step)."""
-    loss, grad = _loss_and_grad(spec, state.params, problem)
+    last counted step). Its step size is not kept (zeros)."""
+    loss, grad = objective(spec, problem).value_and_grad(state.params)
     steps = jnp.where(state.status == Status.DIVERGED, state.step - 1, state.step)
     status = jnp.where(_all_finite(loss, grad, state.params), state.status, Status.DIVERGED)
-    return state._replace(loss=loss, grad=grad, step=steps, status=status.astype(jnp.int32))
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    return FitState(state.params, state.opt_state, loss, grad, zeros, steps, status.astype(jnp.int32))
 
 
 def _running(state: FitState) -> jax.Array:
@@ -316,7 +279,7 @@ def opt_state_tree(spec: Spec, dtype: object) -> jax.tree_util.PyTreeDef:
     """The optimizer state's structure for ``spec`` (built from zeros: no model is traced)."""
     zeros = {n: jnp.zeros((), dtype) for n in spec.trainable}
     hyper = Hyper(*(jnp.zeros((), jnp.int32 if f == "max_steps" else dtype) for f in Hyper._fields))
-    return jax.tree.structure(_opt_init(spec, zeros, hyper))
+    return jax.tree.structure(solver_of(spec.optimizer).init(zeros, hyper))
 
 
 def state_from_dict(d: dict, opt_tree: jax.tree_util.PyTreeDef) -> FitState:

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxfit.core.model import Data, Model, Params, residuals
+from jaxfit.core.model import Params
 
 DOWN, UP = 0.1, 10.0
 """Damping factors after an accepted and a rejected step."""
@@ -34,15 +34,9 @@ class LMState(NamedTuple):
     """λ: 0 is Gauss–Newton, large is a short gradient step."""
 
 
-def proposal(model: Model, trainable: Params, frozen: Params, data: Data, damping: jax.Array) -> Params:
-    """The damped Gauss–Newton step ``δ`` from ``trainable`` (by name)."""
-    names = tuple(trainable)
-
-    def r_of(t: Params) -> jax.Array:
-        return residuals({**frozen, **t}, data, model)
-
-    r, jac = r_of(trainable), jax.jacfwd(r_of)(trainable)
-    J = jnp.stack([jac[n] for n in names], axis=-1)  # (points, k)
+def proposal(names: tuple[str, ...], r: jax.Array, J: jax.Array, damping: jax.Array) -> Params:
+    """The damped Gauss–Newton step ``δ`` (by name) for residuals ``r`` (n,) and
+    their Jacobian ``J`` (n, k), columns in the order of ``names``."""
     A, g = J.T @ J, J.T @ r
     d = jnp.diag(A)
     scale = jnp.maximum(d, 1e-12 * jnp.max(d) + jnp.finfo(d.dtype).tiny)

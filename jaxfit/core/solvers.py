@@ -1,0 +1,170 @@
+"""Solvers as peers: every optimizer behind one small interface, so the engine runs
+"a solver" and names none (in the spirit of optax's ``init / update`` and
+optimistix's ``init / step``).
+
+    solver = solver_of(kind)
+    opt_state = solver.init(params, hyper)
+    move = solver.step(objective, params, opt_state, loss, grad, hyper)   -> Move
+
+A solver sees the fit's loss only through an ``Objective``: its value and gradient
+at given trainable parameters, and its least-squares form ``(r, J)`` (residuals whose
+``JᵀJ`` and ``Jᵀr`` are the Gauss–Newton Hessian and gradient, halved). The loss,
+the weights and the bounds live in the objective and in ``project``, not in the solvers.
+A ``Move`` is the candidate state after one step and whether that step counts as
+converged; the engine decides the fit's status from it (``status.decide``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+
+from jaxfit.core import lm
+from jaxfit.core.model import Params
+from jaxfit.core.optim import Hyper, OptimizerKind, make_optimizer
+
+
+class Objective(NamedTuple):
+    """The loss of one fit as a function of its trainable parameters (by name)."""
+
+    value_and_grad: Callable[[Params], tuple[jax.Array, Params]]
+    linearized: Callable[[Params], tuple[jax.Array, jax.Array]]
+    """``(r, J)`` at the parameters: ``(n,)`` and ``(n, k)``, columns in trainable order."""
+    project: Callable[[Params], Params] | None = None
+    """The nearest parameters inside the bounds (None: unbounded)."""
+
+
+class Move(NamedTuple):
+    """What one step proposes: the new state's parts (``loss`` and ``grad`` at
+    ``params``), the update it applied (``new = old - step_size``) and whether the
+    step meets the solver's convergence test."""
+
+    params: Params
+    opt_state: Any
+    loss: jax.Array
+    grad: Params
+    step_size: Params
+    converged: jax.Array
+
+
+class Solver(Protocol):
+    def init(self, params: Params, hyper: Hyper) -> Any:
+        """The solver's state before the first step."""
+
+    def step(
+        self,
+        objective: Objective,
+        params: Params,
+        opt_state: Any,
+        loss: jax.Array,
+        grad: Params,
+        hyper: Hyper,
+    ) -> Move:
+        """One step from ``params`` (where the loss is ``loss`` with gradient ``grad``)."""
+
+
+def all_of(flags: list[jax.Array]) -> jax.Array:
+    """An elementwise chain of ``&`` (not stack + reduce), so XLA fuses it into the step."""
+    return functools.reduce(jnp.logical_and, flags)
+
+
+def small(step_size: Params, tolerance: jax.Array) -> jax.Array:
+    return all_of([jnp.abs(s) < tolerance for s in jax.tree.leaves(step_size)])
+
+
+class GradientDescent(NamedTuple):
+    """sgd, momentum and adam through optax: ``p ← p - update(grad)``; converged when
+    every ``|step_size| < tolerance``."""
+
+    kind: OptimizerKind
+
+    @property
+    def lean(self) -> bool:
+        """Whether a batch loop may carry only parameters and optimizer state
+        (``engine.advance``): one trainable parameter, and an update that only adds and
+        multiplies (sgd, momentum). With several parameters XLA would evaluate the whole
+        gradient again for each parameter's update, which costs more than carrying it;
+        Adam's update compiled into another fusion may round differently (an ulp)."""
+        return self.kind.name in ("sgd", "momentum")
+
+    def init(self, params: Params, hyper: Hyper) -> Any:
+        return make_optimizer(self.kind, hyper).init(params)
+
+    def update(self, grad: Params, opt_state: Any, params: Params, hyper: Hyper) -> tuple[Params, Any]:
+        """``(step_size, opt_state)``: the update for ``grad`` at ``params``."""
+        updates, opt_state = make_optimizer(self.kind, hyper).update(grad, opt_state, params)
+        return jax.tree.map(jnp.negative, updates), opt_state
+
+    def step(
+        self,
+        objective: Objective,
+        params: Params,
+        opt_state: Any,
+        loss: jax.Array,
+        grad: Params,
+        hyper: Hyper,
+    ) -> Move:
+        step_size, opt_state = self.update(grad, opt_state, params, hyper)
+        new = jax.tree.map(jnp.subtract, params, step_size)
+        if objective.project is not None:  # the step that was taken: to the bound
+            new = objective.project(new)
+            step_size = jax.tree.map(jnp.subtract, params, new)
+        loss, grad = objective.value_and_grad(new)
+        return Move(new, opt_state, loss, grad, step_size, small(step_size, hyper.tolerance))
+
+
+class LevenbergMarquardt(NamedTuple):
+    """Levenberg–Marquardt (``core.lm``): a damped Gauss–Newton trial, kept only if the
+    loss does not grow. Converged when an accepted step has every ``|δ| < tolerance``
+    or (``ftol > 0``) changes the loss by less than ``max(ftol, ftol·loss)``
+    (Gpufit's test); a rejected step never converges."""
+
+    lean: bool = False  # it compares losses: the loss is always carried
+
+    def init(self, params: Params, hyper: Hyper) -> lm.LMState:
+        return lm.LMState(jnp.asarray(hyper.damping))
+
+    def step(
+        self,
+        objective: Objective,
+        params: Params,
+        opt_state: lm.LMState,
+        loss: jax.Array,
+        grad: Params,
+        hyper: Hyper,
+    ) -> Move:
+        damping = opt_state.damping
+        r, J = objective.linearized(params)
+        delta = lm.proposal(tuple(params), r, J, damping)
+        trial = jax.tree.map(jnp.add, params, delta)
+        if objective.project is not None:  # the step that was taken: to the bound
+            trial = objective.project(trial)
+            delta = jax.tree.map(jnp.subtract, trial, params)
+        trial_loss, trial_grad = objective.value_and_grad(trial)
+        accepted = trial_loss <= loss  # False for a NaN trial: rejected, not diverged
+
+        def pick(new: object, old: object) -> object:
+            return jax.tree.map(lambda n, o: jnp.where(accepted, n, o), new, old)
+
+        step_size = jax.tree.map(lambda d: jnp.where(accepted, -d, jnp.zeros_like(d)), delta)
+        converged = accepted & small(delta, hyper.tolerance)
+        if hyper.ftol is not None:  # the relative change of the loss
+            near = jnp.abs(loss - trial_loss) < jnp.maximum(hyper.ftol, hyper.ftol * trial_loss)
+            converged = converged | (accepted & (hyper.ftol > 0) & near)
+        return Move(
+            pick(trial, params),
+            lm.LMState(lm.next_damping(damping, accepted)),
+            pick(trial_loss, loss),
+            pick(trial_grad, grad),
+            step_size,
+            converged,
+        )
+
+
+def solver_of(kind: OptimizerKind) -> GradientDescent | LevenbergMarquardt:
+    """The solver for an optimizer kind."""
+    return LevenbergMarquardt() if kind.name == "lm" else GradientDescent(kind)
