@@ -1,4 +1,5 @@
-"""``fit_batch``: run a config's batch on the local devices and gather a ``BatchResult``."""
+"""``fit_batch``: run a batch on the local devices and gather a ``BatchResult``; a
+config is lowered to a ``BatchPlan`` first (``lowering.plan_batch``)."""
 
 from __future__ import annotations
 
@@ -8,78 +9,12 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jaxfit import hostmem, memory
-from jaxfit.chunks import Chunk, Inputs, Layout, Program, Timing, default_layout, run_chunks, varying_of
-from jaxfit.config import Config, ConfigLike, load_config
+from jaxfit import hostmem, lowering, memory
+from jaxfit.chunks import Chunk, Layout, Timing, default_layout, run_chunks
 from jaxfit.core.status import Status
 from jaxfit.errors import ResourceError
-from jaxfit.problem import batch_data, dtype_of, hyper_of, plan_of, precision, spec_of, stats_spec_of
+from jaxfit.plans import BatchPlan
 from jaxfit.results import BatchResult
-from jaxfit.sweep import HYPER_NAMES, tables_as
-
-
-class BatchPlan(NamedTuple):
-    """A batch lowered once, from a ``Config`` (``plan_batch``) or from arrays
-    (``jaxfit.curve_fit``): everything running it and assembling its results needs,
-    and nothing of pydantic."""
-
-    program: Program
-    """The static part: spec, sweep plan, statistics."""
-    inputs: Inputs
-    """The traced part, as host arrays in the fit's dtype."""
-    fits: int
-    names: tuple[str, ...]
-    """The model's parameter names."""
-    base: dict[str, float]
-    """Every parameter's and per-fit hyperparameter's value where a batch does not vary it."""
-    precision: str
-    labels: np.ndarray | None = None
-    """With several data sets: each one's label."""
-    per_group: int = 1
-    devices: int | None = None
-    block_size: int | None = None
-    covariance: bool = False
-    """Keep each fit's covariance."""
-    confidence: float = 0.95
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(self.precision)
-
-    @property
-    def trainable(self) -> tuple[str, ...]:
-        return self.program.spec.trainable
-
-    def varying(self) -> tuple[str, ...]:
-        """The quantities that differ between fits (``chunks.varying_of``)."""
-        return varying_of(self.program, self.inputs)
-
-
-def plan_batch(config: Config, *, statistics: bool = True) -> BatchPlan:
-    """Lower a validated config's batch (one fit if it has none) into a ``BatchPlan``."""
-    plan, tables = plan_of(config)
-    dtype = dtype_of(config)
-    data, per_group = batch_data(config)
-    with precision(config):
-        hyper = hyper_of(config)
-    given = config.start_values
-    starts = None if given is None else {n: np.asarray(v, dtype) for n, v in given.items()}
-    statistics = statistics and config.report.statistics
-    stats = stats_spec_of(config, batch=True) if statistics else None
-    return BatchPlan(
-        program=Program(spec_of(config), plan, stats),
-        inputs=Inputs(tables_as(tables, dtype), hyper, data, per_group, starts),
-        fits=config.fits,
-        names=config.names,
-        base={**config.params, **config.train.model_dump(include=set(HYPER_NAMES))},
-        precision=config.precision,
-        labels=np.asarray(config.data.table.labels) if config.data.grouped else None,
-        per_group=config.per_group,
-        devices=config.devices,
-        block_size=config.block_size,
-        covariance=bool(statistics and config.report.covariance),
-        confidence=config.report.confidence,
-    )
 
 
 def select_devices(plan: BatchPlan, devices: int | None = None) -> list[jax.Device]:
@@ -107,11 +42,10 @@ def layout_of(plan: BatchPlan, devices: Sequence[jax.Device], block_size: int | 
 
 
 def preflight(
-    plan: BatchPlan | Config, devices: int | None = None, block_size: int | None = None
+    plan: BatchPlan, devices: int | None = None, block_size: int | None = None
 ) -> tuple[list[jax.Device], Layout]:
     """Check, before anything runs or is written, that the devices exist and the
     batch fits in memory (``ResourceError`` otherwise); returns the devices and layout."""
-    plan = plan_batch(plan) if isinstance(plan, Config) else plan
     used = select_devices(plan, devices)
     layout = layout_of(plan, used, block_size)
     need = memory.Need(
@@ -122,7 +56,7 @@ def preflight(
 
 
 def fit_batch(
-    config: ConfigLike,
+    config: lowering.ConfigLike,
     *,
     devices: int | None = None,
     block_size: int | None = None,
@@ -152,7 +86,7 @@ def fit_batch(
         >>> r.status_counts()["converged"], round(r.minima()[0]["params"]["b3"], 3)
         (101, 2.609)
     """
-    plan = plan_batch(load_config(config), statistics=statistics)
+    plan = lowering.plan_batch(config, statistics=statistics)
     return run_batch(plan, devices=devices, block_size=block_size, ranges=ranges, on_chunk=on_chunk)
 
 

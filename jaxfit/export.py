@@ -29,8 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxfit import lowering
 from jaxfit.aot import jit
-from jaxfit.config import Config, ConfigLike, load_config
 from jaxfit.core.engine import FitState, Problem, Spec, opt_state_tree, state_from_dict, state_to_dict
 from jaxfit.core.engine import init_state as _init_state
 from jaxfit.core.engine import run as _run
@@ -38,7 +38,7 @@ from jaxfit.core.engine import step as _step
 from jaxfit.core.model import Data
 from jaxfit.core.optim import Hyper
 from jaxfit.errors import ExportError
-from jaxfit.problem import dtype_of, hyper_of, precision, problem_of, spec_of
+from jaxfit.plans import FitPlan
 
 PLATFORMS = ("cpu", "cuda")
 FORMAT = 1
@@ -78,13 +78,13 @@ def _functions(spec: Spec, opt_tree: Any) -> dict[str, Any]:
     return {"init": init, "step": step, "fit_many": fit_many}
 
 
-def export_config(config: ConfigLike, path: Path) -> int:
+def export_config(config: lowering.ConfigLike, path: Path) -> int:
     """Write the exported functions of ``config`` to ``path``; returns the file size."""
-    config = load_config(config)
-    spec = spec_of(config)
-    with precision(config):
-        dtype = dtype_of(config)
-        problem = _problem_dict(problem_of(config))
+    config = lowering.load_config(config)
+    plan = lowering.plan_fit(config)
+    spec, dtype = plan.spec, plan.dtype
+    with jax.enable_x64(plan.precision == "float64"):
+        problem = _problem_dict(plan.problem)
         params = {n: jnp.zeros((), dtype) for n in spec.trainable}
         opt_tree = opt_state_tree(spec, dtype)
         fns = _functions(spec, opt_tree)
@@ -132,21 +132,20 @@ def export_config(config: ConfigLike, path: Path) -> int:
 class ExportedFit:
     """Serialised fits loaded back: ``init``, ``step`` and ``fit_many`` run without tracing the model."""
 
-    def __init__(self, config: Config, functions: dict[str, jax.export.Exported]):
-        self.config = config
-        self.spec = spec_of(config)
+    def __init__(self, plan: FitPlan, functions: dict[str, jax.export.Exported]):
+        self.plan = plan
+        self.spec = plan.spec
         # compiled as jaxfit compiles its own programs (``aot.jit``)
         self._fns = {name: jit(fn.call) for name, fn in functions.items()}
-        self._opt_tree = opt_state_tree(self.spec, dtype_of(config))
+        self._opt_tree = opt_state_tree(self.spec, plan.dtype)
 
     def problem(self) -> Problem:
         """The config's data, frozen values and hyperparameters."""
-        return problem_of(self.config)
+        return self.plan.problem
 
     def init(self, problem: Problem, params: Mapping[str, Any] | None = None) -> FitState:
         """The state before the first step (default: the config's starting values)."""
-        start = self.config.params
-        dtype = dtype_of(self.config)
+        start, dtype = self.plan.start, self.plan.dtype
         params = {
             n: jnp.asarray(start[n] if params is None else params[n], dtype) for n in self.spec.trainable
         }
@@ -161,12 +160,11 @@ class ExportedFit:
     def fit_many(self, init: Mapping[str, Any], learning_rate: Any = None) -> dict[str, np.ndarray]:
         """Whole fits from per-fit starting values ``init`` (name -> (n,) array; names
         left out take the config's value). Returns final trainable params, loss, steps, status."""
-        dtype = dtype_of(self.config)
+        dtype, start = self.plan.dtype, self.plan.start
         n = len(next(iter(init.values())))
-        start = self.config.params
         names = self.spec.model.names
         params = {p: jnp.broadcast_to(jnp.asarray(init.get(p, start[p]), dtype), (n,)) for p in names}
-        hyper = {k: jnp.broadcast_to(v, (n,)) for k, v in hyper_of(self.config)._asdict().items()}
+        hyper = {k: jnp.broadcast_to(v, (n,)) for k, v in self.plan.problem.hyper._asdict().items()}
         if learning_rate is not None:
             hyper["learning_rate"] = jnp.broadcast_to(jnp.asarray(learning_rate, dtype), (n,))
         data = _problem_dict(self.problem())["data"]
@@ -189,5 +187,5 @@ def load_exported(path: str | Path) -> ExportedFit:
         raise ExportError(
             f"{path}: export format {manifest.get('format')} is not supported (expected {FORMAT})"
         )
-    config = load_config(manifest["config"])
-    return ExportedFit(config, {k: jax.export.deserialize(bytearray(v)) for k, v in blobs.items()})
+    plan = lowering.plan_fit(manifest["config"])
+    return ExportedFit(plan, {k: jax.export.deserialize(bytearray(v)) for k, v in blobs.items()})

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from jaxfit.atomic import write_atomic
 from jaxfit.core.status import Status
 from jaxfit.results import BatchResult, FitResult
+
+if TYPE_CHECKING:
+    from jaxfit.plans import FitPlan
 
 PINK, BLUE, ORANGE, GREEN = "#e377c2", "#1f77b4", "#ff7f0e", "#2ca02c"
 INSTALL_HINT = 'plotting needs matplotlib: pip install "jaxfit[plot]" (or pip install matplotlib)'
@@ -148,25 +151,21 @@ def _nodes(model: Any, params: dict[str, float], x: np.ndarray) -> list[tuple[st
     return [(f"node {i}: w{h + i}·{act}(w{i}·x+b{i})", c) for i, c in enumerate(curves, start=1)]
 
 
-def fit_plots(result: FitResult, config: Any, out: Path, fmt: str = "png", tangents: int = 3) -> list[Path]:
-    """Draw the single-fit pictures into ``out`` (``config``: the run's config, or its
-    resolved plain dict); returns the files written."""
-    from jaxfit.config import load_config
-
-    config = load_config(config)
-    model = config.core_model
-    xs, ys = config.data.arrays()
-    x, y = np.asarray(xs, float), np.asarray(ys, float)
+def fit_plots(result: FitResult, plan: FitPlan, out: Path, fmt: str = "png", tangents: int = 3) -> list[Path]:
+    """Draw the single-fit pictures of a fit (``plan``: the lowered fit) into ``out``;
+    returns the files written."""
+    model, data = plan.spec.model, plan.problem.data
+    real = slice(None) if data.mask is None else np.asarray(data.mask)
+    x, y = np.asarray(data.x, float)[real], np.asarray(data.y, float)[real]
     trace = result.trace_rows()
     written = [
         _save(_pink(result, trace, name, model, x, y, tangents), out / f"pink_{name}", fmt)
         for name in result.trainable
     ]
-    sigma = config.data.sigma_of(len(y))
-    sigma = None if sigma is None else np.asarray(sigma, float)
-    if config.data.dims == 0:  # the data picture has one x axis
+    sigma = None if data.sigma is None else np.asarray(data.sigma, float)[real]
+    if plan.dims == 0:  # the data picture has one x axis
         written.append(_save(_squiggle(result, model, x, y, sigma), out / "squiggle", fmt))
-    written.append(_save(_loss(result, trace, config.train.tolerance), out / "loss", fmt))
+    written.append(_save(_loss(result, trace, float(plan.problem.hyper.tolerance)), out / "loss", fmt))
     return written
 
 

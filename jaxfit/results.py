@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from jaxfit.core.status import Status
 from jaxfit.student import two_sided
+
+
+class FitFacts(NamedTuple):
+    """What a fit's result reports besides its compiled outputs (``FitPlan.facts``)."""
+
+    trainable: tuple[str, ...]
+    start: dict[str, float]
+    """Every parameter's starting value, in the model's order."""
+    precision: str
+    confidence: float = 0.95
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,14 +152,13 @@ class FitResult:
 
 
 def fit_result(
-    config: dict[str, Any], outputs: dict[str, Any], compile_s: float = 0.0, run_s: float = 0.0
+    facts: FitFacts, outputs: dict[str, Any], compile_s: float = 0.0, run_s: float = 0.0
 ) -> FitResult:
-    """A ``FitResult`` from a resolved config (as a plain dict) and the named outputs
+    """A ``FitResult`` from a fit's facts (``FitPlan.facts``) and the named outputs
     of a compiled fit (``params.P`` of every parameter, the frozen ones read back from
     the device, ``loss``, ``init_loss``, ``steps``, ``status``,
     ``trace.loss``, ``trace.params.P``, ``trace.grad.P``, ``trace.step_size.P``)."""
-    trainable = tuple(config["train"]["trainable"])
-    start = {n: float(v) for n, v in config["params"].items()}
+    trainable, start = facts.trainable, {n: float(v) for n, v in facts.start.items()}
     steps = int(outputs["steps"])
     rows = min(steps, len(outputs["trace.loss"]))
 
@@ -171,7 +180,7 @@ def fit_result(
         trace_loss=np.asarray(outputs["trace.loss"][:rows]),
         trace_grad=trace("grad"),
         trace_step_size=trace("step_size"),
-        precision=config["precision"],
+        precision=facts.precision,
         compile_s=compile_s,
         run_s=run_s,
         stderr={n: float(outputs[f"stats.stderr.{n}"]) for n in trainable},
@@ -183,7 +192,7 @@ def fit_result(
         bic=number("bic"),
         rsquared=number("rsquared"),
         singular=bool(outputs["stats.singular"]),
-        confidence=float(config["report"]["confidence"]),
+        confidence=facts.confidence,
     )
 
 

@@ -15,7 +15,6 @@ missing fits, and the merged result is bit-identical to an uninterrupted run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -24,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jaxfit.config import Config, dump_yaml
 from jaxfit.errors import RunDirError
 from jaxfit.report import fit_csv
 from jaxfit.results import BatchResult, FitResult
 
 if TYPE_CHECKING:
     from jaxfit.batch import RunFacts
+    from jaxfit.plans import BatchPlan
 from jaxfit.atomic import write_atomic, write_columns, write_csv, write_json
 from jaxfit.core.status import Status
 
@@ -39,29 +38,12 @@ CSV_LIMIT = 100_000
 PART = re.compile(r"^(\d+)-(\d+)\.npz$")
 STATUS_LABELS = np.array([s.label for s in Status])
 """Status labels indexed by status code."""
-RESULTS_AFFECTING = {"devices", "block_size"}
-"""Config fields that never change results (excluded from the config hash)."""
 
 
-def config_hash(config: Config) -> str:
-    """SHA-256 of the resolved config, less the fields that cannot change results, and
-    of what it names: the data file's bytes and the model function's module source."""
-    h = hashlib.sha256(
-        json.dumps(config.model_dump(mode="json", exclude=RESULTS_AFFECTING), sort_keys=True).encode()
-    )
-    from jaxfit.functions import named_sources
-
-    sources = named_sources(config.data.file, config.model.function)
-    if sources:  # the seed's hash is the config's alone
-        h.update(json.dumps(sources, sort_keys=True).encode())
-    return h.hexdigest()
-
-
-def start(path: Path, config: Config, resume: bool) -> list[tuple[int, int]]:
-    """Begin (or continue) a batch run in ``path``; returns the fit ranges still to run
-    (none when the run there is already complete)."""
-    n = config.fits
-    digest = config_hash(config)
+def start(path: Path, n: int, digest: str, config_yaml: str, resume: bool) -> list[tuple[int, int]]:
+    """Begin (or continue) a batch run of ``n`` fits in ``path`` (``digest``: the
+    config's hash, ``lowering.config_hash``; ``config_yaml``: the resolved config);
+    returns the fit ranges still to run (none when the run there is already complete)."""
     manifest = path / "manifest.json"
     if resume and manifest.exists():
         try:
@@ -77,7 +59,7 @@ def start(path: Path, config: Config, resume: bool) -> list[tuple[int, int]]:
             stale.unlink()
         return [] if (path / "summary.json").exists() else missing(path, n)
     write_json(manifest, {"config_hash": digest, "fits": n, "format": 1})
-    write_atomic(path / "config.yaml", dump_yaml(config))
+    write_atomic(path / "config.yaml", config_yaml)
     return [(0, n)]
 
 
@@ -106,11 +88,10 @@ def write_part(path: Path, first: int, columns: dict[str, np.ndarray]) -> None:
     write_columns(path / "parts" / f"{first:012d}-{end:012d}.npz", columns)
 
 
-def read_parts(path: Path, config: Config, facts: RunFacts) -> BatchResult:
+def read_parts(path: Path, plan: BatchPlan, facts: RunFacts) -> BatchResult:
     """The batch as its finished parts hold it (``facts``: how the last run went)."""
-    from jaxfit.batch import assemble, empty_store, plan_batch, put
+    from jaxfit.batch import assemble, empty_store, put
 
-    plan = plan_batch(config)
     store = empty_store(plan)
     for lo, hi in done_ranges(path):
         with np.load(path / "parts" / f"{lo:012d}-{hi:012d}.npz") as part:
@@ -179,7 +160,7 @@ def environment(result: BatchResult | None = None, **extra: Any) -> dict[str, An
     return env
 
 
-def finish(path: Path, config: Config, result: BatchResult, wall_s: float) -> None:
+def finish(path: Path, plan: BatchPlan, result: BatchResult, wall_s: float) -> None:
     """Write the merged table, the environment and (last) the summary; drop the parts."""
     cols = per_fit_columns(result)
     # columnar: status as int8 codes (labels alongside); columns constant across the
@@ -193,29 +174,23 @@ def finish(path: Path, config: Config, result: BatchResult, wall_s: float) -> No
         write_csv(path / "fits.csv", cols)
     best = result.best()
     if best is not None:
-        write_atomic(path / "best_trace.csv", fit_csv(best_fit(config, result, best)))
+        write_atomic(path / "best_trace.csv", fit_csv(best_fit(plan, result, best)))
     write_json(path / "env.json", environment(result, wall_s=wall_s))
     write_json(path / "summary.json", result.summary())
     shutil.rmtree(path / "parts", ignore_errors=True)
 
 
-def best_fit(config: Config, result: BatchResult, index: int) -> FitResult:
+def best_fit(plan: BatchPlan, result: BatchResult, index: int) -> FitResult:
     """Fit ``index`` of a batch again on its own, with its step-by-step trace."""
-    from jaxfit.config import load_config
-    from jaxfit.single import fit
+    from jaxfit.plans import fit_of
+    from jaxfit.single import fit_and_executable
 
-    single = config.model_dump(mode="json", exclude={"batch"})
-    single["params"] = {n: float(v[index]) for n, v in result.init.items()}
-    if config.data.grouped:  # that fit's own data set, inline
-        table = config.data.table
-        rows = table.group == index // config.per_group
-        single["data"] = {"x": table.x[rows].tolist(), "y": table.y[rows].tolist()}
-    single["train"] |= {
-        "learning_rate": float(result.learning_rate[index]),
-        "tolerance": float(result.tolerance[index]),
-        "max_steps": int(result.max_steps[index]),
+    hyper = {
+        "learning_rate": result.learning_rate,
+        "tolerance": result.tolerance,
+        "max_steps": result.max_steps,
     }
-    return fit(load_config(single))
+    return fit_and_executable(fit_of(plan, result.init, hyper, index))[0]
 
 
 def share(ranges: list[tuple[int, int]], n: int, process: int, processes: int) -> list[tuple[int, int]]:

@@ -16,14 +16,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfit import problem as _problem
+from jaxfit import lowering
 from jaxfit.aot import executable, jit
-from jaxfit.config import Config, ConfigLike, load_config
 from jaxfit.core import engine
 from jaxfit.core.engine import FitState, Problem, Spec
 from jaxfit.core.model import Params
 from jaxfit.core.stats import Stats, StatsSpec, statistics
-from jaxfit.problem import initial_params, precision, spec_of, stats_spec_of
+from jaxfit.lowering import ConfigLike
+from jaxfit.plans import FitPlan
 from jaxfit.results import FitResult, fit_result
 
 TRACE_LIMIT = 1000
@@ -115,26 +115,24 @@ def compiled_fit_many(
     return jit(fit_many)
 
 
-def fit_inputs(config: Config) -> tuple[list[np.ndarray], Any]:
-    """The flat inputs of ``compiled_fit`` for ``config`` (host arrays) and their tree."""
-    with precision(config):
-        return jax.tree.flatten(_problem.inputs(config))
+def fit_inputs(plan: FitPlan) -> tuple[list[np.ndarray], Any]:
+    """The flat inputs of ``compiled_fit`` for ``plan`` (host arrays) and their tree."""
+    return jax.tree.flatten((plan.params, plan.problem))
 
 
-def fit_inputs_many(configs: Sequence[Config]) -> tuple[list[np.ndarray], Any]:
-    """The flat inputs of ``compiled_fit_many`` for ``configs`` (which share a ``Spec``
+def fit_inputs_many(plans: Sequence[FitPlan]) -> tuple[list[np.ndarray], Any]:
+    """The flat inputs of ``compiled_fit_many`` for ``plans`` (which share a ``Spec``
     and precision) and the tree of one fit's inputs."""
-    with precision(configs[0]):
-        return jax.tree.flatten(_problem.stacked_inputs(configs))
+    leaves, _ = jax.tree.flatten(lowering.stacked(plans))
+    return leaves, fit_inputs(plans[0])[1]
 
 
-def fit_compiled(config: Config) -> tuple[jax.stages.Compiled, float, list[np.ndarray]]:
-    """``(executable, compile seconds, inputs)`` of the traced fit of ``config``."""
-    spec, stats = spec_of(config), stats_spec_of(config, batch=False)
-    inputs, tree = fit_inputs(config)
-    with precision(config):
-        fn = compiled_fit(spec, TRACE_LIMIT, tree, stats)
-        compiled, compile_s = executable(fn, (spec, TRACE_LIMIT, str(tree), stats), tuple(inputs))
+def fit_compiled(plan: FitPlan) -> tuple[jax.stages.Compiled, float, list[np.ndarray]]:
+    """``(executable, compile seconds, inputs)`` of the traced fit of ``plan``."""
+    inputs, tree = fit_inputs(plan)
+    with jax.enable_x64(plan.precision == "float64"):
+        fn = compiled_fit(plan.spec, TRACE_LIMIT, tree, plan.stats)
+        compiled, compile_s = executable(fn, (plan.spec, TRACE_LIMIT, str(tree), plan.stats), tuple(inputs))
     return compiled, compile_s, inputs
 
 
@@ -155,7 +153,7 @@ def make_step(config: ConfigLike) -> StepFn:
         >>> round(float(state.params["b3"]), 3), int(state.step)
         (2.609, 10)
     """
-    return _compiled_step(spec_of(load_config(config)))
+    return _compiled_step(lowering.spec_of(lowering.load_config(config)))
 
 
 def make_problem(config: ConfigLike) -> Problem:
@@ -163,7 +161,7 @@ def make_problem(config: ConfigLike) -> Problem:
 
     For ``precision: float64``, call it (and the step) inside ``with jax.enable_x64(True):``.
     """
-    return _problem.problem_of(load_config(config))
+    return lowering.problem_of(lowering.load_config(config))
 
 
 def make_state(
@@ -178,10 +176,10 @@ def make_state(
         problem: from ``make_problem(config)`` (built if omitted).
         params: starting values of the trainable parameters (default: the config's).
     """
-    config = load_config(config)
-    problem = _problem.problem_of(config) if problem is None else problem
-    params = initial_params(config) if params is None else params
-    return _compiled_init(spec_of(config))(params, problem)
+    config = lowering.load_config(config)
+    problem = lowering.problem_of(config) if problem is None else problem
+    params = lowering.initial_params(config) if params is None else params
+    return _compiled_init(lowering.spec_of(config))(params, problem)
 
 
 def fit(config: ConfigLike | None = None) -> FitResult:
@@ -192,16 +190,17 @@ def fit(config: ConfigLike | None = None) -> FitResult:
         >>> r.status.label, r.steps, round(r.params["b3"], 3)
         ('converged', 10, 2.609)
     """
-    return fit_and_executable(load_config(config))[0]
+    return fit_and_executable(lowering.plan_fit(config))[0]
 
 
 def fit_and_executable(
-    config: Config,
+    plan: FitPlan,
 ) -> tuple[FitResult, jax.stages.Compiled, list[np.ndarray], dict[str, Any]]:
-    """``fit`` that also returns the executable, its flat inputs and named outputs."""
-    compiled, compile_s, inputs = fit_compiled(config)
-    with precision(config):
+    """``fit`` of a lowered fit that also returns the executable, its flat inputs and
+    named outputs."""
+    compiled, compile_s, inputs = fit_compiled(plan)
+    with jax.enable_x64(plan.precision == "float64"):
         t0 = time.perf_counter()
         outputs = jax.device_get(compiled(*inputs))
         run_s = time.perf_counter() - t0
-    return fit_result(config.model_dump(mode="json"), outputs, compile_s, run_s), compiled, inputs, outputs
+    return fit_result(plan.facts, outputs, compile_s, run_s), compiled, inputs, outputs

@@ -121,7 +121,7 @@ def test_streamed_lanes_equal_blocks_bit_for_bit():
     # seven parameters from a wide normal: step counts vary widely, some fits hit
     # max_steps, some diverge; streamed lanes must give every fit exactly as blocks do
     from jaxfit.chunks import Inputs, Layout, Program, run_chunks
-    from jaxfit.problem import dtype_of, hyper_of, plan_of, precision, problem_of, spec_of
+    from jaxfit.lowering import dtype_of, hyper_of, plan_of, precision, problem_of, spec_of
     from jaxfit.sweep import tables_as
 
     cfg = jaxfit.load_config(

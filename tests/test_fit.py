@@ -6,6 +6,7 @@ import reference as ref
 
 import jaxfit
 from jaxfit import Status
+from jaxfit.lowering import plan_fit
 from jaxfit.results import fit_result
 from jaxfit.single import fit_and_executable
 
@@ -62,14 +63,12 @@ def test_all_params_match_float64_numpy_gradient_descent():
 def test_frozen_params_are_bit_identical():
     # the frozen values are read back from the compiled fit's outputs
     cfg = {"params": {"w1": 0.1 + 0.2}, "train": {"trainable": ["w2", "b3"]}}
-    *_, outputs = fit_and_executable(jaxfit.load_config(cfg))
+    *_, outputs = fit_and_executable(plan_fit(cfg))
     assert outputs["params.w1"] == np.float32(0.1 + 0.2) and outputs["params.w3"] == np.float32(-1.22)
     r = jaxfit.fit(cfg)  # reported as given, since the device held exactly that value
     assert r.params["w1"] == 0.1 + 0.2 and r.params["w3"] == -1.22
     assert r.params["w2"] != -3.53
-    moved = fit_result(
-        jaxfit.load_config(cfg).model_dump(mode="json"), {**outputs, "params.w1": np.float32(0.5)}
-    )
+    moved = fit_result(plan_fit(cfg).facts, {**outputs, "params.w1": np.float32(0.5)})
     assert moved.params["w1"] == 0.5  # a frozen value that moved on the device shows
 
 
@@ -194,7 +193,7 @@ def test_larger_data_sets_match_numpy_reference():
 def test_fit_many_equals_solo_fits_row_by_row():
     # one batch mixing early and late convergence, divergence, max_steps and a run
     # longer than the trace: each row must be the solo fit of that config
-    from jaxfit.problem import spec_of
+    from jaxfit.lowering import spec_of
     from jaxfit.single import compiled_fit, compiled_fit_many, fit_inputs, fit_inputs_many
 
     limit = 16
@@ -208,12 +207,12 @@ def test_fit_many_equals_solo_fits_row_by_row():
     ]
     configs = [jaxfit.load_config(o) for o in overrides]
     spec = spec_of(configs[0])
-    inputs, tree = fit_inputs_many(configs)
+    inputs, tree = fit_inputs_many([plan_fit(c) for c in configs])
     many = jax.device_get(compiled_fit_many(spec, limit, tree)(*inputs))
     solo_fn = compiled_fit(spec, limit, tree)
     statuses = set()
     for i, config in enumerate(configs):
-        one, one_tree = fit_inputs(config)
+        one, one_tree = fit_inputs(plan_fit(config))
         assert one_tree == tree
         solo = jax.device_get(solo_fn(*one))
         statuses.add(int(solo["status"]))
@@ -240,9 +239,9 @@ def test_stacked_inputs_rows_equal_single_inputs():
         )
         for b in (0.0, 0.5, 2.0)
     ]
-    stacked, tree = fit_inputs_many(configs)
+    stacked, tree = fit_inputs_many([plan_fit(c) for c in configs])
     for i, config in enumerate(configs):
-        single, single_tree = fit_inputs(config)
+        single, single_tree = fit_inputs(plan_fit(config))
         assert single_tree == tree
         for s, one in zip(stacked, single):
             assert s[i].dtype == one.dtype and s[i].shape == one.shape

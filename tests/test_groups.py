@@ -14,7 +14,7 @@ from conftest import ENV, JAXFIT, run_jaxfit
 import jaxfit
 from jaxfit.chunks import Inputs, Layout, Program, run_chunks
 from jaxfit.datafile import padded_groups
-from jaxfit.problem import batch_data, hyper_of, plan_of, precision, spec_of
+from jaxfit.lowering import batch_data, hyper_of, plan_of, precision, spec_of
 from jaxfit.sweep import tables_as
 
 MODEL = "import jax.numpy as jnp\ndef predict(x, a=1.0, k=0.3, c=0.0):\n    return a * jnp.exp(-k * x) + c\n"

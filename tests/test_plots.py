@@ -10,6 +10,7 @@ import reference as ref
 
 import jaxfit
 from jaxfit.cli import main
+from jaxfit.lowering import plan_fit
 from jaxfit.plots import batch_plots, fit_plots, ssr_along
 
 pytest.importorskip("matplotlib")
@@ -36,7 +37,7 @@ def test_pink_curve_is_the_seed_table():
 def test_single_fit_pictures(tmp_path):
     cfg = jaxfit.load_config({"train": {"trainable": ["w3", "b3"]}})
     result = jaxfit.fit(cfg)
-    files = fit_plots(result, cfg.model_dump(mode="json"), tmp_path)
+    files = fit_plots(result, plan_fit(cfg), tmp_path)
     assert sorted(f.name for f in files) == ["loss.png", "pink_b3.png", "pink_w3.png", "squiggle.png"]
     for f in files:
         check_png(f)
@@ -61,7 +62,7 @@ def test_batch_pictures(tmp_path):
 
 def test_svg_on_request(tmp_path):
     result = jaxfit.fit()
-    files = fit_plots(result, jaxfit.load_config(None).model_dump(mode="json"), tmp_path, fmt="svg")
+    files = fit_plots(result, plan_fit(None), tmp_path, fmt="svg")
     assert all(f.suffix == ".svg" and f.read_text().lstrip().startswith("<?xml") for f in files)
 
 

@@ -171,7 +171,7 @@ def w2(n: int) -> dict[str, Any]:
 
 def w4(groups: int, peer: bool = True) -> dict[str, Any]:
     from jaxfit.batch import fit_batch
-    from jaxfit.config import load_config
+    from jaxfit.lowering import load_config
 
     with tempfile.TemporaryDirectory() as folder:
         t_read, cfg = _timed(lambda: load_config(w4_files(Path(folder), groups)), repeat=1)
@@ -294,8 +294,8 @@ def w5(n: int, peer_n: int) -> dict[str, Any]:
     and through a config (a CSV and a starts table), against a scipy ``curve_fit`` loop
     over the first ``peer_n`` spots."""
     from jaxfit.batch import fit_batch
-    from jaxfit.config import load_config
     from jaxfit.curvefit import curve_fit
+    from jaxfit.lowering import load_config
 
     spots, starts = w5_data(n)
     options = {"tolerance": 1e-4, "ftol": 1e-4, "max_steps": 10, "full_output": True}

@@ -20,6 +20,7 @@ from jaxfit.jsonout import dumps
 if TYPE_CHECKING:  # imported lazily at run time: start-up cost
     from jaxfit.chunks import Chunk
     from jaxfit.config import Config
+    from jaxfit.plans import BatchPlan
     from jaxfit.results import FitResult
 
 USER_ERROR, STRICT_FAILED, INTERRUPTED = 2, 1, 130
@@ -153,23 +154,36 @@ def _warm_fit(args: argparse.Namespace, digest: str | None, source: str) -> int 
     saved = warm.load(digest)
     if saved is None:
         return None
-    from jaxfit.results import fit_result
-
     config, outputs = saved
-    return _print_fit(args, fit_result(config, outputs), config, source)
+    return _print_fit(args, _result_of(config, outputs), config, source)
+
+
+def _result_of(config: dict[str, Any], outputs: dict[str, Any]) -> FitResult:
+    """A saved fit's result from its resolved config (a plain dict) and named outputs."""
+    from jaxfit.results import FitFacts, fit_result
+
+    facts = FitFacts(
+        tuple(config["train"]["trainable"]),
+        config["params"],
+        config["precision"],
+        config["report"]["confidence"],
+    )
+    return fit_result(facts, outputs)
 
 
 def _fit_single(args: argparse.Namespace, config: Config, source: str, digest: str | None) -> int:
+    from jaxfit.lowering import plan_fit
     from jaxfit.report import fit_csv
     from jaxfit.single import fit_and_executable
 
-    result, compiled, inputs, outputs = fit_and_executable(config)
+    plan = plan_fit(config)
+    result, compiled, inputs, outputs = fit_and_executable(plan)
     plain = config.model_dump(mode="json")
     code = _print_fit(args, result, plain, source)
     if args.plot:
         from jaxfit.plots import fit_plots
 
-        _report_plots(fit_plots(result, config, args.plot, args.plot_format))
+        _report_plots(fit_plots(result, plan, args.plot, args.plot_format))
     if args.output:
         from jaxfit.atomic import write_atomic, write_json
         from jaxfit.config import dump_yaml
@@ -231,16 +245,19 @@ def _print_batch(args: argparse.Namespace, result: Any, summary: dict[str, Any],
         print(batch_text(result, source))
 
 
-def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
+def _fit_batch(args: argparse.Namespace, config: Config, plan: BatchPlan, source: str) -> int:
     import time
 
     from jaxfit import rundir
-    from jaxfit.batch import chunk_columns, facts_of, fit_batch
+    from jaxfit.batch import chunk_columns, facts_of, run_batch
     from jaxfit.cli.progress import Progress
+    from jaxfit.lowering import config_hash, dump_yaml
 
     t0 = time.perf_counter()
-    n = config.fits
-    ranges = rundir.start(args.output, config, args.resume) if args.output else [(0, n)]
+    n = plan.fits
+    ranges = [(0, n)]
+    if args.output:
+        ranges = rundir.start(args.output, n, config_hash(config), dump_yaml(config), args.resume)
     if args.distributed:
         import jax
 
@@ -260,7 +277,7 @@ def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
         progress.update(done)
 
     try:
-        result = fit_batch(config, devices=args.devices, ranges=ranges, on_chunk=on_chunk)
+        result = run_batch(plan, devices=args.devices, ranges=ranges, on_chunk=on_chunk)
     except KeyboardInterrupt:
         progress.close()
         if args.output:
@@ -274,8 +291,8 @@ def _fit_batch(args: argparse.Namespace, config: Config, source: str) -> int:
         return code
     if args.output:
         if ranges != [(0, n)]:  # some fits came from an earlier run or another process
-            result = rundir.read_parts(args.output, config, facts_of(result))
-        rundir.finish(args.output, config, result, time.perf_counter() - t0)
+            result = rundir.read_parts(args.output, plan, facts_of(result))
+        rundir.finish(args.output, plan, result, time.perf_counter() - t0)
     summary = result.summary()
     if args.plot:
         from jaxfit.plots import batch_plots
@@ -343,15 +360,18 @@ def run(argv: Sequence[str]) -> int:
             # them): none has written into the shared directory yet
             prepare(args.output, args.overwrite, args.resume)
     _configure_jax(args, config.is_batch)
-    if config.is_batch:
-        from jaxfit.batch import preflight
+    if not config.is_batch:
+        if args.output and not args.distributed:
+            prepare(args.output, args.overwrite, args.resume)
+        return _fit_single(args, config, source, digest)
+    from jaxfit.batch import preflight
+    from jaxfit.lowering import plan_batch
 
-        preflight(config, args.devices)  # devices and memory, before anything is written
+    plan = plan_batch(config)
+    preflight(plan, args.devices)  # devices and memory, before anything is written
     if args.output and not args.distributed:
         prepare(args.output, args.overwrite, args.resume)
-    if not config.is_batch:
-        return _fit_single(args, config, source, digest)
-    return _fit_batch(args, config, source)
+    return _fit_batch(args, config, plan, source)
 
 
 def schema(argv: Sequence[str]) -> int:
@@ -384,7 +404,7 @@ def merge(argv: Sequence[str]) -> int:
 
     if not (args.output / "manifest.json").exists():
         raise UsageError(f"{args.output}: not a jaxfit batch run directory (no manifest.json)")
-    from jaxfit.config import load_config
+    from jaxfit.lowering import load_config, plan_batch
 
     config = load_config(args.output / "config.yaml")
     n = config.fits
@@ -397,8 +417,9 @@ def merge(argv: Sequence[str]) -> int:
     if (args.output / "summary.json").exists():
         sys.stdout.write((args.output / "summary.json").read_text())
         return 0
-    result = rundir.read_parts(args.output, config, RunFacts(0, "", 0, 0.0, 0.0))
-    rundir.finish(args.output, config, result, 0.0)
+    plan = plan_batch(config)
+    result = rundir.read_parts(args.output, plan, RunFacts(0, "", 0, 0.0, 0.0))
+    rundir.finish(args.output, plan, result, 0.0)
     print(dumps(result.summary()) if args.format == "json" else batch_text(result, str(args.output)))
     return 0
 

@@ -79,7 +79,7 @@ def create_app(
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from jaxfit.config import load_config
+    from jaxfit.lowering import plan_fit
     from jaxfit.service import guard, handlers
     from jaxfit.service.batcher import FitBatcher
     from jaxfit.service.metrics import Metrics
@@ -111,7 +111,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> Any:
-        await asyncio.get_running_loop().run_in_executor(None, state.batcher.warm_up, load_config(None))
+        await asyncio.get_running_loop().run_in_executor(None, state.batcher.warm_up, plan_fit(None))
         # What start-up built lives as long as the server: keep it out of GC passes. A
         # request allocates hundreds of short-lived objects: collect the young ones
         # every 10,000 allocations, not 700 (less CPU per request: README, "The service").

@@ -23,8 +23,7 @@ from typing import Any
 import jax
 import orjson
 
-from jaxfit.config import Config
-from jaxfit.problem import precision, spec_of, stats_spec_of
+from jaxfit.plans import FitPlan
 from jaxfit.results import fit_result
 from jaxfit.single import TRACE_LIMIT, compiled_fit_many, fit_inputs_many
 
@@ -35,39 +34,23 @@ class QueueFull(Exception):
 
 @dataclass
 class _Pending:
-    config: Config
+    plan: FitPlan
     key: tuple
     future: asyncio.Future
     trace: bool = True
     queued: float = field(default_factory=time.perf_counter)
 
 
-def batch_key(config: Config) -> tuple:
+def batch_key(plan: FitPlan) -> tuple:
     """What forces a compile (the ``Spec``, precision, number of observations, what
     the statistics compute, whether the data are weighted): requests with equal keys
     share one batch."""
-    return (
-        spec_of(config),
-        config.precision,
-        len(config.data.arrays()[0]),
-        stats_spec_of(config, batch=False),
-        config.data.sigma is not None,
-    )
-
-
-def _result_config(config: Config) -> dict[str, Any]:
-    """The parts of a resolved config that ``fit_result`` reads (a whole
-    ``model_dump`` per request costs more than the batched fit)."""
-    return {
-        "train": {"trainable": config.train.trainable},
-        "params": config.params,
-        "precision": config.precision,
-        "report": {"confidence": config.report.confidence},
-    }
+    data = plan.problem.data
+    return (plan.spec, plan.precision, len(data.y), plan.stats, data.sigma is not None)
 
 
 class FitBatcher:
-    """``await batcher.fit(config)`` -> the fit's result as JSON (as ``python -m jaxfit --format json``)."""
+    """``await batcher.fit(plan)`` -> the fit's result as JSON (as ``python -m jaxfit --format json``)."""
 
     def __init__(
         self,
@@ -100,12 +83,12 @@ class FitBatcher:
         for task in self._tasks:
             task.cancel()
 
-    async def fit(self, config: Config, trace: bool = True) -> bytes:
+    async def fit(self, plan: FitPlan, trace: bool = True) -> bytes:
         """The fit's JSON; ``QueueFull`` at once when the queue is full, ``TimeoutError``
         when it is not done within ``timeout_s``."""
         if self.depth >= self.max_queue:
             raise QueueFull
-        pending = _Pending(config, batch_key(config), asyncio.get_running_loop().create_future(), trace)
+        pending = _Pending(plan, batch_key(plan), asyncio.get_running_loop().create_future(), trace)
         self._queue.put_nowait(pending)
         self._by_deadline.append(pending)
         if self.depth >= self.max_batch:
@@ -171,21 +154,21 @@ class FitBatcher:
             self._executables.popitem(last=False)
         return fn
 
-    def warm_up(self, config: Config) -> None:
-        """Compile (and run once) the executable for ``config``'s key."""
-        self._compute([_Pending(config, batch_key(config), None)])  # type: ignore[arg-type]
+    def warm_up(self, plan: FitPlan) -> None:
+        """Compile (and run once) the executable for ``plan``'s key."""
+        self._compute([_Pending(plan, batch_key(plan), None)])  # type: ignore[arg-type]
 
     def _compute(self, group: list[_Pending]) -> list[bytes]:
         lanes = self.max_batch
-        configs = [p.config for p in group]
-        configs += [configs[-1]] * (lanes - len(group))  # padding lanes: results dropped
-        inputs, tree = fit_inputs_many(configs)
-        with precision(configs[0]):
+        plans = [p.plan for p in group]
+        plans += [plans[-1]] * (lanes - len(group))  # padding lanes: results dropped
+        inputs, tree = fit_inputs_many(plans)
+        with jax.enable_x64(plans[0].precision == "float64"):
             executable = self._executable(group[0].key, tree)
             outputs = jax.device_get(executable(*inputs))
         return [
             orjson.dumps(  # plain floats; a non-finite loss becomes null
-                fit_result(_result_config(p.config), {k: v[i] for k, v in outputs.items()}).to_dict(p.trace)
+                fit_result(p.plan.facts, {k: v[i] for k, v in outputs.items()}).to_dict(p.trace)
             )
             for i, p in enumerate(group)
         ]

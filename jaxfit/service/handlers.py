@@ -19,7 +19,7 @@ from jaxfit.batch import fit_batch as run_batch
 from jaxfit.config import Config, json_schema, load_config
 from jaxfit.core.engine import opt_state_tree, state_from_dict, state_to_dict
 from jaxfit.jsonout import plain
-from jaxfit.problem import dtype_of, precision, problem_of, spec_of
+from jaxfit.lowering import dtype_of, plan_fit, precision, problem_of, spec_of
 from jaxfit.service.batcher import FitBatcher
 from jaxfit.service.guard import HTTPError, Limits, encode, read_json, within
 from jaxfit.service.metrics import Metrics
@@ -115,7 +115,7 @@ async def fit(state: State, scope: dict, receive: Any) -> bytes:
     if config.is_batch:
         raise HTTPError(422, "batch: use POST /v1/fit_batch for a config with a batch section")
     query = parse_qs(scope["query_string"].decode("latin-1")) if scope["query_string"] else {}
-    return await state.batcher.fit(config, _flag(query.get("trace"), True))  # keeps the time limit
+    return await state.batcher.fit(plan_fit(config), _flag(query.get("trace"), True))  # keeps the time limit
 
 
 async def fit_batch(state: State, request: Request) -> Response:

@@ -1,5 +1,7 @@
-"""From a validated ``Config`` to what the engine takes: a static ``Spec`` and
-arrays (NumPy, so building them compiles nothing). No pydantic past this point."""
+"""The lowering: a validated ``Config`` turned, once, into a plan (``jaxfit.plans``):
+a static ``Spec`` and arrays (NumPy, so building them compiles nothing). The front
+doors (``fit``, ``fit_batch``, ``make_step``, export, the service's requests, the
+command line) call it; nothing past it sees a ``Config`` or pydantic."""
 
 from __future__ import annotations
 
@@ -10,13 +12,30 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxfit.config import BatchConfig, Config, Linspace, Normal, Uniform, Values
+from jaxfit.chunks import Inputs, Program
+from jaxfit.config import (
+    LM,
+    Adam,
+    BatchConfig,
+    Config,
+    ConfigLike,
+    Linspace,
+    Momentum,
+    Normal,
+    Uniform,
+    Values,
+    dump_yaml,
+    load_config,
+)
 from jaxfit.core.engine import Problem, Spec
 from jaxfit.core.model import Data, Params
 from jaxfit.core.optim import Hyper, OptimizerKind
 from jaxfit.core.stats import StatsSpec
 from jaxfit.errors import ConfigError
-from jaxfit.sweep import FIXED, HYPER_NAMES, LINSPACE, NORMAL, UNIFORM, VALUES, Plan, Tables
+from jaxfit.plans import BatchPlan, FitPlan
+from jaxfit.sweep import FIXED, HYPER_NAMES, LINSPACE, NORMAL, UNIFORM, VALUES, Plan, Tables, tables_as
+
+__all__ = ["ConfigLike", "config_hash", "dump_yaml", "load_config", "plan_batch", "plan_fit", "stacked"]
 
 
 def spec_of(config: Config) -> Spec:
@@ -65,10 +84,96 @@ def stats_spec_of(config: Config, *, batch: bool) -> StatsSpec:
     return StatsSpec(config.train.absolute_sigma, covariance=not batch or config.report.covariance)
 
 
+def plan_fit(config: ConfigLike) -> FitPlan:
+    """Lower one fit (a config, a path or a dict) into a ``FitPlan``."""
+    config = load_config(config)
+    with precision(config):
+        params, problem = inputs(config)
+    return FitPlan(
+        spec=spec_of(config),
+        params=params,
+        problem=problem,
+        start=dict(config.params),
+        precision=config.precision,
+        stats=stats_spec_of(config, batch=False),
+        confidence=config.report.confidence,
+        dims=config.data.dims,
+    )
+
+
+def plan_batch(config: ConfigLike, *, statistics: bool = True) -> BatchPlan:
+    """Lower a config's batch (one fit if it has none) into a ``BatchPlan``."""
+    config = load_config(config)
+    plan, tables = plan_of(config)
+    dtype = dtype_of(config)
+    data, per_group = batch_data(config)
+    with precision(config):
+        hyper = hyper_of(config)
+    given = config.start_values
+    starts = None if given is None else {n: np.asarray(v, dtype) for n, v in given.items()}
+    statistics = statistics and config.report.statistics
+    stats = stats_spec_of(config, batch=True) if statistics else None
+    return BatchPlan(
+        program=Program(spec_of(config), plan, stats),
+        inputs=Inputs(tables_as(tables, dtype), hyper, data, per_group, starts),
+        fits=config.fits,
+        names=config.names,
+        base={**config.params, **config.train.model_dump(include=set(HYPER_NAMES))},
+        precision=config.precision,
+        labels=np.asarray(config.data.table.labels) if config.data.grouped else None,
+        per_group=config.per_group,
+        devices=config.devices,
+        block_size=config.block_size,
+        covariance=bool(statistics and config.report.covariance),
+        confidence=config.report.confidence,
+        dims=config.data.dims,
+    )
+
+
+RESULTS_AFFECTING = {"devices", "block_size"}
+"""Config fields that never change results (excluded from the config hash)."""
+
+
+def config_hash(config: Config) -> str:
+    """SHA-256 of the resolved config, less the fields that cannot change results, and
+    of what it names: the data file's bytes and the model function's module source."""
+    import hashlib
+    import json
+
+    from jaxfit.functions import named_sources
+
+    h = hashlib.sha256(
+        json.dumps(config.model_dump(mode="json", exclude=RESULTS_AFFECTING), sort_keys=True).encode()
+    )
+    sources = named_sources(config.data.file, config.model.function)
+    if sources:  # the seed's hash is the config's alone
+        h.update(json.dumps(sources, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def stacked(plans: Sequence[FitPlan]) -> tuple[Params, Problem]:
+    """Initial trainable values and problems of fit plans (same spec and precision),
+    each leaf stacked along a leading axis: one NumPy array per leaf, however many
+    plans (how the service batches its requests). Unweighted data get sigma 1 and
+    unmasked data every point where others have them."""
+    weighted = any(p.problem.data.sigma is not None for p in plans)
+    masked = any(p.problem.data.mask is not None for p in plans)
+
+    def filled(plan: FitPlan) -> tuple[Params, Problem]:
+        data = plan.problem.data
+        n, dtype = len(data.y), plan.dtype
+        if weighted and data.sigma is None:
+            data = data._replace(sigma=np.ones(n, dtype))
+        if masked and data.mask is None:
+            data = data._replace(mask=np.ones(n, bool))
+        return plan.params, plan.problem._replace(data=data)
+
+    return jax.tree.map(lambda *leaves: np.stack(leaves), *(filled(p) for p in plans))
+
+
 def stacked_inputs(configs: Sequence[Config]) -> tuple[Params, Problem]:
     """Initial trainable values and problems of ``configs`` (same trainable set and
-    precision), each leaf stacked along a leading config axis: one NumPy array per
-    leaf, however many configs (how the service batches its requests)."""
+    precision), each leaf stacked along a leading config axis (``inputs`` is one)."""
     for config in configs:
         _check_precision(config)
     dtype, spec = dtype_of(configs[0]), spec_of(configs[0])
@@ -102,6 +207,15 @@ def stacked_inputs(configs: Sequence[Config]) -> tuple[Params, Problem]:
     )
 
 
+OPTIMIZER_DEFAULTS = {
+    name: field.default
+    for schema in (Momentum, Adam, LM)
+    for name, field in schema.model_fields.items()
+    if name in Hyper._fields
+}
+"""Each optimizer field's default, from the schema (an optimizer ignores the others' fields)."""
+
+
 def _stacked_hyper(configs: Sequence[Config]) -> Hyper:
     dtype = dtype_of(configs[0])
     trains = [c.train for c in configs]
@@ -114,11 +228,7 @@ def _stacked_hyper(configs: Sequence[Config]) -> Hyper:
         learning_rate=column([t.learning_rate for t in trains]),
         tolerance=column([t.tolerance for t in trains]),
         max_steps=column([t.max_steps for t in trains], np.int32),
-        momentum=column([o.get("momentum", 0.0) for o in opts]),
-        b1=column([o.get("b1", 0.9) for o in opts]),
-        b2=column([o.get("b2", 0.999) for o in opts]),
-        eps=column([o.get("eps", 1e-8) for o in opts]),
-        damping=column([o.get("damping", 0.01) for o in opts]),
+        **{f: column([o.get(f, OPTIMIZER_DEFAULTS[f]) for o in opts]) for f in OPTIMIZER_DEFAULTS},
         ftol=column([t.ftol for t in trains]),
     )
 
