@@ -225,5 +225,21 @@ def assemble(plan: BatchPlan, store: Mapping[str, np.ndarray], facts: RunFacts) 
         **{f: store.get(f) for f in (*STAT_FLOATS, "dof", "singular")},
         covariance=store.get("covariance"),
         confidence=plan.confidence,
+        at_bound=at_bound(plan, params, n),
         **facts._asdict(),
     )
+
+
+def at_bound(plan: BatchPlan, params: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """For each bounded parameter, per fit: whether it ended on a bound."""
+    bounds = plan.inputs.bounds
+    if bounds is None:
+        return {}
+    per_group = np.ndim(next(iter(bounds[0].values()))) > 0
+    rows = np.arange(n) // plan.per_group
+
+    def per_fit(a: np.ndarray) -> np.ndarray:
+        return np.asarray(a)[rows] if per_group else np.asarray(a)
+
+    lower, upper = bounds
+    return {p: (params[p] <= per_fit(lower[p])) | (params[p] >= per_fit(upper[p])) for p in lower}

@@ -123,6 +123,9 @@ class Inputs(NamedTuple):
     starts: Params | None = None
     """Each data set's own starting values of (some of) the trainable parameters, by
     name, ``(groups,)`` each: they replace the plan's values for that data set's fits."""
+    bounds: tuple[Params, Params] | None = None
+    """``(lower, upper)`` of ``Spec.bounded``, by name: scalars shared by every fit, or
+    ``(groups,)`` each (one pair per data set)."""
 
 
 def _draw_index(inputs: Inputs, index: jax.Array) -> jax.Array:
@@ -165,17 +168,21 @@ class _Lanes(NamedTuple):
     """Each lane's data set (None: all share ``Inputs.data``)."""
     init: dict[str, jax.Array]
     """Each lane's starting values of the quantities the batch varies (its outputs)."""
+    bounds: tuple[Params, Params] | None = None
+    """Each lane's bounds (None: all share ``Inputs.bounds``)."""
 
     def problem_args(self, program: Program, inputs: Inputs) -> tuple[tuple, tuple]:
-        """``(frozen, shared frozen, hyper, data)`` of the lanes' problems and their
-        ``vmap`` axes."""
+        """``(frozen, shared frozen, hyper, data, bounds)`` of the lanes' problems and
+        their ``vmap`` axes."""
         per_lane = {f: getattr(self, f) for f in _PER_FIT if getattr(self, f) is not None}
         hyper = inputs.common._replace(**per_lane)
         hyper_axes = Hyper(*(0 if f in per_lane else None for f in Hyper._fields))
         shared = self.data is None
         data = inputs.data if shared else self.data
         common = _shared_frozen(program, inputs.tables)
-        return (self.frozen, common, hyper, data), (0, None, hyper_axes, None if shared else 0)
+        bounds = inputs.bounds if self.bounds is None else self.bounds
+        args = (self.frozen, common, hyper, data, bounds)
+        return args, (0, None, hyper_axes, None if shared else 0, None if self.bounds is None else 0)
 
 
 def _shared_frozen(program: Program, tables: Tables) -> Params:
@@ -188,8 +195,8 @@ def _shared_frozen(program: Program, tables: Tables) -> Params:
     }
 
 
-def _problem(frozen: Params, common: Params, hyper: Hyper, data: Data) -> Problem:
-    return Problem(data, {**common, **frozen}, hyper)
+def _problem(frozen: Params, common: Params, hyper: Hyper, data: Data, bounds: tuple | None) -> Problem:
+    return Problem(data, {**common, **frozen}, hyper, bounds)
 
 
 def varying_of(program: Program, inputs: Inputs) -> tuple[str, ...]:
@@ -213,7 +220,11 @@ def _lanes_of(program: Program, inputs: Inputs, index: jax.Array) -> tuple[_Lane
     per_fit = {f: getattr(drawn, f) if f in varies else None for f in _PER_FIT}
     everything = {**drawn.params, **drawn._asdict()}
     init = {q: everything[q] for q in varying_of(program, inputs)}
-    lanes = _Lanes(None, frozen, **per_fit, data=_data_of(inputs, index), init=init)
+    bounds = None
+    if inputs.bounds is not None and jnp.ndim(jax.tree.leaves(inputs.bounds)[0]) > 0:  # per data set
+        group = jnp.maximum(index, 0) // inputs.per_group
+        bounds = jax.tree.map(lambda a: a[group], inputs.bounds)
+    lanes = _Lanes(None, frozen, **per_fit, data=_data_of(inputs, index), init=init, bounds=bounds)
     return lanes, {n: drawn.params[n] for n in spec.trainable}
 
 
@@ -222,11 +233,12 @@ def _with_stats(program: Program, inputs: Inputs, lanes: _Lanes, chunk: Chunk) -
     fits' per-fit inputs); unchanged when the program computes none."""
     if program.stats is None:
         return chunk
-    (frozen, common, _, data), (frozen_axis, _, _, data_axis) = lanes.problem_args(program, inputs)
+    (frozen, common, hyper, data, _), (frozen_axis, _, _, data_axis, _) = lanes.problem_args(program, inputs)
 
     def one(params: Params, frozen: Params, data: Data) -> Stats:
-        spec = program.spec
-        return statistics(spec.model, spec.trainable, params, {**common, **frozen}, data, program.stats)
+        spec, f_scale = program.spec, hyper.f_scale
+        frozen = {**common, **frozen}
+        return statistics(spec.model, spec.trainable, params, frozen, data, program.stats, spec.loss, f_scale)
 
     stats = jax.vmap(one, in_axes=(0, frozen_axis, data_axis))(chunk.params, frozen, data)
     return chunk._replace(stats=stats)

@@ -47,6 +47,8 @@ class CurveFit:
     bic: np.ndarray
     rsquared: np.ndarray
     singular: np.ndarray
+    at_bound: np.ndarray
+    """(G, k) bool: the parameter ended on one of its bounds (its error then means little)."""
     names: tuple[str, ...]
     batch: BatchResult
     """Everything the engine returned (run facts, intervals)."""
@@ -134,22 +136,30 @@ def plan_arrays(
     tolerance: float,
     max_steps: int,
     ftol: float = 0.0,
+    loss: str = "ssr",
+    f_scale: float = 1.0,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Any:
-    """A ``batch.BatchPlan`` of one LM fit per data set (row of ``y``), from checked
-    arrays: ``x`` ``(G, n[, d])``, ``y``/``mask``/``sigma`` ``(G, n)``, ``starts`` ``(G, k)``."""
-    from jaxfit.batch import BatchPlan
+    """A ``plans.BatchPlan`` of one LM fit per data set (row of ``y``), from checked
+    arrays: ``x`` ``(G, n[, d])``, ``y``/``mask``/``sigma`` ``(G, n)``, ``starts`` and
+    the ``bounds`` ``(lower, upper)`` ``(G, k)``."""
     from jaxfit.chunks import Inputs, Program
     from jaxfit.core.engine import Spec
     from jaxfit.core.model import Data, Function
     from jaxfit.core.optim import Hyper, OptimizerKind
     from jaxfit.core.stats import StatsSpec
+    from jaxfit.plans import BatchPlan
     from jaxfit.sweep import HYPER_NAMES, fixed_plan
 
     base = {**dict(zip(names, map(float, starts[0]))), "learning_rate": 1.0, "tolerance": tolerance}
     base["max_steps"] = max_steps
     plan, tables = fixed_plan(names, base)
     label = getattr(f, "__qualname__", repr(f))
-    spec = Spec(names, OptimizerKind("lm"), Function(f, names, label, dims))
+    bounded = () if bounds is None else tuple(n for i, n in enumerate(names) if _is_bounded(bounds, i))
+    spec = Spec(names, OptimizerKind("lm"), Function(f, names, label, dims), loss, bounded)
+    box = None
+    if bounded:
+        box = tuple({n: np.asarray(b[:, names.index(n)], dtype) for n in bounded} for b in bounds)
 
     def scalar(v: float, kind: Any = dtype) -> np.ndarray:
         return np.asarray(v, kind)
@@ -164,6 +174,7 @@ def plan_arrays(
         eps=scalar(1e-8),
         damping=scalar(0.01),
         ftol=scalar(ftol),
+        f_scale=scalar(f_scale),
     )
     data = Data(
         np.asarray(x, dtype),
@@ -180,6 +191,7 @@ def plan_arrays(
             data,
             np.int32(1),
             {n: np.asarray(starts[:, i], dtype) for i, n in enumerate(names)},
+            box,
         ),
         fits=groups,
         names=names,
@@ -188,6 +200,85 @@ def plan_arrays(
         labels=np.arange(groups),
         covariance=True,
     )
+
+
+def _is_bounded(bounds: tuple[np.ndarray, np.ndarray], i: int) -> bool:
+    return bool(np.isfinite(bounds[0][:, i]).any() or np.isfinite(bounds[1][:, i]).any())
+
+
+def _checked_bounds(
+    bounds: Any, starts: np.ndarray, names: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """scipy's ``bounds=(lower, upper)``, each a scalar, ``(k,)`` or ``(G, k)``, as two
+    ``(G, k)`` arrays (None: unbounded); ``ValueError`` for a bad or infeasible one."""
+    try:
+        lower, upper = bounds
+    except (TypeError, ValueError):
+        raise ValueError("bounds: expected (lower, upper), each a number, (k,) or (G, k)") from None
+    groups, k = starts.shape
+
+    def shaped(value: Any, side: str) -> np.ndarray:
+        b = np.asarray(value, np.float64)
+        if b.ndim == 0 or b.shape == (k,) or b.shape == (groups, k):
+            return np.broadcast_to(b, (groups, k))
+        raise ValueError(
+            f"bounds: the {side} bounds have shape {b.shape}; expected a number, ({k},) or ({groups}, {k})"
+        )
+
+    lower, upper = shaped(lower, "lower"), shaped(upper, "upper")
+    if np.isnan(lower).any() or np.isnan(upper).any():
+        raise ValueError("bounds: NaN is not a bound (use -inf or inf for none)")
+    if (lower >= upper).any():
+        g, i = np.argwhere(lower >= upper)[0]
+        raise ValueError(f"bounds: {names[i]}: lower {lower[g, i]:g} must be below upper {upper[g, i]:g}")
+    outside = (starts < lower) | (starts > upper)
+    if outside.any():
+        g, i = np.argwhere(outside)[0]
+        where = f" (data set {g})" if groups > 1 else ""
+        raise ValueError(
+            f"p0: {names[i]} = {starts[g, i]:g}{where} is outside its bounds [{lower[g, i]:g}, {upper[g, i]:g}]"
+        )
+    if np.isinf(lower).all() and np.isinf(upper).all():
+        return None
+    return lower, upper
+
+
+def _checked_loss(loss: str, f_scale: float, y: np.ndarray, sigma: np.ndarray | None) -> str:
+    """scipy's loss name (``linear`` is ``ssr``) or ``poisson``, checked against the data."""
+    from jaxfit.core.losses import LOSSES
+
+    kind = "ssr" if loss == "linear" else loss
+    if kind not in LOSSES:
+        raise ValueError(f"loss: {loss!r} is not allowed; expected one of linear, {', '.join(LOSSES[1:])}")
+    if not (np.isfinite(f_scale) and f_scale > 0):
+        raise ValueError(f"f_scale: must be > 0, got {f_scale}")
+    if kind == "poisson":
+        if sigma is not None:
+            raise ValueError("sigma: a Poisson fit weighs each count by the model itself; give no sigma")
+        if (y[np.isfinite(y)] < 0).any():
+            raise ValueError("ydata: counts must be >= 0 for loss='poisson'")
+    return kind
+
+
+def _check_positive(
+    f: Callable[..., Any], x: np.ndarray, mask: np.ndarray | None, starts: np.ndarray, dims: int
+) -> None:
+    """``loss='poisson'``: the model must be positive at ``p0`` on every real point."""
+    import jax
+
+    from jaxfit.core.model import Function
+
+    model = Function(f, tuple(f"p{i}" for i in range(starts.shape[1])), dims=dims)
+    with jax.enable_x64(starts.dtype == np.float64):
+        m = jax.vmap(lambda x, p: model({f"p{i}": p[i] for i in range(len(p))}, x))(
+            np.where(mask[..., None] if dims else mask, x, 0) if mask is not None else x, starts
+        )
+    bad = ~(np.asarray(m) > 0) & (True if mask is None else mask)
+    if bad.any():
+        g, i = np.argwhere(bad)[0]
+        raise ValueError(
+            f"p0: the model is {float(m[g, i]):g} at point {i} of data set {g}; loss='poisson' needs it > 0"
+        )
 
 
 def _checked_arrays(
@@ -240,6 +331,8 @@ def curve_fit(
     bounds: Any = (-np.inf, np.inf),
     method: str | None = None,
     *,
+    loss: str = "linear",
+    f_scale: float = 1.0,
     full_output: bool = False,
     nan_policy: str = "raise",
     precision: str | None = None,
@@ -260,8 +353,15 @@ def curve_fit(
         sigma: each point's standard deviation, ``(n,)`` or ``(G, n)``.
         absolute_sigma: scipy's meaning (the covariance is not scaled by the reduced χ²).
         check_finite: scipy's; non-finite data are refused unless ``nan_policy="omit"``.
-        bounds: only ``(-inf, inf)`` for now.
+        bounds: ``(lower, upper)`` as scipy's: each a number, ``(k,)`` or ``(G, k)``;
+            ``±inf`` for none. Steps are projected into the box (a parameter on a bound
+            its gradient pushes against is held there); ``p0`` must lie inside.
         method: ``"lm"`` (or None).
+        loss: ``"linear"`` (least squares), scipy's robust ``"soft_l1"``, ``"huber"``,
+            ``"cauchy"``, ``"arctan"`` (with ``f_scale``), or ``"poisson"``: the Poisson
+            deviance for counts (maximum likelihood; ``ydata >= 0``, the model > 0 at
+            ``p0``; covariance the inverse Fisher information).
+        f_scale: the robust losses' soft margin between inliers and outliers.
         full_output: return a ``CurveFit`` (status, steps, errors, statistics) instead.
         nan_policy: ``"raise"`` refuses a non-finite value; ``"omit"`` drops those points
             (ragged data sets: pad with NaN); a data set left with fewer points than
@@ -285,14 +385,16 @@ def curve_fit(
         raise ValueError(f"ftol: must be in [0, 1), got {ftol}")
     if method not in (None, "lm"):
         raise ValueError(f"method: {method!r} is not available; jaxfit.curve_fit runs 'lm'")
-    if not (np.all(np.asarray(bounds[0]) == -np.inf) and np.all(np.asarray(bounds[1]) == np.inf)):
-        raise ValueError("bounds: not supported yet; give (-inf, inf)")
     if nan_policy not in ("raise", "omit"):
         raise ValueError(f"nan_policy: {nan_policy!r} is not allowed; expected 'raise' or 'omit'")
     x, y, mask, sigma, starts, names, dims, dtype = _checked_arrays(
         f, xdata, ydata, p0, sigma, nan_policy, precision
     )
     single = np.ndim(ydata) == 1
+    kind = _checked_loss(loss, f_scale, y, sigma)
+    box = _checked_bounds(bounds, starts, names)
+    if kind == "poisson":
+        _check_positive(f, x, mask, starts.astype(dtype), dims)
     from jaxfit.batch import run_batch
 
     plan = plan_arrays(
@@ -309,6 +411,9 @@ def curve_fit(
         tolerance=LM_TOLERANCE[dtype.name] if tolerance is None else tolerance,
         max_steps=max_steps,
         ftol=ftol,
+        loss=kind,
+        f_scale=f_scale,
+        bounds=box,
     )
     result = run_batch(plan, devices=devices, block_size=block_size)
     popt = np.stack([result.params[n] for n in names], axis=-1)
@@ -328,6 +433,7 @@ def curve_fit(
         bic=result.bic,
         rsquared=result.rsquared,
         singular=result.singular,
+        at_bound=np.stack([result.at_bound.get(n, np.zeros(result.fits, bool)) for n in names], axis=-1),
         names=names,
         batch=result,
     )

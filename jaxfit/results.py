@@ -259,6 +259,9 @@ class BatchResult:
     covariance: np.ndarray | None = None
     """``(fits, k, k)`` when ``report.covariance`` asked for it (else None)."""
     confidence: float = 0.95
+    at_bound: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    """bool per fit, for each bounded parameter: it ended on one of its bounds (its
+    standard error, from the unconstrained curvature, then means little)."""
 
     def intervals(self, confidence: float | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per fit and trainable parameter: ``(low, high)`` of ``value ± t·stderr``, with

@@ -54,7 +54,10 @@ def named_stats(stats: Stats) -> dict[str, jax.Array]:
 
 
 def _stats_of(spec: Spec, stats: StatsSpec, final: FitState, problem: Problem) -> Stats:
-    return statistics(spec.model, spec.trainable, final.params, problem.frozen, problem.data, stats)
+    f_scale = problem.hyper.f_scale
+    return statistics(
+        spec.model, spec.trainable, final.params, problem.frozen, problem.data, stats, spec.loss, f_scale
+    )
 
 
 def _named(

@@ -32,19 +32,24 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jaxfit.core.model import SEED_MODEL, Data, Model, Params, ssr
+from jaxfit.core import losses
+from jaxfit.core.model import SEED_MODEL, Data, Model, Params
 from jaxfit.core.optim import Hyper, OptimizerKind
 from jaxfit.core.solvers import Objective, all_of, small, solver_of
-from jaxfit.core.stats import jacobian
 from jaxfit.core.status import Status
 
 
 class Spec(NamedTuple):
-    """What forces a compile: which parameters train and how, and the model (hashable, static)."""
+    """What forces a compile: which parameters train and how, the model, the loss and
+    which parameters have bounds (hashable, static)."""
 
     trainable: tuple[str, ...] = ("b3",)
     optimizer: OptimizerKind = OptimizerKind()
     model: Model = SEED_MODEL
+    loss: str = "ssr"
+    """``core.losses.LOSSES``."""
+    bounded: tuple[str, ...] = ()
+    """Trainable parameters kept inside ``Problem.bounds``."""
 
 
 class Problem(NamedTuple):
@@ -54,6 +59,8 @@ class Problem(NamedTuple):
     frozen: Params
     """Values of the parameters that do not train."""
     hyper: Hyper
+    bounds: tuple[Params, Params] | None = None
+    """``(lower, upper)`` of each of ``Spec.bounded`` (±inf: unbounded on that side)."""
 
 
 class FitState(NamedTuple):
@@ -89,15 +96,23 @@ class Trace(NamedTuple):
 
 
 def objective(spec: Spec, problem: Problem) -> Objective:
-    """The fit's loss as a function of the trainable parameters, for the solvers."""
+    """The fit's loss (``core.losses``) as a function of the trainable parameters, and
+    the projection onto its bounds, for the solvers."""
+    f_scale = problem.hyper.f_scale
+
+    def loss(trainable: Params) -> jax.Array:
+        return losses.value(spec.loss, {**problem.frozen, **trainable}, problem.data, spec.model, f_scale)
 
     def value_and_grad(trainable: Params) -> tuple[jax.Array, Params]:
-        return jax.value_and_grad(lambda t: ssr({**problem.frozen, **t}, problem.data, spec.model))(trainable)
+        return jax.value_and_grad(loss)(trainable)
 
     def linearized(trainable: Params) -> tuple[jax.Array, jax.Array]:
-        return jacobian(spec.model, tuple(trainable), trainable, problem.frozen, problem.data)
+        names = tuple(trainable)
+        return losses.linearized(
+            spec.loss, spec.model, names, trainable, problem.frozen, problem.data, f_scale
+        )
 
-    return Objective(value_and_grad, linearized)
+    return Objective(value_and_grad, linearized, problem.bounds if spec.bounded else None)
 
 
 def _all_finite(*trees: object) -> jax.Array:
@@ -149,8 +164,8 @@ def step(spec: Spec, state: FitState, problem: Problem) -> FitState:
 def lean(spec: Spec) -> bool:
     """Whether the batch loops step ``spec``'s fits with ``advance`` rather than
     ``step`` (``GradientDescent.lean``, and one trainable parameter, whose loop is
-    bound by what it carries)."""
-    return solver_of(spec.optimizer).lean and len(spec.trainable) == 1
+    bound by what it carries, and no bounds)."""
+    return solver_of(spec.optimizer).lean and len(spec.trainable) == 1 and not spec.bounded
 
 
 class LeanState(NamedTuple):

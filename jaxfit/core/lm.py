@@ -34,10 +34,18 @@ class LMState(NamedTuple):
     """λ: 0 is Gauss–Newton, large is a short gradient step."""
 
 
-def proposal(names: tuple[str, ...], r: jax.Array, J: jax.Array, damping: jax.Array) -> Params:
+def proposal(
+    names: tuple[str, ...], r: jax.Array, J: jax.Array, damping: jax.Array, held: jax.Array | None = None
+) -> Params:
     """The damped Gauss–Newton step ``δ`` (by name) for residuals ``r`` (n,) and
-    their Jacobian ``J`` (n, k), columns in the order of ``names``."""
+    their Jacobian ``J`` (n, k), columns in the order of ``names``; ``held`` (bool,
+    (k,)): parameters the step leaves where they are (``δ = 0``), the others stepping
+    as if those were frozen."""
+    if held is not None:
+        J = jnp.where(held[None, :], 0, J)
     A, g = J.T @ J, J.T @ r
+    if held is not None:
+        A = A + jnp.diag(held.astype(A.dtype))
     d = jnp.diag(A)
     scale = jnp.maximum(d, 1e-12 * jnp.max(d) + jnp.finfo(d.dtype).tiny)
     delta = solve_spd(A + damping * jnp.diag(scale), -g)

@@ -41,6 +41,8 @@ class Hyper(NamedTuple):
     ftol: jax.Array | None = None
     """``lm``: also converged when an accepted step changes the loss by less than
     ``max(ftol, ftol·loss)`` (Gpufit's rule, MINPACK's ``ftol``); 0 or None: off."""
+    f_scale: jax.Array | None = None
+    """The robust losses' soft margin between inliers and outliers (``core.losses``)."""
 
 
 def make_optimizer(kind: OptimizerKind, hyper: Hyper) -> optax.GradientTransformation:

@@ -9,7 +9,10 @@ optimistix's ``init / step``).
 A solver sees the fit's loss only through an ``Objective``: its value and gradient
 at given trainable parameters, and its least-squares form ``(r, J)`` (residuals whose
 ``JᵀJ`` and ``Jᵀr`` are the Gauss–Newton Hessian and gradient, halved). The loss,
-the weights and the bounds live in the objective and in ``project``, not in the solvers.
+the weights and the bounds live in the objective; a bounded step is projected back
+into the box (``project``), and Levenberg–Marquardt holds a parameter that sits on a
+bound its gradient pushes against (``pinned``) out of the step, as Gpufit clamps and
+as projected Newton methods do.
 A ``Move`` is the candidate state after one step and whether that step counts as
 converged; the engine decides the fit's status from it (``status.decide``).
 """
@@ -34,8 +37,8 @@ class Objective(NamedTuple):
     value_and_grad: Callable[[Params], tuple[jax.Array, Params]]
     linearized: Callable[[Params], tuple[jax.Array, jax.Array]]
     """``(r, J)`` at the parameters: ``(n,)`` and ``(n, k)``, columns in trainable order."""
-    project: Callable[[Params], Params] | None = None
-    """The nearest parameters inside the bounds (None: unbounded)."""
+    bounds: tuple[Params, Params] | None = None
+    """``(lower, upper)`` of the bounded parameters (None: none is)."""
 
 
 class Move(NamedTuple):
@@ -65,6 +68,25 @@ class Solver(Protocol):
         hyper: Hyper,
     ) -> Move:
         """One step from ``params`` (where the loss is ``loss`` with gradient ``grad``)."""
+
+
+def project(params: Params, bounds: tuple[Params, Params]) -> Params:
+    """The nearest parameters inside the bounds."""
+    lower, upper = bounds
+    return {n: jnp.clip(v, lower[n], upper[n]) if n in lower else v for n, v in params.items()}
+
+
+def pinned(params: Params, descent: jax.Array, bounds: tuple[Params, Params]) -> jax.Array:
+    """Which parameters (columns in ``params`` order) sit on a bound that the descent
+    direction ``descent`` (``-∇loss``, up to a positive factor) points out of."""
+    lower, upper = bounds
+    flags = [
+        ((params[n] <= lower[n]) & (descent[i] < 0)) | ((params[n] >= upper[n]) & (descent[i] > 0))
+        if n in lower
+        else jnp.zeros((), bool)
+        for i, n in enumerate(params)
+    ]
+    return jnp.stack(flags)
 
 
 def all_of(flags: list[jax.Array]) -> jax.Array:
@@ -110,8 +132,8 @@ class GradientDescent(NamedTuple):
     ) -> Move:
         step_size, opt_state = self.update(grad, opt_state, params, hyper)
         new = jax.tree.map(jnp.subtract, params, step_size)
-        if objective.project is not None:  # the step that was taken: to the bound
-            new = objective.project(new)
+        if objective.bounds is not None:  # the step that was taken: to the bound
+            new = project(new, objective.bounds)
             step_size = jax.tree.map(jnp.subtract, params, new)
         loss, grad = objective.value_and_grad(new)
         return Move(new, opt_state, loss, grad, step_size, small(step_size, hyper.tolerance))
@@ -139,10 +161,11 @@ class LevenbergMarquardt(NamedTuple):
     ) -> Move:
         damping = opt_state.damping
         r, J = objective.linearized(params)
-        delta = lm.proposal(tuple(params), r, J, damping)
+        held = None if objective.bounds is None else pinned(params, -(J.T @ r), objective.bounds)
+        delta = lm.proposal(tuple(params), r, J, damping, held)
         trial = jax.tree.map(jnp.add, params, delta)
-        if objective.project is not None:  # the step that was taken: to the bound
-            trial = objective.project(trial)
+        if objective.bounds is not None:  # the step that was taken: to the bound
+            trial = project(trial, objective.bounds)
             delta = jax.tree.map(jnp.subtract, trial, params)
         trial_loss, trial_grad = objective.value_and_grad(trial)
         accepted = trial_loss <= loss  # False for a NaN trial: rejected, not diverged

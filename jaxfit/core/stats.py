@@ -23,8 +23,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxfit.core import losses
 from jaxfit.core.lm import UNROLLED
-from jaxfit.core.model import Data, Model, Params, residuals
+from jaxfit.core.model import Data, Model, Params
 
 
 class StatsSpec(NamedTuple):
@@ -52,20 +53,6 @@ class Stats(NamedTuple):
     """bool: JᵀJ singular, not finite, or dof ≤ 0."""
     covariance: jax.Array | None = None
     """``(k, k)`` in the order of the trainable names; None unless asked for."""
-
-
-def jacobian(
-    model: Model, names: tuple[str, ...], trainable: Params, frozen: Params, data: Data
-) -> tuple[jax.Array, jax.Array]:
-    """``(r, J)``: the weighted residuals ``(n,)`` and their Jacobian ``(n, k)`` at
-    ``trainable``, columns in the order of ``names`` (a dict's own order does not
-    survive a pytree: JAX sorts its keys)."""
-
-    def r_of(t: Params) -> jax.Array:
-        return residuals({**frozen, **t}, data, model)
-
-    r, jac = r_of(trainable), jax.jacfwd(r_of)(trainable)
-    return r, jnp.stack([jac[n] for n in names], axis=-1)
 
 
 def inverse_spd(A: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -117,23 +104,35 @@ def inverse_spd(A: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def statistics(
-    model: Model, names: tuple[str, ...], trainable: Params, frozen: Params, data: Data, spec: StatsSpec
+    model: Model,
+    names: tuple[str, ...],
+    trainable: Params,
+    frozen: Params,
+    data: Data,
+    spec: StatsSpec,
+    loss: str = "ssr",
+    f_scale: jax.Array | None = None,
 ) -> Stats:
     """The statistics of a fit that ended at ``trainable`` (see the module docstring);
-    the covariance's rows and columns follow ``names``."""
-    r, J = jacobian(model, names, trainable, frozen, data)
+    the covariance's rows and columns follow ``names``. They follow the ``loss``: χ²
+    is its value, ``J`` its least-squares form (``losses.linearized``); a Poisson fit's
+    covariance is the inverse Fisher information, never scaled."""
+    r, J = losses.linearized(loss, model, names, trainable, frozen, data, f_scale)
+    if loss == "ssr":
+        chisqr = jnp.sum(r * r)
+    else:
+        chisqr = losses.value(loss, {**frozen, **trainable}, data, model, f_scale)
     dtype = r.dtype
     k = J.shape[-1]
     real = jnp.ones(r.shape, bool) if data.mask is None else data.mask
     n = jnp.sum(real, dtype=jnp.int32)
     nf = n.astype(dtype)
-    chisqr = jnp.sum(r * r)
     dof = n - k
     redchi = chisqr / jnp.maximum(dof, 1).astype(dtype)
     redchi = jnp.where(dof > 0, redchi, jnp.inf)
     inv, singular = inverse_spd(J.T @ J)
     singular = singular | (dof <= 0)
-    cov = inv if spec.absolute_sigma else inv * redchi
+    cov = inv if spec.absolute_sigma or loss == "poisson" else inv * redchi
     cov = jnp.where(singular, jnp.inf, cov)
     stderr = jnp.sqrt(jnp.diag(cov))
     log_term = nf * jnp.log(chisqr / nf)
