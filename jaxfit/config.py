@@ -118,6 +118,7 @@ def _yaml_line(text: str, path: Sequence[str | int]) -> int | None:
 FiniteFloat = Annotated[StrictFloat, Field(allow_inf_nan=False)]
 PositiveFloat = Annotated[StrictFloat, Field(gt=0, allow_inf_nan=False)]
 ParamName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+Bound = Annotated[float, Field(allow_inf_nan=False)] | None
 """A parameter's name; which names exist depends on the model (checked in ``validate``)."""
 MAX_HIDDEN = 256
 
@@ -373,6 +374,11 @@ class TrainConfig(_Strict):
     absolute_sigma: StrictBool = False
     """``data.sigma`` are absolute standard deviations: the covariance is ``(JᵀJ)⁻¹``,
     not scaled by the reduced χ² (scipy's ``absolute_sigma``)."""
+    loss: Literal["ssr", "poisson", "soft_l1", "huber", "cauchy", "arctan"] = "ssr"
+    """What the fit minimises (``core.losses``): the SSR; the Poisson deviance (counts,
+    maximum likelihood); or scipy's robust losses (with ``f_scale``)."""
+    f_scale: PositiveFloat = 1.0
+    """The robust losses' soft margin between inliers and outliers."""
 
     @field_validator("optimizer", mode="before")
     @classmethod
@@ -529,6 +535,9 @@ class Config(_Strict):
     precision: Literal["float32", "float64"] = "float32"
     report: ReportConfig = Field(default_factory=ReportConfig)
     starts: StartsConfig | None = None
+    bounds: dict[ParamName, tuple[Bound, Bound]] = Field(default_factory=dict)
+    """``{name: [lower, upper]}`` for trained parameters (null: unbounded on that side);
+    each step is projected into the box."""
     """Each data set's own starting values (grouped data); ``batch`` draws and grids of
     the same parameters are replaced by them."""
     batch: BatchConfig | None = None
@@ -811,7 +820,59 @@ def validate(
         _check_starts(config, source, text)
     if config.model.guess is not None:
         _guess_starts(config, source, text)
+    errors = _bounds_errors(config) + _loss_errors(config)
+    if errors:
+        _raise(source, text, errors[:1])
     return config
+
+
+def _bounds_errors(config: Config) -> list:
+    """What is wrong with ``bounds``: an unknown or frozen parameter, lower ≥ upper, a
+    start (``params``, the batch's starting values, the starts table) outside."""
+    errors: list[tuple[list[str | int], str]] = []
+    for name, (lo, hi) in config.bounds.items():
+        where = ["bounds", name]
+        low, high = -math.inf if lo is None else lo, math.inf if hi is None else hi
+        if name not in config.names:
+            return [(where, f"unknown parameter {name!r} (the model's: {', '.join(config.names)})")]
+        if name not in config.train.trainable:
+            return [(where, f"{name!r} is not trained (train.trainable): a frozen parameter has no bounds")]
+        if not low < high:
+            return [(where, f"lower {lo} must be below upper {hi}")]
+        starts = {"params": [config.params[name]]}
+        init = (config.batch.init if config.batch else {}).get(name)
+        if isinstance(init, Linspace):
+            starts["batch.init"] = list(init.linspace[:2])
+        elif isinstance(init, Values):
+            starts["batch.init"] = init.values
+        elif isinstance(init, Uniform):
+            starts["batch.init"] = [init.uniform.low, init.uniform.high]
+        elif isinstance(init, Normal):
+            return [(["batch", "init", name], "a normal draw can fall outside the bounds: use uniform")]
+        given = config.start_values
+        if given is not None and name in given:
+            starts["the starts of the data sets"] = [float(v) for v in given[name]]
+        if init is not None:
+            starts.pop("params")
+        for what, values in starts.items():
+            bad = [v for v in values if not low <= v <= high]
+            if bad:
+                return [(where, f"{what}: start {bad[0]:g} is outside [{lo}, {hi}]")]
+    return errors
+
+
+def _loss_errors(config: Config) -> list:
+    """``train.loss: poisson`` needs counts (y ≥ 0) and no sigma."""
+    if config.train.loss != "poisson":
+        return []
+    if config.data.sigma is not None:
+        return [(["data", "sigma"], "a Poisson fit weighs each count by the model itself; give no sigma")]
+    import numpy as np
+
+    y = config.data.table.y if config.data.file is not None else np.asarray(config.data.y, float)
+    if (np.asarray(y)[np.isfinite(y)] < 0).any():
+        return [(["data", "y"], "counts must be >= 0 for train.loss: poisson")]
+    return []
 
 
 def _guess_starts(config: Config, source: str, text: str | None) -> None:

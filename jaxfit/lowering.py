@@ -45,7 +45,20 @@ def spec_of(config: Config) -> Spec:
         trainable=tuple(config.train.trainable),
         optimizer=OptimizerKind(opt.name, bool(vars(opt).get("nesterov", False))),
         model=config.core_model,
+        loss=config.train.loss,
+        bounded=tuple(n for n in config.train.trainable if n in config.bounds),
     )
+
+
+def bounds_of(config: Config) -> tuple[Params, Params] | None:
+    """``(lower, upper)`` of the bounded parameters in the config's dtype (±inf for
+    null), or None when none is bounded."""
+    if not config.bounds:
+        return None
+    dtype = dtype_of(config)
+    lower = {n: np.asarray(-np.inf if lo is None else lo, dtype) for n, (lo, _) in config.bounds.items()}
+    upper = {n: np.asarray(np.inf if hi is None else hi, dtype) for n, (_, hi) in config.bounds.items()}
+    return lower, upper
 
 
 def dtype_of(config: Config) -> np.dtype:
@@ -115,7 +128,7 @@ def plan_batch(config: ConfigLike, *, statistics: bool = True) -> BatchPlan:
     stats = stats_spec_of(config, batch=True) if statistics else None
     return BatchPlan(
         program=Program(spec_of(config), plan, stats),
-        inputs=Inputs(tables_as(tables, dtype), hyper, data, per_group, starts),
+        inputs=Inputs(tables_as(tables, dtype), hyper, data, per_group, starts, bounds_of(config)),
         fits=config.fits,
         names=config.names,
         base={**config.params, **config.train.model_dump(include=set(HYPER_NAMES))},
@@ -203,8 +216,16 @@ def stacked_inputs(configs: Sequence[Config]) -> tuple[Params, Problem]:
             data=Data(column([d[0] for d in data]), column([d[1] for d in data]), mask, sigma),
             frozen={n: column([p[n] for p in params]) for n in names if n not in spec.trainable},
             hyper=_stacked_hyper(configs),
+            bounds=_stacked_bounds(configs),
         ),
     )
+
+
+def _stacked_bounds(configs: Sequence[Config]) -> tuple[Params, Params] | None:
+    each = [bounds_of(c) for c in configs]
+    if each[0] is None:
+        return None
+    return jax.tree.map(lambda *leaves: np.stack(leaves), *each)
 
 
 OPTIMIZER_DEFAULTS = {
@@ -230,6 +251,7 @@ def _stacked_hyper(configs: Sequence[Config]) -> Hyper:
         max_steps=column([t.max_steps for t in trains], np.int32),
         **{f: column([o.get(f, OPTIMIZER_DEFAULTS[f]) for o in opts]) for f in OPTIMIZER_DEFAULTS},
         ftol=column([t.ftol for t in trains]),
+        f_scale=column([t.f_scale for t in trains]),
     )
 
 

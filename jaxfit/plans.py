@@ -47,7 +47,11 @@ class FitPlan(NamedTuple):
     @property
     def facts(self) -> FitFacts:
         """What its result reports besides the compiled outputs."""
-        return FitFacts(self.spec.trainable, self.start, self.precision, self.confidence)
+        bounds = ()
+        if self.problem.bounds is not None:
+            lower, upper = self.problem.bounds
+            bounds = tuple((n, float(lower[n]), float(upper[n])) for n in lower)
+        return FitFacts(self.spec.trainable, self.start, self.precision, self.confidence, bounds)
 
 
 class BatchPlan(NamedTuple):
@@ -91,9 +95,11 @@ def fit_of(plan: BatchPlan, init: dict[str, np.ndarray], hyper: dict[str, np.nda
     """Fit ``index`` of a batch as a single fit (to run it again with its trace):
     its starting values ``init`` and per-fit hyperparameters ``hyper`` (a result's
     columns), on its own data set with the padding left out."""
-    data = plan.inputs.data
+    data, bounds = plan.inputs.data, plan.inputs.bounds
+    group = index // plan.per_group
+    if bounds is not None and np.ndim(next(iter(bounds[0].values()))) > 0:  # per data set
+        bounds = jax.tree.map(lambda a: a[group], bounds)
     if plan.inputs.per_group is not None:  # that fit's own data set, its real points
-        group = index // plan.per_group
         data = jax.tree.map(lambda a: None if a is None else a[group], data)
         if data.mask is not None:
             real = np.asarray(data.mask)
@@ -105,7 +111,7 @@ def fit_of(plan: BatchPlan, init: dict[str, np.ndarray], hyper: dict[str, np.nda
     return FitPlan(
         spec=plan.program.spec,
         params={n: np.asarray(start[n], dtype) for n in trainable},
-        problem=Problem(data, frozen, common),
+        problem=Problem(data, frozen, common, bounds),
         start=start,
         precision=plan.precision,
         stats=StatsSpec(plan.program.stats.absolute_sigma if plan.program.stats else False),

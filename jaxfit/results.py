@@ -20,6 +20,8 @@ class FitFacts(NamedTuple):
     """Every parameter's starting value, in the model's order."""
     precision: str
     confidence: float = 0.95
+    bounds: tuple[tuple[str, float, float], ...] = ()
+    """``(name, lower, upper)`` of each bounded parameter."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +68,9 @@ class FitResult:
     """JᵀJ was singular (or dof ≤ 0): the standard errors are infinite, not meaningful."""
     confidence: float = 0.95
     """Level of ``intervals``."""
+    at_bound: dict[str, bool] = dataclasses.field(default_factory=dict)
+    """For each bounded parameter: it ended on one of its bounds (its standard error,
+    from the unconstrained curvature, then means little)."""
 
     @property
     def correlation(self) -> np.ndarray | None:
@@ -95,6 +100,7 @@ class FitResult:
             "bic": self.bic,
             "rsquared": self.rsquared,
             "singular": self.singular,
+            "at_bound": self.at_bound,
             "covariance": None if self.covariance is None else self.covariance.tolist(),
             "correlation": None if corr is None else corr.tolist(),
         }
@@ -193,6 +199,7 @@ def fit_result(
         rsquared=number("rsquared"),
         singular=bool(outputs["stats.singular"]),
         confidence=facts.confidence,
+        at_bound={n: bool(not lo < float(outputs[f"params.{n}"]) < hi) for n, lo, hi in facts.bounds},
     )
 
 

@@ -70,7 +70,7 @@ def test_a_batch_with_per_fit_bounds_equals_its_per_fit_references():
     assert (got.status == jaxfit.Status.CONVERGED).all()
     assert 50 < got.at_bound.sum() < 2 * G  # some fits end on a bound, most not on both
     for g in range(G):
-        ref = least_squares(lambda p: decay_np(p) - Y[g], p0, bounds=(lower[g], upper[g]), **TIGHT)
+        ref = least_squares(lambda p, y=Y[g]: decay_np(p) - y, p0, bounds=(lower[g], upper[g]), **TIGHT)
         np.testing.assert_allclose(got.popt[g], ref.x, atol=1e-6, err_msg=f"fit {g}")
         assert got.chisqr[g] == pytest.approx(2 * ref.cost, rel=1e-9)
     # the same fits whatever the block size
@@ -173,3 +173,54 @@ def test_bad_bounds_and_losses_are_one_line(kwargs, message):
     with pytest.raises(ValueError) as err:
         jaxfit.curve_fit(decay, X, **args)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_config_bound_holds_gradient_descent_and_lm_on_it():
+    # the seed's b3 minimum is 2.609 (closed form: the mean residual); a bound at 2 holds it there
+    for optimizer in ("sgd", "lm"):
+        r = jaxfit.fit({"train": {"optimizer": optimizer}, "bounds": {"b3": [None, 2.0]}})
+        assert (r.params["b3"], r.status, r.at_bound) == (2.0, jaxfit.Status.CONVERGED, {"b3": True})
+    free = jaxfit.fit({"bounds": {"b3": [None, 5.0]}})
+    assert free.params["b3"] == jaxfit.fit(None).params["b3"] and free.at_bound == {"b3": False}
+    batch = jaxfit.fit_batch({"bounds": {"b3": [0, 2.0]}, "batch": {"init": {"b3": {"linspace": [0, 2, 5]}}}})
+    assert (batch.params["b3"] == 2.0).all() and batch.at_bound["b3"].all()
+
+
+def test_a_config_loss_equals_curve_fit(tmp_path):
+    y = noisy(outliers=True)
+    module = tmp_path / "decay_model.py"
+    module.write_text(
+        "import jax.numpy as jnp\n\ndef predict(x, a=2.5, k=1.0, c=0.4):\n    return a * jnp.exp(-k * x) + c\n"
+    )
+    cfg = {
+        "model": {"function": f"{module}:predict"},
+        "data": {"x": X.tolist(), "y": y.tolist()},
+        "train": {"optimizer": "lm", "loss": "cauchy", "f_scale": 0.3, "tolerance": 1e-10, "max_steps": 200},
+        "precision": "float64",
+    }
+    r = jaxfit.fit(cfg)
+    popt = jaxfit.curve_fit(decay, X, y, [2.5, 1.0, 0.4], loss="cauchy", f_scale=0.3)[0]
+    np.testing.assert_allclose([r.params[n] for n in ("a", "k", "c")], popt, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["bounds.b3=[2,1]"], "bounds.b3: lower 2.0 must be below upper 1.0"),
+        (["bounds.w1=[0,1]"], "bounds.w1: 'w1' is not trained"),
+        (["bounds.zz=[0,1]"], "bounds.zz: unknown parameter 'zz'"),
+        (["bounds.b3=[1,2]", "params.b3=3"], "bounds.b3: params: start 3 is outside [1.0, 2.0]"),
+        (["train.loss=poisson", "data.y=[0,-1,0]"], "data.y: counts must be >= 0"),
+        (["train.loss=huber", "train.f_scale=0"], "train.f_scale: input should be greater than 0"),
+    ],
+)
+def test_bad_bounds_and_losses_through_the_cli(sets, message):
+    import subprocess
+    import sys
+
+    args = [a for s in sets for a in ("--set", s)]
+    out = subprocess.run(
+        [sys.executable, "-m", "jaxfit", *args, "--no-cache"], capture_output=True, text=True
+    )
+    assert out.returncode == 2 and out.stdout == ""
+    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1

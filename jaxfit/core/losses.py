@@ -55,7 +55,9 @@ def _arctan(z: jax.Array) -> jax.Array:
     low = jnp.where(z <= 1, z, 0.0)  # no branch sees an input whose derivative is infinite
     high = jnp.where(z > 1, z, 2.0)
     return jnp.where(
-        z <= 1, jnp.arcsin(low / jnp.sqrt(1 + low * low)), jnp.pi / 2 - jnp.arcsin(1 / jnp.sqrt(1 + high * high))
+        z <= 1,
+        jnp.arcsin(low / jnp.sqrt(1 + low * low)),
+        jnp.pi / 2 - jnp.arcsin(1 / jnp.sqrt(1 + high * high)),
     )
 
 
