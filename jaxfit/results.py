@@ -100,7 +100,7 @@ class FitResult:
             "bic": self.bic,
             "rsquared": self.rsquared,
             "singular": self.singular,
-            "at_bound": self.at_bound,
+            **({"at_bound": self.at_bound} if self.at_bound else {}),  # only with bounds
             "covariance": None if self.covariance is None else self.covariance.tolist(),
             "correlation": None if corr is None else corr.tolist(),
         }
