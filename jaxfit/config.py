@@ -271,25 +271,30 @@ class DataConfig(_Strict):
                 raise ValueError("group: needs a file (the column of group labels)")
             if len(self.x) != len(self.y):
                 raise ValueError(f"x and y must have the same length (got {len(self.x)} and {len(self.y)})")
-            return self
-        from jaxfit.datafile import read_table
+        return self  # a file is read by the loader (``load_config``), not by a validator
 
-        column = self.sigma if isinstance(self.sigma, str) else None
-        self._table = read_table(
-            Path(self.file), self.x, self.y, self.group, column, self.nan_policy == "omit"
-        )
-        return self
+    def read(self) -> Any:
+        """Read the data file once (``ValueError`` naming what is wrong); ``load_config``
+        calls it right after validation, so a loaded config holds its table."""
+        if self.file is not None and self._table is None:
+            from jaxfit.datafile import read_table
+
+            column = self.sigma if isinstance(self.sigma, str) else None
+            self._table = read_table(
+                Path(self.file), self.x, self.y, self.group, column, self.nan_policy == "omit"
+            )
+        return self._table
 
     def mask_of(self) -> Any:
         """Which points of an ungrouped data set are real (None: all of them)."""
-        return None if self._table is None else self._table.finite
+        return None if self.file is None else self.read().finite
 
     def sigma_of(self, n: int) -> Any:
         """Each point's sigma for an ungrouped data set of ``n`` points (None: unweighted)."""
         if self.sigma is None:
             return None
         if isinstance(self.sigma, str):
-            return self._table.sigma
+            return self.read().sigma
         return [float(self.sigma)] * n if isinstance(self.sigma, float) else self.sigma
 
     @property
@@ -307,18 +312,18 @@ class DataConfig(_Strict):
     @property
     def groups(self) -> int:
         """Number of data sets (1 without a group column)."""
-        return len(self._table.labels) if self.grouped else 1
+        return len(self.read().labels) if self.grouped else 1
 
     def arrays(self) -> tuple[Any, Any]:
         """``(x, y)`` of an ungrouped data set (lists, or float64 arrays from a file)."""
         if self.file is None:
             return self.x, self.y
-        return self._table.x, self._table.y
+        return self.read().x, self.read().y
 
     @property
     def table(self) -> Any:
         """The file's ``datafile.Table`` (None for inline data)."""
-        return self._table
+        return self.read()
 
 
 class SGD(_Strict):
@@ -371,6 +376,12 @@ class TrainConfig(_Strict):
     ftol: Annotated[StrictFloat, Field(ge=0, lt=1)] = 0.0
     """``lm`` only: also converged when an accepted step changes the SSR by less than
     ``max(ftol, ftol·SSR)`` (Gpufit's rule, MINPACK's ftol); 0 (default): off."""
+    xtol: Annotated[StrictFloat, Field(ge=0, lt=1)] = 0.0
+    """``lm`` only: also converged when an accepted step has ``‖δ‖ < xtol·(xtol + ‖p‖)``
+    (scipy's and MINPACK's xtol); 0 (default): off."""
+    gtol: Annotated[StrictFloat, Field(ge=0, lt=1)] = 0.0
+    """``lm`` only: converged where every column of the Jacobian is within ``gtol`` of
+    orthogonal to the residuals (MINPACK's gtol); 0 (default): off."""
     absolute_sigma: StrictBool = False
     """``data.sigma`` are absolute standard deviations: the covariance is ``(JᵀJ)⁻¹``,
     not scaled by the reduced χ² (scipy's ``absolute_sigma``)."""
@@ -549,11 +560,26 @@ class Config(_Strict):
     problem; on CPU 16384 for one trainable parameter, else 128)."""
     _model: Any = PrivateAttr(default=None)
     _starts: Any = PrivateAttr(default=None)
+    _start_bounds: Any = PrivateAttr(default=None)
 
     @property
     def start_values(self) -> dict[str, Any] | None:
         """``starts``' values by parameter, float64 ``(groups,)`` in data-set order (None without)."""
         return self._starts
+
+    def bounds_by_set(self) -> dict[str, tuple[Any, Any]]:
+        """Each bounded parameter's ``(lower, upper)``: float64 ``(groups,)`` arrays where
+        the starts table has ``P.lower``/``P.upper`` columns (which replace ``bounds``
+        on their side), else floats (±inf: none). Empty without bounds."""
+        inf = math.inf
+        out: dict[str, tuple[Any, Any]] = {
+            n: (-inf if lo is None else lo, inf if hi is None else hi) for n, (lo, hi) in self.bounds.items()
+        }
+        for column, values in (self._start_bounds or {}).items():
+            name, side = column.rsplit(".", 1)
+            lo, hi = out.get(name, (-inf, inf))
+            out[name] = (values, hi) if side == "lower" else (lo, values)
+        return out
 
     @property
     def core_model(self) -> Any:
@@ -801,6 +827,10 @@ def validate(
         config = Config.model_validate(raw)
     except ValidationError as exc:
         _raise(source, text, _messages(exc))
+    try:
+        config.data.read()
+    except ValueError as err:
+        _raise(source, text, [(["data"], str(err))])
     if function is not None:
         from jaxfit import functions
         from jaxfit.core.model import Function
@@ -829,10 +859,15 @@ def validate(
 def _bounds_errors(config: Config) -> list:
     """What is wrong with ``bounds``: an unknown or frozen parameter, lower ≥ upper, a
     start (``params``, the batch's starting values, the starts table) outside."""
+    import numpy as np
+
     errors: list[tuple[list[str | int], str]] = []
-    for name, (lo, hi) in config.bounds.items():
-        where = ["bounds", name]
-        low, high = -math.inf if lo is None else lo, math.inf if hi is None else hi
+    for name, (low, high) in config.bounds_by_set().items():
+        where = ["bounds", name] if name in config.bounds else ["starts", "file"]
+        lo, hi = (None if np.ndim(b) == 0 and np.isinf(b) else b for b in (low, high))
+        if np.ndim(low) or np.ndim(high):  # per data set: name the first one that is wrong
+            errors += _bounds_by_set_errors(config, name, np.broadcast_arrays(low, high))
+            continue
         if name not in config.names:
             return [(where, f"unknown parameter {name!r} (the model's: {', '.join(config.names)})")]
         if name not in config.train.trainable:
@@ -859,6 +894,30 @@ def _bounds_errors(config: Config) -> list:
             if bad:
                 return [(where, f"{what}: start {bad[0]:g} is outside [{lo}, {hi}]")]
     return errors
+
+
+def _bounds_by_set_errors(config: Config, name: str, bounds: list) -> list:
+    """``_bounds_errors`` for a parameter with bounds per data set (starts table columns)."""
+    import numpy as np
+
+    where, (low, high) = ["starts", "file"], bounds
+    labels = config.data.table.labels
+    if name not in config.train.trainable:
+        return [(where, f"{name}.lower/upper: {name!r} is not trained (train.trainable)")]
+    start = (config.start_values or {}).get(name, np.full(len(labels), config.params[name]))
+    for g in range(len(labels)):
+        if not low[g] < high[g]:
+            return [
+                (where, f"data set {labels[g]!r}: {name}: lower {low[g]:g} must be below upper {high[g]:g}")
+            ]
+        if not low[g] <= start[g] <= high[g]:
+            return [
+                (
+                    where,
+                    f"data set {labels[g]!r}: {name}: start {start[g]:g} is outside [{low[g]:g}, {high[g]:g}]",
+                )
+            ]
+    return []
 
 
 def _loss_errors(config: Config) -> list:
@@ -919,6 +978,7 @@ def _check_starts(config: Config, source: str, text: str | None) -> None:
         _raise(source, text, [(where, f"{path}: no column {group!r} (the header has {', '.join(header)})")])
     names = [h for h in header if h != group]
     for name in names:
+        name = name.removesuffix(".lower").removesuffix(".upper")  # a bound of the data set's fit
         if name not in config.names:
             _raise(source, text, [(where, f"{path}: column {name!r} is not a parameter of the model")])
         if name not in config.train.trainable:
@@ -928,11 +988,11 @@ def _check_starts(config: Config, source: str, text: str | None) -> None:
         if not row:
             continue
         cells = dict(zip(header, (c.strip() for c in row)))
-        try:
-            values = [float(cells[n]) for n in names]
+        try:  # an empty bound cell: no bound on that side
+            values = [_bound_cell(n) if _is_bound(n) and cells[n] == "" else float(cells[n]) for n in names]
         except (KeyError, ValueError):
             _raise(source, text, [(where, f"{path}: row {line}: every start must be a number")])
-        if not all(math.isfinite(v) for v in values):
+        if not all(math.isfinite(v) or _is_bound(n) for n, v in zip(names, values)):
             _raise(source, text, [(where, f"{path}: row {line}: a start is not finite")])
         table[cells.get(group, "")] = values
     labels = config.data.table.labels
@@ -944,7 +1004,17 @@ def _check_starts(config: Config, source: str, text: str | None) -> None:
             [(where, f"{path}: no start for data set {missing[0]!r} ({len(missing):,} missing)")],
         )
     columns = np.array([table[g] for g in labels], np.float64).reshape(len(labels), len(names))
-    config._starts = {n: columns[:, i] for i, n in enumerate(names)}
+    config._starts = {n: columns[:, i] for i, n in enumerate(names) if not _is_bound(n)}
+    config._start_bounds = {n: columns[:, i] for i, n in enumerate(names) if _is_bound(n)}
+
+
+def _is_bound(column: str) -> bool:
+    """A starts-table column ``P.lower`` or ``P.upper``: a bound per data set."""
+    return column.endswith((".lower", ".upper"))
+
+
+def _bound_cell(column: str) -> float:
+    return -math.inf if column.endswith(".lower") else math.inf
 
 
 def load_config(

@@ -136,6 +136,8 @@ def plan_arrays(
     tolerance: float,
     max_steps: int,
     ftol: float = 0.0,
+    xtol: float = 0.0,
+    gtol: float = 0.0,
     loss: str = "ssr",
     f_scale: float = 1.0,
     bounds: tuple[np.ndarray, np.ndarray] | None = None,
@@ -175,6 +177,8 @@ def plan_arrays(
         damping=scalar(0.01),
         ftol=scalar(ftol),
         f_scale=scalar(f_scale),
+        xtol=scalar(xtol) if xtol else None,
+        gtol=scalar(gtol) if gtol else None,
     )
     data = Data(
         np.asarray(x, dtype),
@@ -338,6 +342,8 @@ def curve_fit(
     precision: str | None = None,
     tolerance: float | None = None,
     ftol: float = 0.0,
+    xtol: float = 0.0,
+    gtol: float = 0.0,
     max_steps: int = 200,
     devices: int | None = None,
     block_size: int | None = None,
@@ -371,6 +377,9 @@ def curve_fit(
         tolerance: stop when every |LM step| falls below it (default by precision).
         ftol: also stop when an accepted step changes χ² by less than
             ``max(ftol, ftol·χ²)`` (Gpufit's rule; 0: off).
+        xtol: also stop when an accepted step has ``‖δ‖ < xtol·(xtol + ‖p‖)`` (0: off).
+        gtol: also stop where every Jacobian column is within ``gtol`` of orthogonal
+            to the residuals (MINPACK's; 0: off).
         max_steps: at most this many LM steps per fit.
         devices, block_size: as ``fit_batch``.
 
@@ -381,8 +390,9 @@ def curve_fit(
     Raises:
         ValueError: one line naming the argument, when a shape or a value is wrong.
     """
-    if not 0 <= ftol < 1:
-        raise ValueError(f"ftol: must be in [0, 1), got {ftol}")
+    for name, value in (("ftol", ftol), ("xtol", xtol), ("gtol", gtol)):
+        if not 0 <= value < 1:
+            raise ValueError(f"{name}: must be in [0, 1), got {value}")
     if method not in (None, "lm"):
         raise ValueError(f"method: {method!r} is not available; jaxfit.curve_fit runs 'lm'")
     if nan_policy not in ("raise", "omit"):
@@ -411,15 +421,26 @@ def curve_fit(
         tolerance=LM_TOLERANCE[dtype.name] if tolerance is None else tolerance,
         max_steps=max_steps,
         ftol=ftol,
+        xtol=xtol,
+        gtol=gtol,
         loss=kind,
         f_scale=f_scale,
         bounds=box,
     )
     result = run_batch(plan, devices=devices, block_size=block_size)
+    return _returned(result, names, single, full_output)
+
+
+def _returned(
+    result: BatchResult, names: tuple[str, ...], single: bool, full_output: bool
+) -> tuple[np.ndarray, np.ndarray] | CurveFit:
+    """What ``curve_fit`` returns for the batch's ``result``: ``(popt, pcov)`` or a
+    ``CurveFit`` (the leading axis dropped for a single data set)."""
     popt = np.stack([result.params[n] for n in names], axis=-1)
     pcov = result.covariance
     if not full_output:
         return (popt[0], pcov[0]) if single else (popt, pcov)
+    none = np.zeros(result.fits, bool)
     out = CurveFit(
         popt=popt,
         pcov=pcov,
@@ -433,17 +454,11 @@ def curve_fit(
         bic=result.bic,
         rsquared=result.rsquared,
         singular=result.singular,
-        at_bound=np.stack([result.at_bound.get(n, np.zeros(result.fits, bool)) for n in names], axis=-1),
+        at_bound=np.stack([result.at_bound.get(n, none) for n in names], axis=-1),
         names=names,
         batch=result,
     )
-    if single:
-        out = dataclasses.replace(
-            out,
-            **{
-                f.name: getattr(out, f.name)[0]
-                for f in dataclasses.fields(out)
-                if f.name not in ("names", "batch")
-            },
-        )
-    return out
+    if not single:
+        return out
+    per_set = [f.name for f in dataclasses.fields(out) if f.name not in ("names", "batch")]
+    return dataclasses.replace(out, **{name: getattr(out, name)[0] for name in per_set})

@@ -46,18 +46,21 @@ def spec_of(config: Config) -> Spec:
         optimizer=OptimizerKind(opt.name, bool(vars(opt).get("nesterov", False))),
         model=config.core_model,
         loss=config.train.loss,
-        bounded=tuple(n for n in config.train.trainable if n in config.bounds),
+        bounded=tuple(n for n in config.train.trainable if n in config.bounds_by_set()),
     )
 
 
 def bounds_of(config: Config) -> tuple[Params, Params] | None:
     """``(lower, upper)`` of the bounded parameters in the config's dtype (±inf for
-    null), or None when none is bounded."""
-    if not config.bounds:
+    none): scalars, or ``(groups,)`` arrays for all when the starts table gives some
+    per data set; None when no parameter is bounded."""
+    given = config.bounds_by_set()
+    if not given:
         return None
     dtype = dtype_of(config)
-    lower = {n: np.asarray(-np.inf if lo is None else lo, dtype) for n, (lo, _) in config.bounds.items()}
-    upper = {n: np.asarray(np.inf if hi is None else hi, dtype) for n, (_, hi) in config.bounds.items()}
+    shape = (config.data.groups,) if any(np.ndim(b) for pair in given.values() for b in pair) else ()
+    lower = {n: np.broadcast_to(np.asarray(lo, dtype), shape).copy() for n, (lo, _) in given.items()}
+    upper = {n: np.broadcast_to(np.asarray(hi, dtype), shape).copy() for n, (_, hi) in given.items()}
     return lower, upper
 
 
@@ -252,6 +255,9 @@ def _stacked_hyper(configs: Sequence[Config]) -> Hyper:
         **{f: column([o.get(f, OPTIMIZER_DEFAULTS[f]) for o in opts]) for f in OPTIMIZER_DEFAULTS},
         ftol=column([t.ftol for t in trains]),
         f_scale=column([t.f_scale for t in trains]),
+        # off everywhere: left out of the program (None), as a Hyper without them
+        xtol=column([t.xtol for t in trains]) if any(t.xtol for t in trains) else None,
+        gtol=column([t.gtol for t in trains]) if any(t.gtol for t in trains) else None,
     )
 
 

@@ -224,3 +224,37 @@ def test_bad_bounds_and_losses_through_the_cli(sets, message):
     )
     assert out.returncode == 2 and out.stdout == ""
     assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_bounds_per_data_set_from_the_starts_table(tmp_path):
+    rng = np.random.default_rng(5)
+    rows, truth = ["set,x,y"], {"s0": 0.5, "s1": 0.2, "s2": 0.9}
+    for name, c in truth.items():
+        for x, y in zip(X, decay_np([3.0, 1.3, c]) + 0.05 * rng.standard_normal(X.size)):
+            rows.append(f"{name},{x},{y}")
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
+    # c.upper per data set (empty: none); k bounded for all by the config
+    (tmp_path / "starts.csv").write_text("set,c,c.upper\ns0,0.3,0.4\ns1,0.1,\ns2,0.5,0.7\n")
+    (tmp_path / "decay_model.py").write_text(
+        "import jax.numpy as jnp\n\ndef predict(x, a=1.0, k=1.0, c=0.0):\n    return a * jnp.exp(-k * x) + c\n"
+    )
+    cfg = {
+        "model": {"function": f"{tmp_path}/decay_model.py:predict"},
+        "data": {"file": str(tmp_path / "data.csv"), "x": "x", "y": "y", "group": "set"},
+        "starts": {"file": str(tmp_path / "starts.csv"), "group": "set"},
+        "bounds": {"k": [0, 1.35]},
+        "train": {"optimizer": "lm", "tolerance": 1e-10, "max_steps": 200},
+        "precision": "float64",
+    }
+    got = jaxfit.fit_batch(cfg)
+    Y = np.array([[float(r.split(",")[2]) for r in rows[1:] if r.startswith(s)] for s in truth])
+    lower = np.array([[-np.inf, 0, -np.inf]] * 3)
+    upper = np.array([[np.inf, 1.35, 0.4], [np.inf, 1.35, np.inf], [np.inf, 1.35, 0.7]])
+    p0 = np.array([[1.0, 1.0, 0.3], [1.0, 1.0, 0.1], [1.0, 1.0, 0.5]])
+    ref = jaxfit.curve_fit(decay, X, Y, p0, bounds=(lower, upper), full_output=True)
+    np.testing.assert_allclose(np.stack([got.params[n] for n in "akc"], -1), ref.popt, atol=1e-8)
+    assert got.at_bound["c"].tolist() == ref.at_bound[:, 2].tolist() == [True, False, True]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("set,c,c.upper\ns0,0.3,0.2\ns1,0.1,\ns2,0.5,0.7\n")
+    with pytest.raises(jaxfit.ConfigError, match=r"data set 's0': c: start 0.3 is outside \[-inf, 0.2\]"):
+        jaxfit.load_config({**cfg, "starts": {"file": str(bad), "group": "set"}})

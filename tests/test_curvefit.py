@@ -154,7 +154,7 @@ def test_a_function_of_star_params_needs_p0_and_gets_numbered_names():
         ({"sigma": [1.0, 0.0, 1.0]}, "sigma: every value must be > 0"),
         ({"xdata": np.zeros((3, 7))}, "xdata: shape"),
         ({"method": "trf"}, "method"),
-        ({"bounds": (0, np.inf)}, "bounds"),
+        ({"bounds": (2, np.inf)}, "is outside its bounds"),  # p0 defaults to ones
         ({"nan_policy": "propagate"}, "nan_policy"),
         ({"precision": "float16"}, "precision"),
     ],

@@ -325,6 +325,70 @@ def w5(n: int, peer_n: int) -> dict[str, Any]:
     )
 
 
+def poisson_bias(n: int, amplitude: float = 30.0, background: float = 2.0, seed: int = 0) -> dict[str, Any]:
+    """Low-count spots (W5's grid, Poisson noise, amplitude ``amplitude`` over
+    ``background`` counts): the amplitude's bias fitted by least squares and by
+    Poisson maximum likelihood (float64, the same starts), each fit's time, and the
+    first 200 Poisson fits against a float64 scipy ``minimize`` of the deviance."""
+    from scipy.optimize import minimize
+
+    from jaxfit.curvefit import curve_fit
+
+    rng = np.random.default_rng(seed)
+    truth = np.array([amplitude, 2.0, 2.0, 1.0, background])
+    counts = rng.poisson(_w5_spot_np(W5_GRID, *truth), (n, 25)).astype(np.float64)
+    starts = truth * rng.uniform(0.9, 1.1, (n, 5))
+    out: dict[str, Any] = {"fits": n, "amplitude": amplitude, "background": background}
+    neyman = np.sqrt(np.maximum(counts, 1))  # least squares weighted by the counts' own spread
+    for kind, loss, sigma in (
+        ("ssr", "linear", None),
+        ("neyman", "linear", neyman),
+        ("poisson", "poisson", None),
+    ):
+        seconds, fit = _timed(
+            lambda loss=loss, sigma=sigma: curve_fit(
+                w5_spot, W5_GRID, counts, starts, sigma=sigma, loss=loss, full_output=True
+            ),
+            repeat=2,
+        )
+        ok = fit.converged & np.isfinite(fit.popt).all(axis=1)
+        a = fit.popt[ok, 0]
+        out[kind] = {
+            "seconds": seconds,
+            "converged": float(ok.mean()),
+            "bias": float(a.mean() / amplitude - 1),
+            "bias_se": float(a.std() / np.sqrt(a.size) / amplitude),
+            "rms": float(np.sqrt(np.mean((a / amplitude - 1) ** 2))),
+        }
+        if kind == "poisson":
+            popt, converged = fit.popt, ok
+
+    def deviance(q: np.ndarray, d: np.ndarray) -> float:
+        m = _w5_spot_np(W5_GRID, *q)
+        if (m <= 0).any():
+            return np.inf
+        return float(
+            2 * np.sum(m - d - np.where(d > 0, d * np.log(np.where(d > 0, m / np.where(d > 0, d, 1), 1)), 0))
+        )
+
+    worst = 0.0
+    import warnings
+
+    warnings.filterwarnings("ignore", category=RuntimeWarning)  # scipy's steps through m <= 0
+    for i in np.flatnonzero(converged)[:200]:
+        ref = minimize(
+            deviance,
+            starts[i],
+            args=(counts[i],),
+            method="Nelder-Mead",
+            options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000, "maxfev": 40000},
+        )
+        ref = minimize(deviance, ref.x, args=(counts[i],), method="BFGS", options={"gtol": 1e-9})
+        worst = max(worst, deviance(popt[i], counts[i]) - ref.fun)
+    out["worst_deviance_excess"] = worst
+    return out
+
+
 def w1_rss(n: int) -> float | None:
     """Peak RSS (MB) of a fresh process that runs W1 at ``n`` fits."""
     code = (
@@ -376,7 +440,49 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--serve-clients", type=int, default=200, help="--serve: concurrent clients")
     ap.add_argument("--serve-requests", type=int, default=20, help="--serve: requests per client")
     ap.add_argument("--serve-rounds", type=int, default=3, help="--serve: interleaved rounds (median)")
+    ap.add_argument(
+        "--poisson",
+        action="store_true",
+        help="the amplitude's bias on 10,000 low-count spots: least squares against Poisson maximum likelihood",
+    )
     return ap
+
+
+def _print_poisson(r: dict[str, Any]) -> int:
+    print(
+        f"{r['fits']:,} low-count spots (5x5, amplitude {r['amplitude']:g} over a background of "
+        f"{r['background']:g} counts, Poisson noise), float64, the same starts:"
+    )
+    rows = [
+        [
+            label,
+            f"{100 * x['bias']:+.2f} ± {100 * x['bias_se']:.2f}",
+            f"{100 * x['rms']:.1f}",
+            f"{100 * x['converged']:.1f}",
+        ]
+        + [f"{r['fits'] / x['seconds']:,.0f}"]
+        for label, x in (
+            ("least squares (ssr)", r["ssr"]),
+            ("least squares, sigma = sqrt(counts)", r["neyman"]),
+            ("poisson (MLE)", r["poisson"]),
+        )
+    ]
+    from jaxfit.report import table
+
+    print(
+        table(
+            ["loss", "amplitude bias %", "rms error %", "converged %", "fits/s"],
+            rows,
+            [False, True, True, True, True],
+        )
+    )
+    for kind in ("ssr", "neyman"):
+        print(f"|bias| ratio {kind}/poisson: {abs(r[kind]['bias']) / abs(r['poisson']['bias']):.1f}x")
+    print(
+        f"poisson vs scipy minimize of the deviance (the first 200 converged fits): worst deviance excess "
+        f"{r['worst_deviance_excess']:.2e}"
+    )
+    return 0
 
 
 def _num(v: float | None, fmt: str = "{:,.0f}") -> str:
@@ -446,6 +552,8 @@ def main(argv: Sequence[str]) -> int:
     )
     if args.gpu:
         return _gpu()
+    if args.poisson:
+        return _print_poisson(poisson_bias(1_000 if args.quick else 10_000))
     n1, n2s, n4, rss_n = (
         (20_000, (500,), 500, 100_000) if args.quick else (1_000_000, (2_000, 10_000), 10_000, 10_000_000)
     )

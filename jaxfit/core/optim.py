@@ -41,6 +41,12 @@ class Hyper(NamedTuple):
     ftol: jax.Array | None = None
     """``lm``: also converged when an accepted step changes the loss by less than
     ``max(ftol, ftol·loss)`` (Gpufit's rule, MINPACK's ``ftol``); 0 or None: off."""
+    xtol: jax.Array | None = None
+    """``lm``: also converged when an accepted step is small relative to the
+    parameters, ``‖δ‖ < xtol·(xtol + ‖p‖)`` (scipy's and MINPACK's ``xtol``); 0 or None: off."""
+    gtol: jax.Array | None = None
+    """``lm``: converged, without stepping, where the largest cosine between the
+    residuals and a column of the Jacobian is at most ``gtol`` (MINPACK's ``gtol``)."""
     f_scale: jax.Array | None = None
     """The robust losses' soft margin between inliers and outliers (``core.losses``)."""
 

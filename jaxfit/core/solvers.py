@@ -141,9 +141,10 @@ class GradientDescent(NamedTuple):
 
 class LevenbergMarquardt(NamedTuple):
     """Levenberg–Marquardt (``core.lm``): a damped Gauss–Newton trial, kept only if the
-    loss does not grow. Converged when an accepted step has every ``|δ| < tolerance``
-    or (``ftol > 0``) changes the loss by less than ``max(ftol, ftol·loss)``
-    (Gpufit's test); a rejected step never converges."""
+    loss does not grow. Converged when an accepted step has every ``|δ| < tolerance``,
+    or (each when > 0) changes the loss by less than ``max(ftol, ftol·loss)`` (Gpufit's
+    test), or has ``‖δ‖ < xtol·(xtol + ‖p‖)``; or, with no step, where MINPACK's
+    ``gtol`` test holds. A rejected step never converges."""
 
     lean: bool = False  # it compares losses: the loss is always carried
 
@@ -162,6 +163,7 @@ class LevenbergMarquardt(NamedTuple):
         damping = opt_state.damping
         r, J = objective.linearized(params)
         held = None if objective.bounds is None else pinned(params, -(J.T @ r), objective.bounds)
+        flat = hyper.gtol is not None and _gradient_small(r, J, hyper.gtol)
         delta = lm.proposal(tuple(params), r, J, damping, held)
         trial = jax.tree.map(jnp.add, params, delta)
         if objective.bounds is not None:  # the step that was taken: to the bound
@@ -169,6 +171,8 @@ class LevenbergMarquardt(NamedTuple):
             delta = jax.tree.map(jnp.subtract, trial, params)
         trial_loss, trial_grad = objective.value_and_grad(trial)
         accepted = trial_loss <= loss  # False for a NaN trial: rejected, not diverged
+        if hyper.gtol is not None:  # already at a stationary point: no step
+            accepted = accepted & ~flat
 
         def pick(new: object, old: object) -> object:
             return jax.tree.map(lambda n, o: jnp.where(accepted, n, o), new, old)
@@ -178,6 +182,12 @@ class LevenbergMarquardt(NamedTuple):
         if hyper.ftol is not None:  # the relative change of the loss
             near = jnp.abs(loss - trial_loss) < jnp.maximum(hyper.ftol, hyper.ftol * trial_loss)
             converged = converged | (accepted & (hyper.ftol > 0) & near)
+        if hyper.xtol is not None:  # the step relative to the parameters
+            size = jnp.sqrt(sum(d * d for d in jax.tree.leaves(delta)))
+            norm = jnp.sqrt(sum(p * p for p in jax.tree.leaves(params)))
+            converged = converged | (accepted & (hyper.xtol > 0) & (size < hyper.xtol * (hyper.xtol + norm)))
+        if hyper.gtol is not None:
+            converged = converged | flat
         return Move(
             pick(trial, params),
             lm.LMState(lm.next_damping(damping, accepted)),
@@ -186,6 +196,13 @@ class LevenbergMarquardt(NamedTuple):
             step_size,
             converged,
         )
+
+
+def _gradient_small(r: jax.Array, J: jax.Array, gtol: jax.Array) -> jax.Array:
+    """MINPACK's ``gtol`` test: every ``|J_jᵀr| ≤ gtol·‖J_j‖·‖r‖`` (``gtol > 0``)."""
+    g = jnp.abs(J.T @ r)
+    scale = jnp.sqrt(jnp.sum(J * J, axis=0)) * jnp.sqrt(jnp.sum(r * r))
+    return (gtol > 0) & jnp.all(g <= gtol * scale)
 
 
 def solver_of(kind: OptimizerKind) -> GradientDescent | LevenbergMarquardt:
