@@ -37,6 +37,7 @@ from jaxfit.core import engine
 from jaxfit.core.engine import Problem, Spec
 from jaxfit.core.model import Data, Params
 from jaxfit.core.optim import Hyper
+from jaxfit.core.solvers import solver_of
 from jaxfit.core.stats import Stats, StatsSpec, statistics
 from jaxfit.core.status import Status
 from jaxfit.sweep import FIXED, Plan, Tables, draw
@@ -135,12 +136,21 @@ def _draw_index(inputs: Inputs, index: jax.Array) -> jax.Array:
     return jnp.where(index >= 0, index % inputs.per_group, -1)
 
 
-def _data_of(inputs: Inputs, index: jax.Array) -> Data | None:
-    """Each fit's own data set (None: every fit shares ``inputs.data``)."""
+def x_shared(data: Data, model: object) -> bool:
+    """Whether data sets stacked along a leading axis share one ``x`` (``(n,)``, or
+    ``(n, d)`` for a model of ``d`` coordinates), which then is not copied per fit."""
+    point = 1 if getattr(model, "dims", 0) else 0
+    return jnp.ndim(data.x) == 1 + point and jnp.ndim(data.y) == 2
+
+
+def _data_of(program: Program, inputs: Inputs, index: jax.Array) -> Data | None:
+    """Each fit's own data set (None: every fit shares ``inputs.data``); its ``x`` is
+    None where every data set shares it (``x_shared``)."""
     if inputs.per_group is None:
         return None
     group = jnp.maximum(index, 0) // inputs.per_group
-    return jax.tree.map(lambda a: a[group], inputs.data)
+    own = jax.tree.map(lambda a: a[group], inputs.data._replace(x=None))
+    return own if x_shared(inputs.data, program.spec.model) else own._replace(x=inputs.data.x[group])
 
 
 _PER_FIT = ("learning_rate", "tolerance", "max_steps")
@@ -179,10 +189,13 @@ class _Lanes(NamedTuple):
         hyper_axes = Hyper(*(0 if f in per_lane else None for f in Hyper._fields))
         shared = self.data is None
         data = inputs.data if shared else self.data
+        data_axes = None if shared else Data(None if self.data.x is None else 0, 0, 0, 0)
+        if not shared and self.data.x is None:
+            data = data._replace(x=inputs.data.x)
         common = _shared_frozen(program, inputs.tables)
         bounds = inputs.bounds if self.bounds is None else self.bounds
         args = (self.frozen, common, hyper, data, bounds)
-        return args, (0, None, hyper_axes, None if shared else 0, None if self.bounds is None else 0)
+        return args, (0, None, hyper_axes, data_axes, None if self.bounds is None else 0)
 
 
 def _shared_frozen(program: Program, tables: Tables) -> Params:
@@ -224,7 +237,7 @@ def _lanes_of(program: Program, inputs: Inputs, index: jax.Array) -> tuple[_Lane
     if inputs.bounds is not None and jnp.ndim(jax.tree.leaves(inputs.bounds)[0]) > 0:  # per data set
         group = jnp.maximum(index, 0) // inputs.per_group
         bounds = jax.tree.map(lambda a: a[group], inputs.bounds)
-    lanes = _Lanes(None, frozen, **per_fit, data=_data_of(inputs, index), init=init, bounds=bounds)
+    lanes = _Lanes(None, frozen, **per_fit, data=_data_of(program, inputs, index), init=init, bounds=bounds)
     return lanes, {n: drawn.params[n] for n in spec.trainable}
 
 
@@ -261,12 +274,15 @@ def _start(program: Program, inputs: Inputs, index: jax.Array) -> _Lanes:
         real = jnp.sum(lanes.data.mask, axis=-1, dtype=jnp.int32)
         status = jnp.where(real < len(spec.trainable), Status.TOO_FEW_POINTS, status)
     state = state._replace(status=status)
-    return lanes._replace(state=state if engine.lean(spec) else _carried(state))
+    return lanes._replace(state=state if engine.lean(spec) else _carried(spec, state))
 
 
-def _carried(state: engine.FitState) -> engine.FitState:
-    """What a batch loop keeps of a full state: not the step size (only a trace reads it)."""
-    return state._replace(step_size=None)
+def _carried(spec: Spec, state: engine.FitState) -> engine.FitState:
+    """What a batch loop keeps of a full state: not the step size (only a trace reads
+    it), nor the gradient for a solver that needs none (Levenberg–Marquardt then
+    evaluates only the loss of its trials: no reverse pass)."""
+    keep_grad = solver_of(spec.optimizer).needs_gradient
+    return state._replace(step_size=None, grad=state.grad if keep_grad else None)
 
 
 def _step(spec: Spec, state: Carry, problem: Problem) -> Carry:
@@ -275,7 +291,7 @@ def _step(spec: Spec, state: Carry, problem: Problem) -> Carry:
     (``engine.advance``; ``_chunk`` evaluates the last ones)."""
     if engine.lean(spec):
         return engine.advance(spec, state, problem)
-    return _carried(engine.step(spec, state, problem))
+    return _carried(spec, engine.step(spec, state, problem))
 
 
 def _chunk(program: Program, inputs: Inputs, lanes: _Lanes) -> Chunk:

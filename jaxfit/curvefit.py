@@ -95,14 +95,17 @@ def _dtype(precision: str | None, y: np.ndarray) -> np.dtype:
 
 
 def _shapes(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int]:
-    """``x`` as ``(G, n)`` or ``(G, n, d)`` for ``y`` of shape ``(G, n)``, and ``d`` (0: scalar x)."""
+    """``x`` as ``(G, n)`` or ``(G, n, d)`` for ``y`` of shape ``(G, n)`` — or ``(n,)``
+    / ``(n, d)`` when every data set shares it (not copied per set) — and ``d`` (0: scalar x)."""
     groups, n = y.shape
+    if x.shape == (n,) and groups > 1:
+        return x, 0
     if x.shape == (n,):
-        return np.broadcast_to(x, (groups, n)), 0
+        return x[None], 0
     if x.shape == (groups, n):
         return x, 0
     if x.ndim == 2 and x.shape[1] == n:  # (d, n): several x columns, shared
-        return np.broadcast_to(x.T, (groups, n, x.shape[0])), x.shape[0]
+        return (x.T if groups > 1 else x.T[None]), x.shape[0]
     if x.ndim == 3 and x.shape[0] in (1, groups) and x.shape[2] == n:  # (G or 1, d, n)
         return np.broadcast_to(np.swapaxes(x, 1, 2), (groups, n, x.shape[1])), x.shape[1]
     raise ValueError(
@@ -273,6 +276,8 @@ def _check_positive(
     from jaxfit.core.model import Function
 
     model = Function(f, tuple(f"p{i}" for i in range(starts.shape[1])), dims=dims)
+    if x.ndim == (2 if dims else 1):  # shared by every data set
+        x = np.broadcast_to(x, (len(starts), *x.shape))
     with jax.enable_x64(starts.dtype == np.float64):
         m = jax.vmap(lambda x, p: model({f"p{i}": p[i] for i in range(len(p))}, x))(
             np.where(mask[..., None] if dims else mask, x, 0) if mask is not None else x, starts
@@ -310,7 +315,7 @@ def _checked_arrays(
         raise ValueError("p0: every starting value must be finite")
     if sigma is not None and not (sigma[np.isfinite(sigma)] > 0).all():
         raise ValueError("sigma: every value must be > 0")
-    finite = np.isfinite(y) & np.isfinite(x).reshape(groups, n, -1).all(axis=-1)
+    finite = np.isfinite(y) & (np.isfinite(x).all(axis=-1) if dims else np.isfinite(x))
     if sigma is not None:
         finite &= np.isfinite(sigma)
     mask = None

@@ -164,11 +164,8 @@ class ExportedFit:
         n = len(next(iter(init.values())))
         names = self.spec.model.names
         params = {p: jnp.broadcast_to(jnp.asarray(init.get(p, start[p]), dtype), (n,)) for p in names}
-        hyper = {
-            k: jnp.broadcast_to(v, (n,))
-            for k, v in self.plan.problem.hyper._asdict().items()
-            if v is not None
-        }
+        given = self.plan.problem.hyper._asdict()  # a field left out (None) stays out
+        hyper = {k: None if v is None else jnp.broadcast_to(v, (n,)) for k, v in given.items()}
         if learning_rate is not None:
             hyper["learning_rate"] = jnp.broadcast_to(jnp.asarray(learning_rate, dtype), (n,))
         data = _problem_dict(self.problem())["data"]

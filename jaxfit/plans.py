@@ -13,7 +13,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jaxfit.chunks import Inputs, Program, varying_of
+from jaxfit.chunks import Inputs, Program, varying_of, x_shared
 from jaxfit.core.engine import Problem, Spec
 from jaxfit.core.model import Data, Params
 from jaxfit.core.stats import StatsSpec
@@ -100,7 +100,8 @@ def fit_of(plan: BatchPlan, init: dict[str, np.ndarray], hyper: dict[str, np.nda
     if bounds is not None and np.ndim(next(iter(bounds[0].values()))) > 0:  # per data set
         bounds = jax.tree.map(lambda a: a[group], bounds)
     if plan.inputs.per_group is not None:  # that fit's own data set, its real points
-        data = jax.tree.map(lambda a: None if a is None else a[group], data)
+        x = data.x if x_shared(data, plan.program.spec.model) else data.x[group]
+        data = jax.tree.map(lambda a: a[group], data._replace(x=None))._replace(x=x)
         if data.mask is not None:
             real = np.asarray(data.mask)
             data = Data(data.x[real], data.y[real], None, None if data.sigma is None else data.sigma[real])

@@ -441,6 +441,11 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--serve-requests", type=int, default=20, help="--serve: requests per client")
     ap.add_argument("--serve-rounds", type=int, default=3, help="--serve: interleaved rounds (median)")
     ap.add_argument(
+        "--nist",
+        action="store_true",
+        help="NIST StRD's 27 nonlinear problems from both starts, against MINPACK",
+    )
+    ap.add_argument(
         "--poisson",
         action="store_true",
         help="the amplitude's bias on 10,000 low-count spots: least squares against Poisson maximum likelihood",
@@ -552,6 +557,10 @@ def main(argv: Sequence[str]) -> int:
     )
     if args.gpu:
         return _gpu()
+    if args.nist:
+        from jaxfit.benchmarks import nist
+
+        return nist.main()
     if args.poisson:
         return _print_poisson(poisson_bias(1_000 if args.quick else 10_000))
     n1, n2s, n4, rss_n = (

@@ -112,7 +112,7 @@ def objective(spec: Spec, problem: Problem) -> Objective:
             spec.loss, spec.model, names, trainable, problem.frozen, problem.data, f_scale
         )
 
-    return Objective(value_and_grad, linearized, problem.bounds if spec.bounded else None)
+    return Objective(value_and_grad, loss, linearized, problem.bounds if spec.bounded else None)
 
 
 def _all_finite(*trees: object) -> jax.Array:

@@ -43,13 +43,28 @@ def proposal(
     as if those were frozen."""
     if held is not None:
         J = jnp.where(held[None, :], 0, J)
-    A, g = J.T @ J, J.T @ r
+    A, g = gram(J, r)
     if held is not None:
         A = A + jnp.diag(held.astype(A.dtype))
     d = jnp.diag(A)
     scale = jnp.maximum(d, 1e-12 * jnp.max(d) + jnp.finfo(d.dtype).tiny)
     delta = solve_spd(A + damping * jnp.diag(scale), -g)
     return {n: delta[i] for i, n in enumerate(names)}
+
+
+def gram(J: jax.Array, r: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(JᵀJ, Jᵀr)`` for ``J`` (n, k): for small ``k`` as ``k(k+1)/2 + k`` sums of
+    elementwise products, which vectorise across vmapped fits (a batch of tiny matrix
+    products does not, on CPU)."""
+    k = J.shape[-1]
+    if k > UNROLLED:
+        return J.T @ J, J.T @ r
+    cols = [J[:, i] for i in range(k)]
+    A = [[None] * k for _ in range(k)]
+    for i in range(k):
+        for j in range(i + 1):
+            A[i][j] = A[j][i] = jnp.sum(cols[i] * cols[j])
+    return jnp.stack([jnp.stack(row) for row in A]), jnp.stack([jnp.sum(c * r) for c in cols])
 
 
 UNROLLED = 16

@@ -35,6 +35,7 @@ class Objective(NamedTuple):
     """The loss of one fit as a function of its trainable parameters (by name)."""
 
     value_and_grad: Callable[[Params], tuple[jax.Array, Params]]
+    value: Callable[[Params], jax.Array]
     linearized: Callable[[Params], tuple[jax.Array, jax.Array]]
     """``(r, J)`` at the parameters: ``(n,)`` and ``(n, k)``, columns in trainable order."""
     bounds: tuple[Params, Params] | None = None
@@ -103,6 +104,7 @@ class GradientDescent(NamedTuple):
     every ``|step_size| < tolerance``."""
 
     kind: OptimizerKind
+    needs_gradient: bool = True
 
     @property
     def lean(self) -> bool:
@@ -147,6 +149,9 @@ class LevenbergMarquardt(NamedTuple):
     ``gtol`` test holds. A rejected step never converges."""
 
     lean: bool = False  # it compares losses: the loss is always carried
+    needs_gradient: bool = False
+    """It steps from ``(r, J)``: a loop may carry no gradient (``grad`` None), and then
+    none is computed."""
 
     def init(self, params: Params, hyper: Hyper) -> lm.LMState:
         return lm.LMState(jnp.asarray(hyper.damping))
@@ -162,14 +167,17 @@ class LevenbergMarquardt(NamedTuple):
     ) -> Move:
         damping = opt_state.damping
         r, J = objective.linearized(params)
-        held = None if objective.bounds is None else pinned(params, -(J.T @ r), objective.bounds)
+        held = None if objective.bounds is None else pinned(params, -lm.gram(J, r)[1], objective.bounds)
         flat = hyper.gtol is not None and _gradient_small(r, J, hyper.gtol)
         delta = lm.proposal(tuple(params), r, J, damping, held)
         trial = jax.tree.map(jnp.add, params, delta)
         if objective.bounds is not None:  # the step that was taken: to the bound
             trial = project(trial, objective.bounds)
             delta = jax.tree.map(jnp.subtract, trial, params)
-        trial_loss, trial_grad = objective.value_and_grad(trial)
+        if grad is None:  # a loop that keeps no gradient: the loss alone (no reverse pass)
+            trial_loss, trial_grad = objective.value(trial), None
+        else:
+            trial_loss, trial_grad = objective.value_and_grad(trial)
         accepted = trial_loss <= loss  # False for a NaN trial: rejected, not diverged
         if hyper.gtol is not None:  # already at a stationary point: no step
             accepted = accepted & ~flat
@@ -200,7 +208,7 @@ class LevenbergMarquardt(NamedTuple):
 
 def _gradient_small(r: jax.Array, J: jax.Array, gtol: jax.Array) -> jax.Array:
     """MINPACK's ``gtol`` test: every ``|J_jᵀr| ≤ gtol·‖J_j‖·‖r‖`` (``gtol > 0``)."""
-    g = jnp.abs(J.T @ r)
+    g = jnp.abs(lm.gram(J, r)[1])
     scale = jnp.sqrt(jnp.sum(J * J, axis=0)) * jnp.sqrt(jnp.sum(r * r))
     return (gtol > 0) & jnp.all(g <= gtol * scale)
 

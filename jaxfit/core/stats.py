@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxfit.core import losses
-from jaxfit.core.lm import UNROLLED
+from jaxfit.core.lm import UNROLLED, gram
 from jaxfit.core.model import Data, Model, Params
 
 
@@ -130,7 +130,7 @@ def statistics(
     dof = n - k
     redchi = chisqr / jnp.maximum(dof, 1).astype(dtype)
     redchi = jnp.where(dof > 0, redchi, jnp.inf)
-    inv, singular = inverse_spd(J.T @ J)
+    inv, singular = inverse_spd(gram(J, r)[0])
     singular = singular | (dof <= 0)
     cov = inv if spec.absolute_sigma or loss == "poisson" else inv * redchi
     cov = jnp.where(singular, jnp.inf, cov)
