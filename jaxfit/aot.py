@@ -21,12 +21,11 @@ and a CLI run reuse them; ``jaxfit.clear_caches()`` releases them all."""
 
 COMPILER_OPTIONS = {
     # The fit loops are short elementwise programs over a block of fits, bound by the
-    # passes each iteration makes over the block: full-width vectors (AVX-512 where
-    # the CPU has it; XLA prefers 256 bits) and copy insertion that sees through the
-    # loop's regions (fewer copies of the carry per iteration). Measured by
-    # `python -m jaxfit bench`: ~20% less time per fit-step on CPU. Other backends
-    # ignore these options.
-    "xla_cpu_prefer_vector_width": 512,
+    # passes each iteration makes over the block: copy insertion that sees through the
+    # loop's regions makes fewer copies of the carry per iteration. Other backends
+    # ignore it. Not `xla_cpu_prefer_vector_width: 512`: with it, XLA:CPU (jax 0.10)
+    # computes `atan` wrongly inside the fit loops (NIST's Roszman1 and the arctan
+    # loss went to wrong answers; `tests/test_bounds_losses.py` would catch it).
     "xla_cpu_copy_insertion_use_region_analysis": True,
 }
 

@@ -82,7 +82,7 @@ def test_a_batch_with_per_fit_bounds_equals_its_per_fit_references():
 @pytest.mark.parametrize("f_scale", [0.1, 1.0])
 def test_robust_losses_equal_scipy(loss, f_scale):
     y = noisy(outliers=True)
-    p0 = [2.5, 1.0, 0.4]  # near the data: robust losses are not convex far from it
+    p0 = [1.0, 1.0, 1.0]  # scipy's default start
     ref = least_squares(lambda p: decay_np(p) - y, p0, loss=loss, f_scale=f_scale, **TIGHT)
     got = jaxfit.curve_fit(decay, X, y, p0, loss=loss, f_scale=f_scale, full_output=True)
     assert got.status == jaxfit.Status.CONVERGED
@@ -101,6 +101,21 @@ def test_robust_covariance_equals_curve_fits():
     got, cov = jaxfit.curve_fit(decay, X, y, [2.5, 1.0, 0.4], loss="soft_l1", f_scale=0.3)
     np.testing.assert_allclose(got, popt, atol=1e-6)
     np.testing.assert_allclose(cov, pcov, rtol=1e-5)
+
+
+def test_a_model_with_arctan_equals_scipy():
+    # XLA:CPU once computed atan wrongly inside the fit loops (at 512-bit vectors)
+    x = np.linspace(-2, 5, 40)
+    y = 1.5 * np.arctan(2.0 * (x - 1.0)) + 0.3 + 0.02 * np.cos(5 * x)
+
+    def f(x, a, b, c, d):
+        return a * jnp.arctan(b * (x - c)) + d
+
+    ref = least_squares(
+        lambda p: p[0] * np.arctan(p[1] * (x - p[2])) + p[3] - y, [1.0, 1.0, 0.5, 0.0], **TIGHT
+    )
+    got = jaxfit.curve_fit(f, x, np.stack([y, y]), [1.0, 1.0, 0.5, 0.0])[0]
+    np.testing.assert_allclose(got, np.stack([ref.x, ref.x]), atol=1e-7)
 
 
 def decay_np_args(x, a, k, c):

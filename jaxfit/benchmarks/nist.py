@@ -129,7 +129,8 @@ def run(max_steps: int = 10_000) -> list[dict[str, Any]]:
     numpy_models, jax_models = _models(np), _models(jnp)
     for p in problems():
         f = jax_models[p.name]
-        xdata = p.x.T if p.x.ndim == 2 else p.x  # (d, n) for several coordinates
+        # (G, d, n) for several coordinates: (d, n) would read as one x per data set when d = G
+        xdata = np.broadcast_to(p.x.T, (2, *p.x.T.shape)) if p.x.ndim == 2 else p.x
         with jax.enable_x64(True):
             fit = curve_fit(
                 f,
