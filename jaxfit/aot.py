@@ -22,18 +22,46 @@ and a CLI run reuse them; ``jaxfit.clear_caches()`` releases them all."""
 COMPILER_OPTIONS = {
     # The fit loops are short elementwise programs over a block of fits, bound by the
     # passes each iteration makes over the block: copy insertion that sees through the
-    # loop's regions makes fewer copies of the carry per iteration. Other backends
-    # ignore it. Not `xla_cpu_prefer_vector_width: 512`: with it, XLA:CPU (jax 0.10)
-    # computes `atan` wrongly inside the fit loops (NIST's Roszman1 and the arctan
-    # loss went to wrong answers; `tests/test_bounds_losses.py` would catch it).
+    # loop's regions (fewer copies of the carry per iteration). Other backends ignore it.
     "xla_cpu_copy_insertion_use_region_analysis": True,
 }
+WIDE = {"xla_cpu_prefer_vector_width": 512}
+"""Full-width vectors (AVX-512 where the CPU has it; XLA prefers 256 bits): ~15–20% less
+time per fit-step on CPU (W1, W2 of ``python -m jaxfit bench``). Not for a program
+that computes ``atan``: at this width XLA:CPU (jax 0.10) computes it wrongly inside
+loops (NIST's Roszman1 and the arctan loss went to wrong answers;
+``tests/test_bounds_losses.py`` catches it), so such programs compile without it."""
 
 
-def jit(fn: Callable[..., Any], **kwargs: Any) -> Any:
-    """``jax.jit`` with jaxfit's ``COMPILER_OPTIONS`` (every program jaxfit compiles
-    is compiled alike, so a fit gives the same bits in whichever program it runs)."""
-    return jax.jit(fn, compiler_options=COMPILER_OPTIONS, **kwargs)
+class Program:
+    """``jax.jit(fn)`` compiled with jaxfit's options: ``WIDE`` unless the program
+    computes ``atan`` (decided once per argument signature, from its StableHLO). Every
+    program of one model is compiled alike, so a fit gives the same bits in whichever
+    program it runs. Call it, or ``lower`` it, as a jitted function."""
+
+    def __init__(self, fn: Callable[..., Any], **kwargs: Any):
+        self._fn = fn
+        self._wide = jax.jit(fn, compiler_options={**COMPILER_OPTIONS, **WIDE}, **kwargs)
+        self._narrow = jax.jit(fn, compiler_options=COMPILER_OPTIONS, **kwargs)
+        self._choice: dict[tuple, Any] = {}
+
+    def _for(self, args: tuple) -> Any:
+        key = signature(args)
+        if key not in self._choice:
+            uses_atan = "= atan " in str(jax.make_jaxpr(self._fn)(*args))  # nested jaxprs included
+            self._choice[key] = self._narrow if uses_atan else self._wide
+        return self._choice[key]
+
+    def lower(self, *args: Any) -> Any:
+        return self._for(args).lower(*args)
+
+    def __call__(self, *args: Any) -> Any:
+        return self._for(args)(*args)
+
+
+def jit(fn: Callable[..., Any], **kwargs: Any) -> Program:
+    """``fn`` jitted as jaxfit compiles its programs (``Program``)."""
+    return Program(fn, **kwargs)
 
 
 def signature(args: tuple) -> tuple:

@@ -4,8 +4,10 @@
 A step, at parameters ``p`` with residuals ``r = y - predicted`` and their Jacobian
 ``J`` (``jax.jacfwd``, trainable parameters only):
 
-    A = JᵀJ,  g = Jᵀr,  δ = -(A + λ·diag(A))⁻¹ g        (Marquardt's scaling)
-    try p + δ:  SSR no larger -> accept, λ /= 10;   else reject (p stays), λ *= 10
+    A = JᵀJ,  g = Jᵀr,  δ = -(A + λ·D)⁻¹ g
+    D = the largest diag(A) seen so far                  (MINPACK's column scaling)
+    try p + δ:  SSR no larger -> accept;   else reject (p stays)
+    λ: Nielsen's update from ρ = actual / predicted reduction (``next_state``)
 
 ``step_size`` is what the step applied (``-δ`` when accepted, zeros when rejected),
 so ``new = old - step_size`` holds as for every optimizer. A fit converges when an
@@ -23,8 +25,6 @@ import jax.numpy as jnp
 
 from jaxfit.core.model import Params
 
-DOWN, UP = 0.1, 10.0
-"""Damping factors after an accepted and a rejected step."""
 LOWEST, HIGHEST = 1e-12, 1e12
 """Bounds of the damping."""
 
@@ -32,11 +32,20 @@ LOWEST, HIGHEST = 1e-12, 1e12
 class LMState(NamedTuple):
     damping: jax.Array
     """λ: 0 is Gauss–Newton, large is a short gradient step."""
+    growth: jax.Array
+    """ν: the factor of λ at the next rejected step (doubles while steps are rejected)."""
+    scale: jax.Array
+    """(k,) MINPACK's column scaling: the largest ``diag(JᵀJ)`` seen so far."""
 
 
 def proposal(
-    names: tuple[str, ...], r: jax.Array, J: jax.Array, damping: jax.Array, held: jax.Array | None = None
-) -> Params:
+    names: tuple[str, ...],
+    r: jax.Array,
+    J: jax.Array,
+    damping: jax.Array,
+    held: jax.Array | None = None,
+    seen: jax.Array | None = None,
+) -> tuple[Params, jax.Array]:
     """The damped Gauss–Newton step ``δ`` (by name) for residuals ``r`` (n,) and
     their Jacobian ``J`` (n, k), columns in the order of ``names``; ``held`` (bool,
     (k,)): parameters the step leaves where they are (``δ = 0``), the others stepping
@@ -46,10 +55,10 @@ def proposal(
     A, g = gram(J, r)
     if held is not None:
         A = A + jnp.diag(held.astype(A.dtype))
-    d = jnp.diag(A)
+    d = jnp.diag(A) if seen is None else jnp.maximum(jnp.diag(A), seen)
     scale = jnp.maximum(d, 1e-12 * jnp.max(d) + jnp.finfo(d.dtype).tiny)
     delta = solve_spd(A + damping * jnp.diag(scale), -g)
-    return {n: delta[i] for i, n in enumerate(names)}
+    return {n: delta[i] for i, n in enumerate(names)}, d
 
 
 def gram(J: jax.Array, r: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -91,5 +100,23 @@ def solve_spd(M: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.stack(x)
 
 
-def next_damping(damping: jax.Array, accepted: jax.Array) -> jax.Array:
-    return jnp.clip(jnp.where(accepted, damping * DOWN, damping * UP), LOWEST, HIGHEST).astype(damping.dtype)
+def predicted(names: tuple[str, ...], r: jax.Array, J: jax.Array, delta: Params) -> jax.Array:
+    """The loss reduction the linear model predicts for ``delta``: ``‖r‖² − ‖r + Jδ‖²``
+    (in a form without cancellation; ``J``'s columns in the order of ``names``)."""
+    Jd = sum(J[:, i] * delta[n] for i, n in enumerate(names))
+    return -jnp.sum(Jd * (2 * r + Jd))
+
+
+def next_state(state: LMState, accepted: jax.Array, ratio: jax.Array, scale: jax.Array) -> LMState:
+    """Nielsen's damping update (Madsen, Nielsen & Tingleff 2004): after an accepted
+    step ``λ·max(1/3, 1 − (2ρ − 1)³)`` with ``ρ`` the actual over the predicted
+    reduction, ``ν = 2``; after a rejected one ``λ·ν`` and ``ν`` doubles."""
+    damping, growth, _ = state
+    shrink = jnp.maximum(1 / 3, 1 - (2 * ratio - 1) ** 3)
+    damping = jnp.where(accepted, damping * shrink, damping * growth)
+    growth = jnp.where(accepted, 2.0, 2 * growth)
+    return LMState(
+        jnp.clip(damping, LOWEST, HIGHEST).astype(state.damping.dtype),
+        jnp.minimum(growth, 2.0**30).astype(state.growth.dtype),
+        scale,
+    )

@@ -154,7 +154,8 @@ class LevenbergMarquardt(NamedTuple):
     none is computed."""
 
     def init(self, params: Params, hyper: Hyper) -> lm.LMState:
-        return lm.LMState(jnp.asarray(hyper.damping))
+        damping = jnp.asarray(hyper.damping)
+        return lm.LMState(damping, jnp.full_like(damping, 2.0), jnp.zeros(len(params), damping.dtype))
 
     def step(
         self,
@@ -169,7 +170,7 @@ class LevenbergMarquardt(NamedTuple):
         r, J = objective.linearized(params)
         held = None if objective.bounds is None else pinned(params, -lm.gram(J, r)[1], objective.bounds)
         flat = hyper.gtol is not None and _gradient_small(r, J, hyper.gtol)
-        delta = lm.proposal(tuple(params), r, J, damping, held)
+        delta, scale = lm.proposal(tuple(params), r, J, damping, held, opt_state.scale)
         trial = jax.tree.map(jnp.add, params, delta)
         if objective.bounds is not None:  # the step that was taken: to the bound
             trial = project(trial, objective.bounds)
@@ -198,12 +199,19 @@ class LevenbergMarquardt(NamedTuple):
             converged = converged | flat
         return Move(
             pick(trial, params),
-            lm.LMState(lm.next_damping(damping, accepted)),
+            lm.next_state(
+                opt_state, accepted, (loss - trial_loss) / lm.predicted(tuple(params), r, J, delta), scale
+            ),
             pick(trial_loss, loss),
             pick(trial_grad, grad),
             step_size,
             converged,
         )
+
+
+def _gain(actual: jax.Array, predicted: jax.Array) -> jax.Array:
+    """The gain ratio ``ρ``, 0 where nothing was predicted (no step)."""
+    return jnp.where(predicted > 0, actual / jnp.where(predicted > 0, predicted, 1), 0)
 
 
 def _gradient_small(r: jax.Array, J: jax.Array, gtol: jax.Array) -> jax.Array:
