@@ -84,15 +84,15 @@ def default_layout(
     On CPU, fits of one parameter (a convex problem) take similar step counts: blocks
     of 16384, each running until its slowest fit stops, amortise the loop best. Fits of
     several parameters vary widely in step count, so they stream through 128 lanes,
-    refilled 8 at a time, 8192 fits per device per call; Levenberg–Marquardt steps
-    (a Jacobian and a solve each) run best through 64 lanes. A GPU wants far wider
+    refilled 8 at a time, 8192 fits per device per call, Levenberg–Marquardt's too
+    (W5 through 64/128/256/512/1024 lanes: 574k/699k/686k/665k/563k fits/s here). A GPU wants far wider
     blocks to fill its cores.
     """
     if platform == "cpu":
         if trainable == 1:
             return Layout(devices, 8, block_size or 16384)
         if optimizer == "lm":
-            return Layout(devices, 128, block_size or 64, refill=8)
+            return Layout(devices, 64, block_size or 128, refill=8)
         return Layout(devices, 64, block_size or 128, refill=8)
     # on a GPU each loop iteration is a few kernel launches: one wide block per call
     # keeps the launches few
