@@ -187,50 +187,6 @@ def stacked(plans: Sequence[FitPlan]) -> tuple[Params, Problem]:
     return jax.tree.map(lambda *leaves: np.stack(leaves), *(filled(p) for p in plans))
 
 
-def stacked_inputs(configs: Sequence[Config]) -> tuple[Params, Problem]:
-    """Initial trainable values and problems of ``configs`` (same trainable set and
-    precision), each leaf stacked along a leading config axis (``inputs`` is one)."""
-    for config in configs:
-        _check_precision(config)
-    dtype, spec = dtype_of(configs[0]), spec_of(configs[0])
-    params = [c.params for c in configs]
-    names = configs[0].names
-    data = [_single_data(c) for c in configs]
-    # one pytree for all: unweighted ones get sigma 1, unmasked ones every point
-    weighted, masked = any(d[2] is not None for d in data), any(d[3] is not None for d in data)
-    data = [
-        (
-            x,
-            y,
-            np.ones(len(y)) if s is None and weighted else s,
-            np.ones(len(y), bool) if m is None and masked else m,
-        )
-        for x, y, s, m in data
-    ]
-
-    def column(values: list, kind: Any = dtype) -> np.ndarray:
-        return np.array(values, kind)
-
-    sigma = column([d[2] for d in data]) if weighted else None
-    mask = np.array([d[3] for d in data], bool) if masked else None
-    return (
-        {n: column([p[n] for p in params]) for n in spec.trainable},
-        Problem(
-            data=Data(column([d[0] for d in data]), column([d[1] for d in data]), mask, sigma),
-            frozen={n: column([p[n] for p in params]) for n in names if n not in spec.trainable},
-            hyper=_stacked_hyper(configs),
-            bounds=_stacked_bounds(configs),
-        ),
-    )
-
-
-def _stacked_bounds(configs: Sequence[Config]) -> tuple[Params, Params] | None:
-    each = [bounds_of(c) for c in configs]
-    if each[0] is None:
-        return None
-    return jax.tree.map(lambda *leaves: np.stack(leaves), *each)
-
-
 OPTIMIZER_DEFAULTS = {
     name: field.default
     for schema in (Momentum, Adam, LM)
@@ -240,36 +196,42 @@ OPTIMIZER_DEFAULTS = {
 """Each optimizer field's default, from the schema (an optimizer ignores the others' fields)."""
 
 
-def _stacked_hyper(configs: Sequence[Config]) -> Hyper:
-    dtype = dtype_of(configs[0])
-    trains = [c.train for c in configs]
-    opts = [vars(t.optimizer) for t in trains]  # each optimizer's own fields
+def hyper_of(config: Config) -> Hyper:
+    """The config's hyperparameters as scalars of its dtype."""
+    _check_precision(config)
+    dtype, train = dtype_of(config), config.train
+    given = vars(train.optimizer)  # the optimizer's own fields
 
-    def column(values: list, kind: Any = dtype) -> np.ndarray:
-        return np.array(values, kind)
+    def scalar(value: float, kind: Any = dtype) -> np.ndarray:
+        return np.asarray(value, kind)
 
     return Hyper(
-        learning_rate=column([t.learning_rate for t in trains]),
-        tolerance=column([t.tolerance for t in trains]),
-        max_steps=column([t.max_steps for t in trains], np.int32),
-        **{f: column([o.get(f, OPTIMIZER_DEFAULTS[f]) for o in opts]) for f in OPTIMIZER_DEFAULTS},
-        ftol=column([t.ftol for t in trains]),
-        f_scale=column([t.f_scale for t in trains]),
-        # off everywhere: left out of the program (None), as a Hyper without them
-        xtol=column([t.xtol for t in trains]) if any(t.xtol for t in trains) else None,
-        gtol=column([t.gtol for t in trains]) if any(t.gtol for t in trains) else None,
+        learning_rate=scalar(train.learning_rate),
+        tolerance=scalar(train.tolerance),
+        max_steps=scalar(train.max_steps, np.int32),
+        **{f: scalar(given.get(f, default)) for f, default in OPTIMIZER_DEFAULTS.items()},
+        ftol=scalar(train.ftol),
+        f_scale=scalar(train.f_scale),
+        # off: left out of the program (None), as a Hyper without them
+        xtol=scalar(train.xtol) if train.xtol else None,
+        gtol=scalar(train.gtol) if train.gtol else None,
     )
 
 
 def inputs(config: Config) -> tuple[Params, Problem]:
-    """Initial trainable values and problem of one config (``stacked_inputs`` of one)."""
-    return jax.tree.map(lambda a: a.reshape(a.shape[1:]), stacked_inputs([config]))
-
-
-def hyper_of(config: Config) -> Hyper:
-    """The config's hyperparameters as scalars of its dtype."""
-    _check_precision(config)
-    return jax.tree.map(lambda a: a.reshape(()), _stacked_hyper([config]))
+    """Initial trainable values and problem of one config (host arrays in its dtype)."""
+    hyper = hyper_of(config)  # checks the precision
+    dtype, trainable = dtype_of(config), spec_of(config).trainable
+    x, y, sigma, mask = _single_data(config)
+    data = Data(
+        np.asarray(x, dtype),
+        np.asarray(y, dtype),
+        None if mask is None else np.asarray(mask, bool),
+        None if sigma is None else np.asarray(sigma, dtype),
+    )
+    values = {n: np.asarray(v, dtype) for n, v in config.params.items()}
+    frozen = {n: v for n, v in values.items() if n not in trainable}
+    return {n: values[n] for n in trainable}, Problem(data, frozen, hyper, bounds_of(config))
 
 
 def problem_of(config: Config) -> Problem:
