@@ -200,7 +200,7 @@ class LevenbergMarquardt(NamedTuple):
         return Move(
             pick(trial, params),
             lm.next_state(
-                opt_state, accepted, (loss - trial_loss) / lm.predicted(tuple(params), r, J, delta), scale
+                opt_state, accepted, _gain(loss - trial_loss, lm.predicted(tuple(params), r, J, delta)), scale
             ),
             pick(trial_loss, loss),
             pick(trial_grad, grad),
