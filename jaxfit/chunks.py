@@ -33,7 +33,7 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from jaxfit.aot import executable, jit, signature
-from jaxfit.core import engine
+from jaxfit.core import engine, lanes
 from jaxfit.core.engine import Problem, Spec
 from jaxfit.core.model import Data, Params
 from jaxfit.core.optim import Hyper
@@ -55,6 +55,9 @@ class Layout(NamedTuple):
     """0: each block of ``block_size`` fits runs until its slowest fit stops. ``k > 0``:
     a device's fits stream through ``block_size`` lanes, and whenever ``k`` lanes
     have stopped they take the next ``k`` fits (lanes do not wait for a slow fit)."""
+    on_lanes: bool = False
+    """Blocks as a struct of arrays, the fits on the vector lanes (``core.lanes``),
+    not a ``vmap`` of the single-fit loop (with ``refill`` 0)."""
 
     @property
     def chunk(self) -> int:
@@ -84,18 +87,21 @@ def default_layout(
     On CPU, fits of one parameter (a convex problem) take similar step counts: blocks
     of 16384, each running until its slowest fit stops, amortise the loop best. Fits of
     several parameters vary widely in step count, so they stream through 128 lanes,
-    refilled 8 at a time, 8192 fits per device per call, Levenberg–Marquardt's too
-    (W5 through 64/128/256/512/1024 lanes: 574k/699k/686k/665k/563k fits/s here). A GPU wants far wider
-    blocks to fill its cores.
+    refilled 8 at a time, 8192 fits per device per call; Levenberg–Marquardt's stream
+    on the vector lanes (``core.lanes``), 256 lanes refilled 32 at a time (W5 through
+    128/256/512/1024 lanes here: 464k/498k/493k/423k fits/s; in blocks of 1024 that
+    wait for their slowest fit, 244k). A GPU wants far wider blocks to fill its cores.
     """
     if platform == "cpu":
         if trainable == 1:
             return Layout(devices, 8, block_size or 16384)
-        if optimizer == "lm":
-            return Layout(devices, 64, block_size or 128, refill=8)
+        if lanes.suits(optimizer, trainable):
+            return Layout(devices, 32, lanes.width(block_size or 256), refill=32, on_lanes=True)
         return Layout(devices, 64, block_size or 128, refill=8)
     # on a GPU each loop iteration is a few kernel launches: one wide block per call
     # keeps the launches few
+    if lanes.suits(optimizer, trainable):
+        return Layout(devices, 1, lanes.width(block_size or 1 << 20), on_lanes=True)
     return Layout(devices, 1, block_size or (1 << 22 if trainable == 1 else 1 << 20))
 
 
@@ -260,21 +266,26 @@ def _with_stats(program: Program, inputs: Inputs, lanes: _Lanes, chunk: Chunk) -
 def _start(program: Program, inputs: Inputs, index: jax.Array) -> _Lanes:
     """Initial states of fits ``index`` (shape (B,)); fits at ``index < 0`` take no step."""
     spec = program.spec
-    lanes, trainable = _lanes_of(program, inputs, index)
+    fits, trainable = _lanes_of(program, inputs, index)
     begin = engine.begin if engine.lean(spec) else engine.init_state
 
     def init(params: Params, *problem: object) -> engine.FitState:
         return begin(spec, params, _problem(*problem))
 
-    args, axes = lanes.problem_args(program, inputs)
-    state = jax.vmap(init, in_axes=(0, *axes))(trainable, *args)
-    # fits past the end of the batch (index < 0) take no step
+    args, axes = fits.problem_args(program, inputs)
+    state = _admitted(spec, fits.data, index, jax.vmap(init, in_axes=(0, *axes))(trainable, *args))
+    return fits._replace(state=state if engine.lean(spec) else _carried(spec, state))
+
+
+def _admitted(spec: Spec, data: Data | None, index: jax.Array, state: Carry) -> Carry:
+    """``state`` with no step for fits past the end of the batch (``index < 0``) nor
+    for data sets (``data``: each fit's own, or None) with fewer real points than
+    parameters."""
     status = jnp.where(index >= 0, state.status, Status.PADDING)
-    if lanes.data is not None and lanes.data.mask is not None:  # a data set too small to fit
-        real = jnp.sum(lanes.data.mask, axis=-1, dtype=jnp.int32)
+    if data is not None and data.mask is not None:
+        real = jnp.sum(data.mask, axis=-1, dtype=jnp.int32)
         status = jnp.where(real < len(spec.trainable), Status.TOO_FEW_POINTS, status)
-    state = state._replace(status=status)
-    return lanes._replace(state=state if engine.lean(spec) else _carried(spec, state))
+    return state._replace(status=status)
 
 
 def _carried(spec: Spec, state: engine.FitState) -> engine.FitState:
@@ -310,16 +321,92 @@ def _chunk(program: Program, inputs: Inputs, lanes: _Lanes) -> Chunk:
 def _fit_block(program: Program, inputs: Inputs, index: jax.Array) -> Chunk:
     """Fits ``index`` (shape (B,)) as one ``vmap`` of the single-fit loop; fits at
     ``index < 0`` take no step."""
-    lanes = _start(program, inputs, index)
+    fits = _start(program, inputs, index)
 
     def run(state: Carry, *problem: object) -> Carry:
         return lax.while_loop(
             lambda s: s.status == Status.RUNNING, lambda s: _step(program.spec, s, _problem(*problem)), state
         )
 
-    args, axes = lanes.problem_args(program, inputs)
-    lanes = lanes._replace(state=jax.vmap(run, in_axes=(0, *axes))(lanes.state, *args))
-    return _with_stats(program, inputs, lanes, _chunk(program, inputs, lanes))
+    args, axes = fits.problem_args(program, inputs)
+    fits = fits._replace(state=jax.vmap(run, in_axes=(0, *axes))(fits.state, *args))
+    return _with_stats(program, inputs, fits, _chunk(program, inputs, fits))
+
+
+def _stepper(program: Program, inputs: Inputs, fits: _Lanes, on_lanes: bool) -> Callable[[Carry], Carry]:
+    """One step of the fits ``fits`` holds (each running one steps; the others stay
+    as they are): a ``vmap`` of the single-fit step, or (``on_lanes``: ``fits`` from
+    ``_start_on_lanes``) the engine's step over the whole block at once."""
+    if on_lanes:
+        spec, problem = _lanes_problem(program, inputs, fits)
+
+        def step(state: Carry) -> Carry:
+            return lanes.where(state.status == Status.RUNNING, _step(spec, state, problem), state)
+
+        return step
+    args, axes = fits.problem_args(program, inputs)
+
+    def one(state: Carry, *problem: object) -> Carry:
+        return _step(program.spec, state, _problem(*problem))
+
+    step_all = jax.vmap(one, in_axes=(0, *axes))
+    return lambda state: engine.select_fits(state.status == Status.RUNNING, step_all(state, *args), state)
+
+
+def _lanes_problem(program: Program, inputs: Inputs, fits: _Lanes) -> tuple[Spec, Problem]:
+    """The spec and the one problem of a block of fits on the vector lanes
+    (``core.lanes``; ``fits.data``: None, or already with its points first)."""
+    (frozen, common, hyper, data, bounds), _ = fits.problem_args(program, inputs)
+    model = program.spec.model
+    if fits.data is None:  # one data set for every fit
+        data = lanes.data_of(data, False, model)
+    return program.spec._replace(model=lanes.Lanes(model)), Problem(data, {**common, **frozen}, hyper, bounds)
+
+
+def _on_lanes_of(program: Program, inputs: Inputs, index: jax.Array) -> tuple[_Lanes, Params, Data | None]:
+    """``_lanes_of`` for the vector lanes: each fit's own data with its points first
+    (``lanes.data_of``); also that data as drawn (None: every fit shares one)."""
+    fits, trainable = _lanes_of(program, inputs, index)
+    own = fits.data
+    if own is not None:
+        fits = fits._replace(data=lanes.data_of(own, True, program.spec.model))
+    return fits, trainable, own
+
+
+def _start_on_lanes(program: Program, inputs: Inputs, index: jax.Array) -> _Lanes:
+    """``_start`` for a block on the vector lanes: every state leaf is ``(B,)`` and
+    each fit's own data has its points first (``lanes.data_of``)."""
+    fits, trainable, own = _on_lanes_of(program, inputs, index)
+    spec, problem = _lanes_problem(program, inputs, fits)
+    state = _admitted(spec, own, index, engine.init_state(spec, trainable, problem))
+    return fits._replace(state=_carried(spec, state))
+
+
+def _fit_on_lanes(program: Program, inputs: Inputs, index: jax.Array) -> Chunk:
+    """Fits ``index`` (shape (B,)) as one block on the vector lanes (``core.lanes``),
+    until its last fit stops; fits at ``index < 0`` take no step."""
+    fits = _start_on_lanes(program, inputs, index)
+    step = _stepper(program, inputs, fits, on_lanes=True)
+    fits = fits._replace(
+        state=lax.while_loop(lambda s: jnp.any(s.status == Status.RUNNING), step, fits.state)
+    )
+    chunk = _chunk(program, inputs, fits)
+    return chunk._replace(stats=_lanes_stats(program, inputs, fits, chunk.params))
+
+
+def _lanes_stats(program: Program, inputs: Inputs, fits: _Lanes, params: Params) -> Stats | None:
+    """The statistics of the fits of ``fits`` (on the vector lanes) at ``params``,
+    with a leading axis of fits as ``_with_stats`` gives them."""
+    if program.stats is None:
+        return None
+    spec, problem = _lanes_problem(program, inputs, fits)
+    f_scale = problem.hyper.f_scale
+    stats = statistics(
+        spec.model, spec.trainable, params, problem.frozen, problem.data, program.stats, spec.loss, f_scale
+    )
+    if stats.covariance is None:
+        return stats
+    return stats._replace(covariance=jnp.moveaxis(stats.covariance, -1, 0))
 
 
 def _fit_stream(
@@ -330,52 +417,44 @@ def _fit_stream(
     stride: int,
     count: jax.Array,
     final: Chunk,
-    lanes: int,
+    width: int,
     group: int,
+    on_lanes: bool = False,
 ) -> Chunk:
-    """Fits ``first + j * stride`` for ``j < count`` streamed through ``lanes`` lanes,
+    """Fits ``first + j * stride`` for ``j < count`` streamed through ``width`` lanes,
     written to slot ``j`` of ``final`` (``count`` at most its length), which is
     returned. All lanes step together until ``group`` of them have stopped; those
     write their fits out and start the next ``group`` fits; and so on. A fit's
-    arithmetic is the same as in ``_fit_block`` (the same vmapped step), so is its
-    result, bit for bit. The statistics of every fit follow at the end, in one pass
-    over ``final``."""
-
-    spec = program.spec
+    arithmetic is the same as in a block (``_fit_block``, or ``_fit_on_lanes`` with
+    ``on_lanes``), so is its result, bit for bit. The statistics of every fit follow
+    at the end, in one pass over ``final``."""
 
     def index(j: jax.Array) -> jax.Array:
         return first + j * stride
 
     # Lanes start idle (stopped, holding no fit) and fill `group` at a time: one
     # place in the program starts fits, which keeps it small to compile.
-    shapes = jax.eval_shape(lambda index: _start(program, inputs, index), jnp.zeros(lanes, jnp.int32))
+    start = _start_on_lanes if on_lanes else _start
+    shapes = jax.eval_shape(lambda index: start(program, inputs, index), jnp.zeros(width, jnp.int32))
     current = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    current = current._replace(state=current.state._replace(status=jnp.full(lanes, Status.PADDING)))
-    fit = jnp.full(lanes, -1, jnp.int32)  # which of this device's fits each lane holds
+    current = current._replace(state=current.state._replace(status=jnp.full(width, Status.PADDING)))
+    fit = jnp.full(width, -1, jnp.int32)  # which of this device's fits each lane holds
     slots = final.loss.shape[0]
 
     def run_until_idle(current: _Lanes, enough: jax.Array) -> _Lanes:
         """Step until ``enough`` lanes are idle, or none is running."""
-        args, axes = current.problem_args(program, inputs)
-
-        def one(state: Carry, *problem: object) -> Carry:
-            return _step(spec, state, _problem(*problem))
-
-        step = jax.vmap(one, in_axes=(0, *axes))
 
         def more(state: Carry) -> jax.Array:
             running = state.status == Status.RUNNING
             return jnp.any(running) & (jnp.sum(~running, dtype=jnp.int32) < enough)
 
-        def body(state: Carry) -> Carry:
-            return engine.select_fits(state.status == Status.RUNNING, step(state, *args), state)
-
-        return current._replace(state=lax.while_loop(more, body, current.state))
+        step = _stepper(program, inputs, current, on_lanes)
+        return current._replace(state=lax.while_loop(more, step, current.state))
 
     def round_(carry: tuple) -> tuple:
         current, fit, taken, final = carry
         # while fits wait, refill every `group` idle lanes; then run the last ones out
-        current = run_until_idle(current, jnp.where(taken < count, group, lanes + 1))
+        current = run_until_idle(current, jnp.where(taken < count, group, width + 1))
         idle = current.state.status != Status.RUNNING
         done = idle & (fit >= 0)
         slot = jnp.where(done, fit, slots)  # out of range: dropped
@@ -384,14 +463,14 @@ def _fit_stream(
         )
         fit = jnp.where(done, -1, fit)
         # the next fits go to the first `group` idle lanes
-        target = jnp.nonzero(idle, size=group, fill_value=lanes)[0].astype(jnp.int32)
+        target = jnp.nonzero(idle, size=group, fill_value=width)[0].astype(jnp.int32)
         following = taken + jnp.arange(group, dtype=jnp.int32)
-        start = (target < lanes) & (following < count)
-        target = jnp.where(start, target, lanes)  # out of range: dropped
-        started = _start(program, inputs, jnp.where(start, index(following), -1))
-        current = jax.tree.map(lambda buf, v: buf.at[target].set(v, mode="drop"), current, started)
+        starts = (target < width) & (following < count)
+        target = jnp.where(starts, target, width)  # out of range: dropped
+        started = start(program, inputs, jnp.where(starts, index(following), -1))
+        current = _placed(current, target, started, on_lanes)
         fit = fit.at[target].set(following, mode="drop")
-        return current, fit, taken + jnp.sum(start, dtype=jnp.int32), final
+        return current, fit, taken + jnp.sum(starts, dtype=jnp.int32), final
 
     _, _, _, fits = lax.while_loop(
         lambda carry: jnp.any(carry[1] >= 0) | (carry[2] < count),
@@ -401,24 +480,42 @@ def _fit_stream(
     if program.stats is None:
         return fits
 
-    # the statistics of the filled slots, `lanes` at a time (no pass over empty slots)
+    # the statistics of the filled slots, `width` at a time (no pass over empty slots)
     def stats_of(j: jax.Array, params: Params) -> Stats:
-        lanes_of_slots, _ = _lanes_of(program, inputs, jnp.where(j < count, index(j), -1))
+        slots_index = jnp.where(j < count, index(j), -1)
+        if on_lanes:
+            return _lanes_stats(program, inputs, _on_lanes_of(program, inputs, slots_index)[0], params)
         done = Chunk(params, {}, None, None, None)
-        return _with_stats(program, inputs, lanes_of_slots, done).stats
+        return _with_stats(program, inputs, _lanes_of(program, inputs, slots_index)[0], done).stats
 
-    offsets = jnp.arange(lanes, dtype=jnp.int32)
+    each = min(slots, width)
+    offsets = jnp.arange(each, dtype=jnp.int32)
     shapes = jax.eval_shape(stats_of, jnp.zeros(slots, jnp.int32), fits.params)
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     def block(b: jax.Array, stats: Stats) -> Stats:
-        at = jnp.minimum(b * lanes, slots - lanes)  # the last block may overlap the one before
-        params = jax.tree.map(lambda a: lax.dynamic_slice_in_dim(a, at, lanes), fits.params)
+        at = jnp.minimum(b * each, slots - each)  # the last block may overlap the one before
+        params = jax.tree.map(lambda a: lax.dynamic_slice_in_dim(a, at, each), fits.params)
         part = stats_of(at + offsets, params)
         return jax.tree.map(lambda buf, v: lax.dynamic_update_slice_in_dim(buf, v, at, 0), stats, part)
 
-    blocks = (jnp.minimum(count, slots) + lanes - 1) // lanes
+    blocks = (jnp.minimum(count, slots) + each - 1) // each
     return fits._replace(stats=lax.fori_loop(0, blocks, block, zeros))
+
+
+def _placed(current: _Lanes, target: jax.Array, started: _Lanes, on_lanes: bool) -> _Lanes:
+    """``current`` with lanes ``target`` (out of range: dropped) holding ``started``'s
+    fits; on the vector lanes a fit's data is a column (its points first)."""
+
+    def put(axis: int) -> Callable[[jax.Array, jax.Array], jax.Array]:
+        if axis == 0:
+            return lambda buf, v: buf.at[target].set(v, mode="drop")
+        return lambda buf, v: buf.at[:, target].set(v, mode="drop")
+
+    placed = jax.tree.map(put(0), current._replace(data=None), started._replace(data=None))
+    if current.data is None:
+        return placed
+    return placed._replace(data=jax.tree.map(put(1 if on_lanes else 0), current.data, started.data))
 
 
 def block_share(count: int | jax.Array, layout: Layout) -> int | jax.Array:
@@ -449,8 +546,9 @@ def compiled_chunk(program: Program, layout: Layout, devices: tuple[jax.Device, 
                 stride=layout.devices,
                 count=count,
                 final=out,
-                lanes=layout.block_size,
+                width=layout.block_size,
                 group=min(layout.refill, layout.block_size),
+                on_lanes=layout.on_lanes,
             )
         # the call's fits split evenly: device d runs fits start + d * share + j, j < mine
         share = block_share(end - start, layout)
@@ -459,7 +557,8 @@ def compiled_chunk(program: Program, layout: Layout, devices: tuple[jax.Device, 
 
         def block(k: jax.Array, out: Chunk) -> Chunk:
             j = k * layout.block_size + offsets
-            done = _fit_block(program, inputs, jnp.where(j < mine, start + device * share + j, -1))
+            fit = _fit_on_lanes if layout.on_lanes else _fit_block
+            done = fit(program, inputs, jnp.where(j < mine, start + device * share + j, -1))
             at = k * layout.block_size
             return jax.tree.map(lambda buf, v: lax.dynamic_update_slice_in_dim(buf, v, at, 0), out, done)
 

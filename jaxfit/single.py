@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxfit import lowering
 from jaxfit.aot import executable, jit
-from jaxfit.core import engine
+from jaxfit.core import engine, lanes
 from jaxfit.core.engine import FitState, Problem, Spec
 from jaxfit.core.model import Params
 from jaxfit.core.stats import Stats, StatsSpec, statistics
@@ -90,6 +90,9 @@ def compiled_fit(
 
     def fit_one(*leaves: jax.Array) -> dict[str, jax.Array]:
         params, problem = jax.tree.unflatten(in_tree, leaves)
+        if _suits_lanes(spec):  # as one fit of a batch: the same bits
+            row = jax.tree.map(lambda a: a[None], (params, problem))
+            return jax.tree.map(lambda a: a[0], _traced_on_lanes(spec, *row, trace_limit, stats))
         state0 = engine.init_state(spec, params, problem)
         final, trace = engine.run_traced(spec, state0, problem, trace_limit)
         return _named(spec, state0, final, trace, problem) | named_stats(
@@ -97,6 +100,32 @@ def compiled_fit(
         )
 
     return jit(fit_one)
+
+
+def _suits_lanes(spec: Spec) -> bool:
+    return lanes.suits(spec.optimizer.name, len(spec.trainable))
+
+
+def _traced_on_lanes(
+    spec: Spec, params: Params, problem: Problem, trace_limit: int, stats: StatsSpec
+) -> dict[str, jax.Array]:
+    """Traced fits (every leaf of ``params`` and ``problem`` with a leading axis of
+    fits) on the vector lanes (``core.lanes``), as a batch computes them: the lanes
+    padded to a multiple of ``lanes.MULTIPLE`` with copies of the last fit. Named
+    outputs as ``compiled_fit_many``'s."""
+    count = jax.tree.leaves(params)[0].shape[0]
+    pad = jnp.minimum(jnp.arange(lanes.width(count)), count - 1)
+    params_w, problem_w = jax.tree.map(lambda a: jnp.take(a, pad, axis=0), (params, problem))
+    on_lanes = spec._replace(model=lanes.Lanes(spec.model))
+    problem_w = problem_w._replace(data=lanes.data_of(problem_w.data, True, spec.model))
+    state0 = engine.init_state(on_lanes, params_w, problem_w)
+    final, trace = engine.run_traced_many(on_lanes, state0, problem_w, trace_limit)
+    stats_w = _stats_of(on_lanes, stats, final, problem_w)
+    if stats_w.covariance is not None:
+        stats_w = stats_w._replace(covariance=jnp.moveaxis(stats_w.covariance, -1, 0))
+    first = functools.partial(jax.tree.map, lambda a: a[:count])
+    trace = jax.tree.map(lambda a: jnp.transpose(a)[:count], trace)
+    return _named(spec, first(state0), first(final), trace, problem) | named_stats(first(stats_w))
 
 
 def compiled_fit_many(
@@ -109,6 +138,8 @@ def compiled_fit_many(
 
     def fit_many(*leaves: jax.Array) -> dict[str, jax.Array]:
         params, problem = jax.tree.unflatten(in_tree, leaves)
+        if _suits_lanes(spec):
+            return _traced_on_lanes(spec, params, problem, trace_limit, stats_spec)
         state0 = jax.vmap(functools.partial(engine.init_state, spec))(params, problem)
         final, trace = engine.run_traced_many(spec, state0, problem, trace_limit)
         stats = jax.vmap(functools.partial(_stats_of, spec, stats_spec))(final, problem)

@@ -33,6 +33,7 @@ import optax
 from jax import lax
 
 from jaxfit.core import losses
+from jaxfit.core.lanes import Lanes
 from jaxfit.core.model import SEED_MODEL, Data, Model, Params
 from jaxfit.core.optim import Hyper, OptimizerKind
 from jaxfit.core.solvers import Objective, all_of, small, solver_of
@@ -104,9 +105,12 @@ def objective(spec: Spec, problem: Problem) -> Objective:
         return losses.value(spec.loss, {**problem.frozen, **trainable}, problem.data, spec.model, f_scale)
 
     def value_and_grad(trainable: Params) -> tuple[jax.Array, Params]:
-        return jax.value_and_grad(loss)(trainable)
+        # ``jax.value_and_grad``'s own arithmetic; also for a block of independent fits
+        # (``core.lanes``: a loss per fit, each fit's gradient from its own loss)
+        value, pullback = jax.vjp(loss, trainable)
+        return value, pullback(jnp.ones_like(value))[0]
 
-    def linearized(trainable: Params) -> tuple[jax.Array, jax.Array]:
+    def linearized(trainable: Params) -> tuple[jax.Array, tuple[jax.Array, ...]]:
         names = tuple(trainable)
         return losses.linearized(
             spec.loss, spec.model, names, trainable, problem.frozen, problem.data, f_scale
@@ -116,7 +120,8 @@ def objective(spec: Spec, problem: Problem) -> Objective:
 
 
 def _all_finite(*trees: object) -> jax.Array:
-    return all_of([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(trees)])
+    """Per fit: every leaf is one value per fit."""
+    return all_of([jnp.isfinite(leaf) for leaf in jax.tree.leaves(trees)])
 
 
 def decide(finite: jax.Array, converged: jax.Array, count: jax.Array, max_steps: jax.Array) -> jax.Array:
@@ -135,7 +140,7 @@ def init_state(spec: Spec, params: Params, problem: Problem) -> FitState:
     """The state before the first step, from the trainable ``params`` (by name)."""
     params = {name: jnp.asarray(params[name]) for name in spec.trainable}
     loss, grad = objective(spec, problem).value_and_grad(params)
-    zero = jnp.zeros((), jnp.int32)
+    zero = jnp.zeros(jnp.shape(loss), jnp.int32)  # (fits,) under core.lanes
     return FitState(
         params=params,
         opt_state=solver_of(spec.optimizer).init(params, problem.hyper),
@@ -258,6 +263,7 @@ def run_traced_many(
     """``run_traced`` for a batch (every leaf has a leading fit axis), each fit
     stopping on its own; the trace's rows are ``[trace_limit, fits]``.
 
+    With a ``core.lanes`` model, the fits are the lanes of one problem (no ``vmap``).
     ``vmap(run_traced)`` would select every trace buffer in full on every step (a
     vmapped ``while_loop`` merges the whole carry of finished and running fits).
     Here one loop steps all fits together with an unbatched counter, so each step
@@ -266,7 +272,9 @@ def run_traced_many(
     nan = jnp.full((trace_limit, state.loss.shape[0]), jnp.nan, state.loss.dtype)
     by_name = {name: nan for name in spec.trainable}
     trace0 = Trace(by_name, nan, by_name, by_name)
-    step_all = jax.vmap(functools.partial(step, spec))
+    step_all = functools.partial(step, spec)  # fits on the vector lanes step as one
+    if not isinstance(spec.model, Lanes):
+        step_all = jax.vmap(step_all)
 
     def body(carry: tuple[jax.Array, FitState, Trace]) -> tuple[jax.Array, FitState, Trace]:
         k, before, trace = carry

@@ -22,8 +22,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
-from jaxfit.core.model import Params
+from jaxfit.core.model import Params, sum_points
 
 LOWEST, HIGHEST = 1e-12, 1e12
 """Bounds of the damping."""
@@ -34,46 +35,64 @@ class LMState(NamedTuple):
     """λ: 0 is Gauss–Newton, large is a short gradient step."""
     growth: jax.Array
     """ν: the factor of λ at the next rejected step (doubles while steps are rejected)."""
-    scale: jax.Array
-    """(k,) MINPACK's column scaling: the largest ``diag(JᵀJ)`` seen so far."""
+    scale: tuple[jax.Array, ...]
+    """MINPACK's column scaling, one per parameter: the largest ``diag(JᵀJ)`` seen so
+    far (a tuple, so that every leaf of the state is one value per fit)."""
 
 
 def proposal(
     names: tuple[str, ...],
     r: jax.Array,
-    J: jax.Array,
+    J: tuple[jax.Array, ...],
     damping: jax.Array,
     held: jax.Array | None = None,
-    seen: jax.Array | None = None,
-) -> tuple[Params, jax.Array]:
+    seen: tuple[jax.Array, ...] | None = None,
+) -> tuple[Params, tuple[jax.Array, ...]]:
     """The damped Gauss–Newton step ``δ`` (by name) for residuals ``r`` (n,) and
-    their Jacobian ``J`` (n, k), columns in the order of ``names``; ``held`` (bool,
+    their Jacobian's columns ``J`` (each (n,)) in the order of ``names``; ``held`` (bool,
     (k,)): parameters the step leaves where they are (``δ = 0``), the others stepping
-    as if those were frozen."""
+    as if those were frozen. Under ``core.lanes`` every one of these has a trailing
+    axis of fits."""
     if held is not None:
-        J = jnp.where(held[None, :], 0, J)
+        J = tuple(jnp.where(held[i], 0, c) for i, c in enumerate(J))
     A, g = gram(J, r)
     if held is not None:
-        A = A + jnp.diag(held.astype(A.dtype))
-    d = jnp.diag(A) if seen is None else jnp.maximum(jnp.diag(A), seen)
-    scale = jnp.maximum(d, 1e-12 * jnp.max(d) + jnp.finfo(d.dtype).tiny)
-    delta = solve_spd(A + damping * jnp.diag(scale), -g)
-    return {n: delta[i] for i, n in enumerate(names)}, d
+        A = _plus_diagonal(A, held.astype(A.dtype))
+    d = diagonal(A) if seen is None else jnp.maximum(diagonal(A), jnp.stack(seen))
+    scale = jnp.maximum(d, 1e-12 * jnp.max(d, axis=0) + jnp.finfo(d.dtype).tiny)
+    delta = solve_spd(_plus_diagonal(A, damping * scale), -g)
+    return {n: delta[i] for i, n in enumerate(names)}, tuple(d[i] for i in range(len(names)))
 
 
-def gram(J: jax.Array, r: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(JᵀJ, Jᵀr)`` for ``J`` (n, k): for small ``k`` as ``k(k+1)/2 + k`` sums of
-    elementwise products, which vectorise across vmapped fits (a batch of tiny matrix
-    products does not, on CPU)."""
-    k = J.shape[-1]
+def diagonal(A: jax.Array) -> jax.Array:
+    """``A[i, i]`` for ``A`` (k, k, ...): (k, ...)."""
+    return jnp.stack([A[i, i] for i in range(A.shape[0])])
+
+
+def _plus_diagonal(A: jax.Array, v: jax.Array) -> jax.Array:
+    """``A + diag(v)`` for ``A`` (k, k, ...) and ``v`` (k, ...)."""
+    k = A.shape[0]
+    eye = jnp.eye(k, dtype=A.dtype).reshape((k, k) + (1,) * (v.ndim - 1))
+    return A + eye * v[None]
+
+
+def gram(cols: tuple[jax.Array, ...], r: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(JᵀJ, Jᵀr)`` for the columns ``cols`` of ``J`` (each (n,), or ``(n, fits)``
+    under ``core.lanes``): for small ``k`` as ``k(k+1)/2 + k`` sums of elementwise
+    products, which vectorise across vmapped fits (a batch of tiny matrix products
+    does not, on CPU)."""
+    k = len(cols)
+    if r.ndim > 1:  # on the lanes: each column once in memory, not recomputed per product
+        r, cols = lax.optimization_barrier((r, cols))
     if k > UNROLLED:
-        return J.T @ J, J.T @ r
-    cols = [J[:, i] for i in range(k)]
+        J = jnp.stack(cols, axis=1)
+        return jnp.einsum("ni...,nj...->ij...", J, J), jnp.einsum("ni...,n...->i...", J, r)
     A = [[None] * k for _ in range(k)]
     for i in range(k):
         for j in range(i + 1):
-            A[i][j] = A[j][i] = jnp.sum(cols[i] * cols[j])
-    return jnp.stack([jnp.stack(row) for row in A]), jnp.stack([jnp.sum(c * r) for c in cols])
+            A[i][j] = A[j][i] = sum_points(cols[i] * cols[j])
+    g = [sum_points(c * r) for c in cols]
+    return jnp.stack([jnp.stack(row) for row in A]), jnp.stack(g)
 
 
 UNROLLED = 16
@@ -100,14 +119,16 @@ def solve_spd(M: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.stack(x)
 
 
-def predicted(names: tuple[str, ...], r: jax.Array, J: jax.Array, delta: Params) -> jax.Array:
+def predicted(names: tuple[str, ...], r: jax.Array, J: tuple[jax.Array, ...], delta: Params) -> jax.Array:
     """The loss reduction the linear model predicts for ``delta``: ``‖r‖² − ‖r + Jδ‖²``
     (in a form without cancellation; ``J``'s columns in the order of ``names``)."""
-    Jd = sum(J[:, i] * delta[n] for i, n in enumerate(names))
-    return -jnp.sum(Jd * (2 * r + Jd))
+    Jd = sum(J[i] * delta[n] for i, n in enumerate(names))
+    return -sum_points(Jd * (2 * r + Jd))
 
 
-def next_state(state: LMState, accepted: jax.Array, ratio: jax.Array, scale: jax.Array) -> LMState:
+def next_state(
+    state: LMState, accepted: jax.Array, ratio: jax.Array, scale: tuple[jax.Array, ...]
+) -> LMState:
     """Nielsen's damping update (Madsen, Nielsen & Tingleff 2004): after an accepted
     step ``λ·max(1/3, 1 − (2ρ − 1)³)`` with ``ρ`` the actual over the predicted
     reduction, ``ν = 2``; after a rejected one ``λ·ν`` and ``ν`` doubles."""

@@ -19,10 +19,12 @@ deviance's gradient (Fisher scoring).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
-from jaxfit.core.model import Data, Model, Params, residuals, ssr
+from jaxfit.core.model import Data, Model, Params, masked_x, residuals, ssr, sum_points
 
 LOSSES = ("ssr", "poisson", "soft_l1", "huber", "cauchy", "arctan")
 ROBUST = ("soft_l1", "huber", "cauchy", "arctan")
@@ -53,7 +55,7 @@ def _counts(params: Params, data: Data, model: Model) -> tuple[jax.Array, jax.Ar
     x, y, mask, _ = data
     real = jnp.ones(jnp.shape(y), bool) if mask is None else mask
     if mask is not None:
-        x = jnp.where(mask.reshape(mask.shape + (1,) * (jnp.ndim(x) - mask.ndim)), x, 0)
+        x = masked_x(x, mask, model)
     return model(params, x), jnp.where(real, y, 0), real
 
 
@@ -64,13 +66,13 @@ def value(kind: str, params: Params, data: Data, model: Model, f_scale: jax.Arra
         return ssr(params, data, model)
     if kind == "poisson":
         m, d, real = _counts(params, data, model)
-        positive = jnp.all(jnp.where(real, m, 1) > 0)
+        positive = jnp.all(jnp.where(real, m, 1) > 0, axis=0)
         m = jnp.where(real & (m > 0), m, 1)
         term = m - d - (jax.scipy.special.xlogy(d, m) - jax.scipy.special.xlogy(d, d))
-        return jnp.where(positive, 2 * jnp.sum(jnp.where(real, term, 0)), jnp.inf)
+        return jnp.where(positive, 2 * sum_points(jnp.where(real, term, 0)), jnp.inf)
     r = residuals(params, data, model)
     c2 = f_scale * f_scale
-    return jnp.sum(c2 * rho(kind, r * r / c2)[0])
+    return sum_points(c2 * rho(kind, r * r / c2)[0])
 
 
 def linearized(
@@ -82,28 +84,33 @@ def linearized(
     data: Data,
     f_scale: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """``(r̃, J̃)``: the least-squares form of the loss at ``trainable``, ``(n,)`` and
-    ``(n, k)`` with columns in the order of ``names`` (zero rows at padded points)."""
+    """``(r̃, J̃)``: the least-squares form of the loss at ``trainable``: ``r̃`` (n,),
+    ``J̃`` as its ``k`` columns (each (n,)) in the order of ``names`` (zero rows at
+    padded points); under ``core.lanes`` each ``(n, fits)``."""
     if kind == "poisson":
-
-        def m_of(t: Params) -> jax.Array:
-            return _counts({**frozen, **t}, data, model)[0]
-
-        m, jac = m_of(trainable), jax.jacfwd(m_of)(trainable)
+        m, jac = _columns(lambda t: _counts({**frozen, **t}, data, model)[0], names, trainable)
         _, d, real = _counts({**frozen, **trainable}, data, model)
         root = jnp.sqrt(jnp.where(real & (m > 0), m, 1))
         w = jnp.where(real, 1 / root, 0)
-        J = jnp.stack([-jac[n] * w for n in names], axis=-1)
-        return (d - m) * w, J
+        return (d - m) * w, tuple(-c * w for c in jac)
 
-    def r_of(t: Params) -> jax.Array:
-        return residuals({**frozen, **t}, data, model)
-
-    r, jac = r_of(trainable), jax.jacfwd(r_of)(trainable)
-    J = jnp.stack([jac[n] for n in names], axis=-1)
+    r, jac = _columns(lambda t: residuals({**frozen, **t}, data, model), names, trainable)
     if kind == "ssr":
-        return r, J
+        return r, jac
     c2 = f_scale * f_scale
     _, rho1, rho2 = rho(kind, r * r / c2)
     scale = jnp.sqrt(jnp.maximum(rho1 + 2 * (rho2 / c2) * r * r, jnp.finfo(r.dtype).eps))
-    return r * rho1 / scale, J * scale[:, None]
+    return r * rho1 / scale, tuple(c * scale for c in jac)
+
+
+def _columns(
+    f: Callable[[Params], jax.Array], names: tuple[str, ...], params: Params
+) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    """``f(params)`` and its derivative along each parameter of ``names`` (forward mode,
+    one ``jvp`` each). A parameter may hold one value per fit of independent fits
+    (``core.lanes``): a tangent of ones then gives every fit's column at once."""
+
+    def along(n: str) -> jax.Array:
+        return jax.jvp(lambda v: f({**params, n: v}), (params[n],), (jnp.ones_like(params[n]),))[1]
+
+    return f(params), tuple(along(n) for n in names)

@@ -151,7 +151,9 @@ def predict(params: Params, x: jax.Array, model: Model = SEED_MODEL) -> jax.Arra
 
 def residuals(params: Params, data: Data, model: Model = SEED_MODEL) -> jax.Array:
     """``(y - predicted) / sigma`` at every point (``y - predicted`` without sigma),
-    zero at padded ones.
+    zero at padded ones. The points are the first axis (of ``y``, of the result): sums
+    over them are ``sum_points``, so the same code serves one fit and (``core.lanes``) a
+    block of fits on the trailing axis.
 
     Padded points (``mask`` False) are replaced by zeros (sigma by ones) before the
     model sees them and their residuals are zeroed, so no value there (NaN included)
@@ -159,8 +161,7 @@ def residuals(params: Params, data: Data, model: Model = SEED_MODEL) -> jax.Arra
     """
     x, y, mask, sigma = data
     if mask is not None:
-        x_mask = mask.reshape(mask.shape + (1,) * (jnp.ndim(x) - mask.ndim))  # several x columns
-        x, y = jnp.where(x_mask, x, 0), jnp.where(mask, y, 0)
+        x, y = masked_x(x, mask, model), jnp.where(mask, y, 0)
         sigma = None if sigma is None else jnp.where(mask, sigma, 1)
     r = y - model(params, x)
     if sigma is not None:
@@ -168,11 +169,37 @@ def residuals(params: Params, data: Data, model: Model = SEED_MODEL) -> jax.Arra
     return r if mask is None else jnp.where(mask, r, 0)
 
 
+ROWS = 64
+"""On the vector lanes (``core.lanes``), data sets up to this many points are summed
+row by row: a chain of elementwise adds, which XLA fuses and vectorises across the
+fits (a reduction over the major axis it does not vectorise on CPU)."""
+
+
+def sum_points(a: jax.Array) -> jax.Array:
+    """The sum over the points (axis 0), in order, in ``a``'s dtype."""
+    if a.ndim > 1 and a.shape[0] <= ROWS:
+        out = a[0]
+        for i in range(1, a.shape[0]):
+            out = out + a[i]
+        return out
+    return jnp.sum(a, axis=0, dtype=a.dtype)
+
+
+def masked_x(x: jax.Array, mask: jax.Array, model: Model) -> jax.Array:
+    """``x`` with zeros at the padded points, where ``x`` is per point of ``mask``
+    (``(n,)``, or ``(n, d)`` for a model of ``d`` coordinates; under ``core.lanes``
+    ``(n, fits)`` or ``(n, fits, d)``); an ``x`` every fit shares is left as it is."""
+    dims = 1 if getattr(model, "dims", 0) else 0
+    if jnp.ndim(x) - dims != mask.ndim:
+        return x
+    return jnp.where(mask.reshape(mask.shape + (1,) * dims), x, 0)
+
+
 def ssr(params: Params, data: Data, model: Model = SEED_MODEL) -> jax.Array:
     """Sum of squared (weighted) residuals ``sum_i ((y_i - predicted(x_i)) / sigma_i)^2``
     over the real points (``residuals``): the SSR, or χ² with sigma."""
     x, y, mask, sigma = data
-    if mask is None and x.shape[0] <= SMALL_DATA:
+    if mask is None and y.ndim == 1 and x.shape[0] <= SMALL_DATA:
         # One term per observation: under vmap every op then runs along the fits
         # axis, which XLA:CPU vectorises far better than many length-3 reductions.
         total = jnp.zeros((), y.dtype)
@@ -183,4 +210,4 @@ def ssr(params: Params, data: Data, model: Model = SEED_MODEL) -> jax.Array:
             total = total + r * r
         return total
     r = residuals(params, data, model)
-    return jnp.sum(r * r)
+    return sum_points(r * r)

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxfit.core import lm
-from jaxfit.core.model import Params
+from jaxfit.core.model import Params, sum_points
 from jaxfit.core.optim import Hyper, OptimizerKind, make_optimizer
 
 
@@ -36,8 +36,9 @@ class Objective(NamedTuple):
 
     value_and_grad: Callable[[Params], tuple[jax.Array, Params]]
     value: Callable[[Params], jax.Array]
-    linearized: Callable[[Params], tuple[jax.Array, jax.Array]]
-    """``(r, J)`` at the parameters: ``(n,)`` and ``(n, k)``, columns in trainable order."""
+    linearized: Callable[[Params], tuple[jax.Array, tuple[jax.Array, ...]]]
+    """``(r, J)`` at the parameters: ``r`` (n,) and ``J``'s columns (each (n,)) in
+    trainable order."""
     bounds: tuple[Params, Params] | None = None
     """``(lower, upper)`` of the bounded parameters (None: none is)."""
 
@@ -84,7 +85,7 @@ def pinned(params: Params, descent: jax.Array, bounds: tuple[Params, Params]) ->
     flags = [
         ((params[n] <= lower[n]) & (descent[i] < 0)) | ((params[n] >= upper[n]) & (descent[i] > 0))
         if n in lower
-        else jnp.zeros((), bool)
+        else jnp.zeros(jnp.shape(params[n]), bool)
         for i, n in enumerate(params)
     ]
     return jnp.stack(flags)
@@ -154,8 +155,10 @@ class LevenbergMarquardt(NamedTuple):
     none is computed."""
 
     def init(self, params: Params, hyper: Hyper) -> lm.LMState:
-        damping = jnp.asarray(hyper.damping)
-        return lm.LMState(damping, jnp.full_like(damping, 2.0), jnp.zeros(len(params), damping.dtype))
+        shape = jnp.shape(next(iter(params.values())))  # (fits,) under core.lanes
+        damping = jnp.broadcast_to(jnp.asarray(hyper.damping), shape)
+        scale = tuple(jnp.zeros(shape, damping.dtype) for _ in params)
+        return lm.LMState(damping, jnp.full_like(damping, 2.0), scale)
 
     def step(
         self,
@@ -214,11 +217,11 @@ def _gain(actual: jax.Array, predicted: jax.Array) -> jax.Array:
     return jnp.where(predicted > 0, actual / jnp.where(predicted > 0, predicted, 1), 0)
 
 
-def _gradient_small(r: jax.Array, J: jax.Array, gtol: jax.Array) -> jax.Array:
+def _gradient_small(r: jax.Array, J: tuple[jax.Array, ...], gtol: jax.Array) -> jax.Array:
     """MINPACK's ``gtol`` test: every ``|J_jᵀr| ≤ gtol·‖J_j‖·‖r‖`` (``gtol > 0``)."""
     g = jnp.abs(lm.gram(J, r)[1])
-    scale = jnp.sqrt(jnp.sum(J * J, axis=0)) * jnp.sqrt(jnp.sum(r * r))
-    return (gtol > 0) & jnp.all(g <= gtol * scale)
+    scale = jnp.sqrt(jnp.stack([sum_points(c * c) for c in J])) * jnp.sqrt(sum_points(r * r))
+    return (gtol > 0) & jnp.all(g <= gtol * scale, axis=0)
 
 
 def solver_of(kind: OptimizerKind) -> GradientDescent | LevenbergMarquardt:

@@ -18,14 +18,15 @@ infinite standard errors and covariance: data, not a warning.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxfit.core import losses
-from jaxfit.core.lm import UNROLLED, gram
-from jaxfit.core.model import Data, Model, Params
+from jaxfit.core.lm import UNROLLED, diagonal, gram
+from jaxfit.core.model import Data, Model, Params, sum_points
 
 
 class StatsSpec(NamedTuple):
@@ -38,7 +39,8 @@ class StatsSpec(NamedTuple):
 
 
 class Stats(NamedTuple):
-    """Statistics of one fit (every leaf gains a leading axis under ``vmap``)."""
+    """Statistics of one fit (every leaf gains a leading axis under ``vmap``, a
+    trailing one on the vector lanes: ``core.lanes``)."""
 
     stderr: Params
     """Standard error of each trainable parameter, by name (inf where ``singular``)."""
@@ -63,12 +65,12 @@ def inverse_spd(A: jax.Array) -> tuple[jax.Array, jax.Array]:
     (``C``'s condition number past about ``1/(k·eps)``), a diagonal entry is not
     positive, or anything is not finite."""
     k = A.shape[0]
-    d = jnp.diag(A)
-    positive = jnp.all(d > 0) & jnp.all(jnp.isfinite(A))
+    d = diagonal(A)
+    positive = _every(d > 0, 1) & _every(jnp.isfinite(A), 2)
     s = jnp.where(d > 0, 1 / jnp.sqrt(jnp.where(d > 0, d, 1)), 0)
     C = A * s[:, None] * s[None, :]
     tol = k * jnp.finfo(A.dtype).eps
-    if k > UNROLLED:
+    if k > UNROLLED:  # one fit (a vmap), never on the lanes
         L = jnp.linalg.cholesky(jnp.where(positive, C, jnp.eye(k, dtype=A.dtype)))
         pivots = jnp.diag(L) ** 2
         Linv = jax.scipy.linalg.solve_triangular(L, jnp.eye(k, dtype=A.dtype), lower=True)
@@ -98,9 +100,16 @@ def inverse_spd(A: jax.Array) -> tuple[jax.Array, jax.Array]:
                 for i in range(k)
             ]
         )
-    singular = ~positive | jnp.any(~(pivots > tol))
+    singular = ~positive | ~_every(pivots > tol, 1)
     inv = Cinv * s[:, None] * s[None, :]
-    return inv, singular | ~jnp.all(jnp.isfinite(inv))
+    return inv, singular | ~_every(jnp.isfinite(inv), 2)
+
+
+def _every(flags: jax.Array, lead: int) -> jax.Array:
+    """``all`` over the first ``lead`` axes, as a chain of elementwise ``&`` (a
+    reduction over leading axes does not vectorise across the fits on CPU)."""
+    rows = flags.reshape((-1, *flags.shape[lead:]))
+    return functools.reduce(jnp.logical_and, [rows[i] for i in range(rows.shape[0])])
 
 
 def statistics(
@@ -119,13 +128,13 @@ def statistics(
     covariance is the inverse Fisher information, never scaled."""
     r, J = losses.linearized(loss, model, names, trainable, frozen, data, f_scale)
     if loss == "ssr":
-        chisqr = jnp.sum(r * r)
+        chisqr = sum_points(r * r)
     else:
         chisqr = losses.value(loss, {**frozen, **trainable}, data, model, f_scale)
     dtype = r.dtype
-    k = J.shape[-1]
-    real = jnp.ones(r.shape, bool) if data.mask is None else data.mask
-    n = jnp.sum(real, dtype=jnp.int32)
+    k = len(J)
+    real = jnp.ones(r.shape, bool) if data.mask is None else jnp.broadcast_to(data.mask, r.shape)
+    n = sum_points(real.astype(jnp.int32))
     nf = n.astype(dtype)
     dof = n - k
     redchi = chisqr / jnp.maximum(dof, 1).astype(dtype)
@@ -134,15 +143,15 @@ def statistics(
     singular = singular | (dof <= 0)
     cov = inv if spec.absolute_sigma or loss == "poisson" else inv * redchi
     cov = jnp.where(singular, jnp.inf, cov)
-    stderr = jnp.sqrt(jnp.diag(cov))
+    stderr = jnp.sqrt(diagonal(cov))
     log_term = nf * jnp.log(chisqr / nf)
     # R²: against the best constant (the σ-weighted mean), in the same metric
     w = jnp.where(real, 1.0, 0.0).astype(dtype)
     if data.sigma is not None:
         w = w / jnp.where(real, data.sigma, 1) ** 2
     y = jnp.where(real, data.y, 0)
-    mean = jnp.sum(w * y) / jnp.sum(w)
-    total = jnp.sum(w * (y - mean) ** 2)
+    mean = sum_points(w * y) / sum_points(w)
+    total = sum_points(w * (y - mean) ** 2)
     return Stats(
         stderr={name: stderr[i] for i, name in enumerate(names)},
         chisqr=chisqr,
