@@ -19,7 +19,7 @@ A fit's arithmetic does not depend on its lane or on the block's size, so neithe
 its results: bit for bit across block sizes and device counts, as long as every lane
 is computed by vector code (XLA:CPU computes a loop's remainder past the last full
 vector with scalar code, which may round differently): blocks are ``width``-rounded
-to a multiple of ``MULTIPLE``.
+to a multiple of ``MULTIPLE``, and at least ``FEWEST`` wide.
 """
 
 from __future__ import annotations
@@ -41,12 +41,15 @@ def suits(optimizer: str, trainable: int) -> bool:
 
 
 MULTIPLE = 16
-"""Lanes come in multiples of the widest vector of float32 (AVX-512: 16)."""
+"""Lanes come in multiples of the widest vector of float32 (AVX-512: 16)..."""
+FEWEST = 64
+"""... and at least 64 of them: XLA:CPU fuses narrower blocks otherwise (its fusion
+decisions weigh the arrays' sizes), which may round the statistics differently."""
 
 
 def width(lanes: int) -> int:
-    """``lanes`` rounded up to a multiple of ``MULTIPLE``."""
-    return -(-lanes // MULTIPLE) * MULTIPLE
+    """``lanes`` rounded up to a multiple of ``MULTIPLE``, at least ``FEWEST``."""
+    return max(FEWEST, -(-lanes // MULTIPLE) * MULTIPLE)
 
 
 class Lanes(NamedTuple):
