@@ -11,6 +11,10 @@ A batch of N fits runs as a sequence of fixed-shape *chunks* of
   step together; a lane whose fit stops takes the next one, so no lane waits for a
   slow fit (for fits whose step counts vary widely).
 
+Levenberg–Marquardt runs either way *on the vector lanes* (``Layout.on_lanes``,
+``core.lanes``): a block's fits as a struct of arrays, stepped by the engine's own
+step over the whole block, not by a ``vmap`` of it.
+
 Either way every fit stops on its own with the same arithmetic (results are equal
 bit for bit); no device waits for another (each device's loop is local: no
 collectives); the chunk's shape is fixed, so one compilation serves every batch
