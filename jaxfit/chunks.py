@@ -492,18 +492,17 @@ def _fit_stream(
         done = Chunk(params, {}, None, None, None)
         return _with_stats(program, inputs, _lanes_of(program, inputs, slots_index)[0], done).stats
 
-    each = min(slots, width)
-    offsets = jnp.arange(each, dtype=jnp.int32)
+    offsets = jnp.arange(width, dtype=jnp.int32)
     shapes = jax.eval_shape(stats_of, jnp.zeros(slots, jnp.int32), fits.params)
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     def block(b: jax.Array, stats: Stats) -> Stats:
-        at = jnp.minimum(b * each, slots - each)  # the last block may overlap the one before
-        params = jax.tree.map(lambda a: lax.dynamic_slice_in_dim(a, at, each), fits.params)
+        at = jnp.minimum(b * width, slots - width)  # the last block may overlap the one before
+        params = jax.tree.map(lambda a: lax.dynamic_slice_in_dim(a, at, width), fits.params)
         part = stats_of(at + offsets, params)
         return jax.tree.map(lambda buf, v: lax.dynamic_update_slice_in_dim(buf, v, at, 0), stats, part)
 
-    blocks = (jnp.minimum(count, slots) + each - 1) // each
+    blocks = (jnp.minimum(count, slots) + width - 1) // width
     return fits._replace(stats=lax.fori_loop(0, blocks, block, zeros))
 
 

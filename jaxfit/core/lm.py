@@ -22,7 +22,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from jaxfit.core.model import Params, sum_points
 
@@ -82,8 +81,6 @@ def gram(cols: tuple[jax.Array, ...], r: jax.Array) -> tuple[jax.Array, jax.Arra
     products, which vectorise across vmapped fits (a batch of tiny matrix products
     does not, on CPU)."""
     k = len(cols)
-    if r.ndim > 1:  # on the lanes: each column once in memory, not recomputed per product
-        r, cols = lax.optimization_barrier((r, cols))
     if k > UNROLLED:
         J = jnp.stack(cols, axis=1)
         return jnp.einsum("ni...,nj...->ij...", J, J), jnp.einsum("ni...,n...->i...", J, r)
