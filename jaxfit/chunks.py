@@ -42,7 +42,7 @@ from jaxfit.core.engine import Problem, Spec
 from jaxfit.core.model import Data, Params
 from jaxfit.core.optim import Hyper
 from jaxfit.core.solvers import solver_of
-from jaxfit.core.stats import Stats, StatsSpec, statistics
+from jaxfit.core.stats import Stats, StatsSpec, fits_first, statistics
 from jaxfit.core.status import Status
 from jaxfit.sweep import FIXED, Plan, Tables, draw
 
@@ -344,17 +344,22 @@ def _stepper(program: Program, inputs: Inputs, fits: _Lanes, on_lanes: bool) -> 
     if on_lanes:
         spec, problem = _lanes_problem(program, inputs, fits)
 
-        def step(state: Carry) -> Carry:
-            return lanes.where(state.status == Status.RUNNING, _step(spec, state, problem), state)
+        def step_all(state: Carry) -> Carry:
+            return _step(spec, state, problem)
 
-        return step
-    args, axes = fits.problem_args(program, inputs)
+    else:
+        args, axes = fits.problem_args(program, inputs)
 
-    def one(state: Carry, *problem: object) -> Carry:
-        return _step(program.spec, state, _problem(*problem))
+        def one(state: Carry, *problem: object) -> Carry:
+            return _step(program.spec, state, _problem(*problem))
 
-    step_all = jax.vmap(one, in_axes=(0, *axes))
-    return lambda state: engine.select_fits(state.status == Status.RUNNING, step_all(state, *args), state)
+        vmapped = jax.vmap(one, in_axes=(0, *axes))
+
+        def step_all(state: Carry) -> Carry:
+            return vmapped(state, *args)
+
+    # every leaf of a lanes state is one value per fit, so the same selection serves both
+    return lambda state: engine.select_fits(state.status == Status.RUNNING, step_all(state), state)
 
 
 def _lanes_problem(program: Program, inputs: Inputs, fits: _Lanes) -> tuple[Spec, Problem]:
@@ -408,9 +413,7 @@ def _lanes_stats(program: Program, inputs: Inputs, fits: _Lanes, params: Params)
     stats = statistics(
         spec.model, spec.trainable, params, problem.frozen, problem.data, program.stats, spec.loss, f_scale
     )
-    if stats.covariance is None:
-        return stats
-    return stats._replace(covariance=jnp.moveaxis(stats.covariance, -1, 0))
+    return fits_first(stats)
 
 
 def _fit_stream(

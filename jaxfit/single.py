@@ -21,7 +21,7 @@ from jaxfit.aot import executable, jit
 from jaxfit.core import engine, lanes
 from jaxfit.core.engine import FitState, Problem, Spec
 from jaxfit.core.model import Params
-from jaxfit.core.stats import Stats, StatsSpec, statistics
+from jaxfit.core.stats import Stats, StatsSpec, fits_first, statistics
 from jaxfit.lowering import ConfigLike
 from jaxfit.plans import FitPlan
 from jaxfit.results import FitResult, fit_result
@@ -111,7 +111,7 @@ def _traced_on_lanes(
 ) -> dict[str, jax.Array]:
     """Traced fits (every leaf of ``params`` and ``problem`` with a leading axis of
     fits) on the vector lanes (``core.lanes``), as a batch computes them: the lanes
-    padded to a multiple of ``lanes.MULTIPLE`` with copies of the last fit. Named
+    padded to ``lanes.width`` with copies of the last fit. Named
     outputs as ``compiled_fit_many``'s."""
     count = jax.tree.leaves(params)[0].shape[0]
     pad = jnp.minimum(jnp.arange(lanes.width(count)), count - 1)
@@ -120,9 +120,7 @@ def _traced_on_lanes(
     problem_w = problem_w._replace(data=lanes.data_of(problem_w.data, True, spec.model))
     state0 = engine.init_state(on_lanes, params_w, problem_w)
     final, trace = engine.run_traced_many(on_lanes, state0, problem_w, trace_limit)
-    stats_w = _stats_of(on_lanes, stats, final, problem_w)
-    if stats_w.covariance is not None:
-        stats_w = stats_w._replace(covariance=jnp.moveaxis(stats_w.covariance, -1, 0))
+    stats_w = fits_first(_stats_of(on_lanes, stats, final, problem_w))
     first = functools.partial(jax.tree.map, lambda a: a[:count])
     trace = jax.tree.map(lambda a: jnp.transpose(a)[:count], trace)
     return _named(spec, first(state0), first(final), trace, problem) | named_stats(first(stats_w))

@@ -8,9 +8,10 @@ a step runs along the fits (the CPU's vector lanes, a GPU's threads), a sum over
 fit's points adds whole rows, and a damped normal-equation solve is ``k(k+1)/2 + k``
 elementwise products and an unrolled Cholesky over whole arrays.
 
-The core is written for both forms (points on axis 0 and sums over them ``model.sum_points``; per-fit
-values elementwise; the Jacobian by one forward-mode ``jvp`` per trainable parameter,
-``losses._columns``), so the engine's own ``step`` runs a block unchanged, given
+The core is written for both forms (points on axis 0, sums over them by
+``model.sum_points``; per-fit values elementwise; the Jacobian by one forward-mode
+``jvp`` per trainable parameter, ``losses._columns``), so the engine's own ``step``
+runs a block unchanged, given
 
 - the model evaluated at every point for every fit (``Lanes``), and
 - the data with its points first (``data_of``).
@@ -100,8 +101,3 @@ def data_of(data: Data, per_fit: bool, model: Model) -> Data:
         return None if a is None else a[:, None]
 
     return Data(x, column(y), column(mask), column(sigma))
-
-
-def where(mask: jax.Array, new: object, old: object) -> object:
-    """``new`` where ``mask`` (one flag per fit: the last axis), else ``old``, leaf by leaf."""
-    return jax.tree.map(lambda n, o: jnp.where(mask, n, o), new, old)

@@ -18,7 +18,6 @@ infinite standard errors and covariance: data, not a warning.
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -27,6 +26,7 @@ import jax.numpy as jnp
 from jaxfit.core import losses
 from jaxfit.core.lm import UNROLLED, diagonal, gram
 from jaxfit.core.model import Data, Model, Params, sum_points
+from jaxfit.core.solvers import all_of
 
 
 class StatsSpec(NamedTuple):
@@ -109,7 +109,15 @@ def _every(flags: jax.Array, lead: int) -> jax.Array:
     """``all`` over the first ``lead`` axes, as a chain of elementwise ``&`` (a
     reduction over leading axes does not vectorise across the fits on CPU)."""
     rows = flags.reshape((-1, *flags.shape[lead:]))
-    return functools.reduce(jnp.logical_and, [rows[i] for i in range(rows.shape[0])])
+    return all_of([rows[i] for i in range(rows.shape[0])])
+
+
+def fits_first(stats: Stats) -> Stats:
+    """Statistics computed on the vector lanes (``core.lanes``: the fits last) with
+    the fits first, as a ``vmap`` gives them: only the covariance has other axes."""
+    if stats.covariance is None:
+        return stats
+    return stats._replace(covariance=jnp.moveaxis(stats.covariance, -1, 0))
 
 
 def statistics(
