@@ -43,6 +43,7 @@ _EXPORTS = {
     "curve_fit": "jaxfit.curvefit",
     "clear_caches": "jaxfit.caches",
     "CurveFit": "jaxfit.curvefit",
+    "OptimizeWarning": "jaxfit.curvefit",
     "FitResult": "jaxfit.results",
     "load_exported": "jaxfit.export",
     "export_config": "jaxfit.export",
@@ -66,6 +67,7 @@ __all__ = [
     "ConfigLike",
     "ExportError",
     "JaxfitError",
+    "OptimizeWarning",
     "ResourceError",
     "RunDirError",
     "Data",
@@ -100,7 +102,7 @@ if TYPE_CHECKING:
     from jaxfit.core.model import Data, predict, ssr
     from jaxfit.core.optim import Hyper
     from jaxfit.core.status import Status
-    from jaxfit.curvefit import CurveFit, curve_fit
+    from jaxfit.curvefit import CurveFit, OptimizeWarning, curve_fit
     from jaxfit.errors import ConfigError, ExportError, JaxfitError, ResourceError, RunDirError
     from jaxfit.export import export_config, load_exported
     from jaxfit.results import BatchResult, FitResult

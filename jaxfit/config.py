@@ -167,8 +167,8 @@ def _x_kind(value: Any) -> str | None:
 
 XSpec = Annotated[
     Union[
-        Annotated[list[FiniteFloat], Tag("values")],
-        Annotated[list[Annotated[list[FiniteFloat], Field(min_length=1, max_length=64)]], Tag("rows")],
+        Annotated[list[StrictFloat], Tag("values")],
+        Annotated[list[Annotated[list[StrictFloat], Field(min_length=1, max_length=64)]], Tag("rows")],
         Annotated[str, Tag("column")],
         Annotated[list[str], Field(min_length=1, max_length=64), Tag("columns")],
     ],
@@ -201,6 +201,15 @@ SigmaSpec = Annotated[
     ),
 ]
 
+YSpec = Annotated[
+    Union[Annotated[list[StrictFloat], Tag("values")], Annotated[str, Tag("column")]],
+    Discriminator(
+        lambda v: "column" if isinstance(v, str) else "values" if isinstance(v, list) else None,
+        custom_error_type="y_spec",
+        custom_error_message="expected a list of numbers, or a column name",
+    ),
+]
+
 
 class DataConfig(_Strict):
     """Observations: inline ``x`` and ``y`` lists (same length, finite), or columns of a
@@ -216,7 +225,7 @@ class DataConfig(_Strict):
     )
     """One number per point, or with several coordinates per point a row of ``d``
     numbers each (``[[px, py], ...]``); with ``file``, a column name or ``d`` of them."""
-    y: list[FiniteFloat] | str = Field(
+    y: YSpec = Field(
         default_factory=lambda: list(SEED_Y),
         json_schema_extra={"default": list(SEED_Y)},
     )
@@ -224,8 +233,8 @@ class DataConfig(_Strict):
     """Each point's standard deviation (residuals are divided by it): one number for
     every point, an inline list as long as ``y``, or (with ``file``) a column name."""
     nan_policy: Literal["raise", "omit"] = "raise"
-    """``omit``: an empty cell or a non-finite number in a data file marks a missing point
-    (left out of its fit); ``raise`` refuses it."""
+    """``omit``: an empty cell or a non-finite number (in a data file, or ``.nan`` inline)
+    marks a missing point (left out of its fit); ``raise`` refuses it."""
     _table: Any = PrivateAttr(default=None)
 
     @model_validator(mode="before")
@@ -271,6 +280,12 @@ class DataConfig(_Strict):
                 raise ValueError("group: needs a file (the column of group labels)")
             if len(self.x) != len(self.y):
                 raise ValueError(f"x and y must have the same length (got {len(self.x)} and {len(self.y)})")
+            if self.nan_policy == "raise" and not all(self._inline_finite()):
+                i = self._inline_finite().index(False)
+                raise ValueError(
+                    f"point {i} is not a finite number (x = {self.x[i]}, y = {self.y[i]}); "
+                    "give numbers, or nan_policy: omit to leave such points out"
+                )
         return self  # a file is read by the loader (``load_config``), not by a validator
 
     def read(self) -> Any:
@@ -285,9 +300,17 @@ class DataConfig(_Strict):
             )
         return self._table
 
+    def _inline_finite(self) -> list[bool]:
+        """Which inline points have a finite ``x`` (every coordinate) and ``y``."""
+        rows = [v if isinstance(v, list) else [v] for v in self.x]
+        return [all(map(math.isfinite, r)) and math.isfinite(y) for r, y in zip(rows, self.y)]
+
     def mask_of(self) -> Any:
         """Which points of an ungrouped data set are real (None: all of them)."""
-        return None if self.file is None else self.read().finite
+        if self.file is None:
+            finite = self._inline_finite()
+            return None if all(finite) else finite
+        return self.read().finite
 
     def sigma_of(self, n: int) -> Any:
         """Each point's sigma for an ungrouped data set of ``n`` points (None: unweighted)."""

@@ -4,31 +4,62 @@ own, one compile per model and shape), with no file round trip.
 
     popt, pcov = jaxfit.curve_fit(f, xdata, ydata, p0)          # as scipy.optimize.curve_fit
     popt, pcov = jaxfit.curve_fit(f, x, Y, P0)                  # Y (G, n), P0 (G, k): (G, k), (G, k, k)
-    fit = jaxfit.curve_fit(f, x, Y, P0, full_output=True)       # a CurveFit: status, steps, errors, ...
+    fit = jaxfit.curve_fit(f, x, Y, P0, result=True)            # a CurveFit: status, steps, errors, ...
 
-``f(x, *params)`` is written in ``jax.numpy`` for one point: ``x`` a scalar, or with
-``xdata`` of shape ``(d, n)`` the point's ``d`` coordinates (``px, py = x``).
+``f(x, *params)`` is written in ``jax.numpy``, as scipy calls it (the whole ``xdata``
+at once) or for one point (``x`` a scalar, or with ``xdata`` of shape ``(d, n)`` the
+point's ``d`` coordinates: ``px, py = x``); jaxfit tells which from what ``f`` returns.
+scipy's arguments mean what they mean in scipy (``curvefit_args``); one data set
+that does not converge raises ``RuntimeError``, a batch warns once.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from jaxfit.core.status import Status
+from jaxfit.curvefit_args import Arrays
 from jaxfit.results import BatchResult
+
+try:  # scipy's class, where scipy is installed, so that `except`/`filterwarnings` on it work
+    from scipy.optimize import OptimizeWarning as _Warning
+except ImportError:  # pragma: no cover - scipy is an optional extra
+    _Warning = UserWarning
 
 LM_TOLERANCE = {"float32": 1e-6, "float64": 1e-10}
 """Default ``tolerance`` (every |LM step| below it) by precision."""
 
+IER = {
+    Status.CONVERGED: 1,
+    Status.MAX_STEPS: 5,
+    Status.STALLED: 7,
+    Status.DIVERGED: 0,
+    Status.TOO_FEW_POINTS: 0,
+}
+"""MINPACK's ``ier`` for ``full_output``: 1 converged, 5 out of steps, 7 no further
+progress possible (stalled), 0 diverged or not fitted."""
+
+MESSAGES = {
+    Status.CONVERGED: "Converged: every step fell below the tolerance at a stationary point.",
+    Status.MAX_STEPS: "The maximum number of steps is exceeded (raise maxfev / max_steps).",
+    Status.STALLED: "Stalled: the steps fell below the tolerance away from a stationary point (try another p0).",
+    Status.DIVERGED: "Diverged: the loss, the gradient or a parameter became NaN or inf.",
+    Status.TOO_FEW_POINTS: "Not fitted: fewer points than parameters.",
+}
+
+
+class OptimizeWarning(_Warning):
+    """scipy's ``OptimizeWarning`` (a subclass of it where scipy is installed)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class CurveFit:
-    """What ``curve_fit(..., full_output=True)`` returns: for ``G`` data sets (a single
+    """What ``curve_fit(..., result=True)`` returns: for ``G`` data sets (a single
     data set: the leading axis dropped) and ``k`` parameters."""
 
     popt: np.ndarray
@@ -58,83 +89,9 @@ class CurveFit:
         return self.status == Status.CONVERGED
 
 
-def parameter_names(f: Callable[..., Any], p0: np.ndarray | None) -> tuple[str, ...]:
-    """The names of ``f``'s parameters after ``x`` (``p0 .. p{k-1}`` for ``f(x, *p)``)."""
-    try:
-        params = list(inspect.signature(f).parameters.values())[1:]
-    except (TypeError, ValueError):
-        params = []
-    if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in params) or not params:
-        if p0 is None:
-            raise ValueError("f takes *params: give p0 so that the number of parameters is known")
-        return tuple(f"p{i}" for i in range(p0.shape[-1]))
-    if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
-        raise ValueError(
-            f"f must be f(x, p1, p2, ...) with positional parameters, got {inspect.signature(f)}"
-        )
-    return tuple(p.name for p in params)
-
-
-def _array(value: Any, name: str) -> np.ndarray:
-    try:
-        return np.asarray(value)
-    except ValueError:
-        raise ValueError(
-            f"{name}: ragged (rows of different lengths); pad the shorter data sets with NaN "
-            "and pass nan_policy='omit'"
-        ) from None
-
-
-def _dtype(precision: str | None, y: np.ndarray) -> np.dtype:
-    """The fit's dtype: ``precision``, else float32 for float32 ``ydata``, else float64."""
-    if precision is not None:
-        if precision not in ("float32", "float64"):
-            raise ValueError(f"precision: {precision!r} is not allowed; expected 'float32' or 'float64'")
-        return np.dtype(precision)
-    return np.dtype(np.float32 if y.dtype == np.float32 else np.float64)
-
-
-def _shapes(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int]:
-    """``x`` as ``(G, n)`` or ``(G, n, d)`` for ``y`` of shape ``(G, n)`` — or ``(n,)``
-    / ``(n, d)`` when every data set shares it (not copied per set) — and ``d`` (0: scalar x)."""
-    groups, n = y.shape
-    if x.shape == (n,) and groups > 1:
-        return x, 0
-    if x.shape == (n,):
-        return x[None], 0
-    if x.shape == (groups, n):
-        return x, 0
-    if x.ndim == 2 and x.shape[1] == n:  # (d, n): several x columns, shared
-        return (x.T if groups > 1 else x.T[None]), x.shape[0]
-    if x.ndim == 3 and x.shape[0] in (1, groups) and x.shape[2] == n:  # (G or 1, d, n)
-        return np.broadcast_to(np.swapaxes(x, 1, 2), (groups, n, x.shape[1])), x.shape[1]
-    raise ValueError(
-        f"xdata: shape {x.shape} does not match ydata's {y.shape}; expected ({n},), ({groups}, {n}), "
-        f"(d, {n}) or ({groups}, d, {n})"
-    )
-
-
-def _per_set(value: np.ndarray | None, groups: int, width: int, name: str, what: str) -> np.ndarray | None:
-    if value is None:
-        return None
-    if value.shape == (width,):
-        return np.broadcast_to(value, (groups, width))
-    if value.shape == (groups, width):
-        return value
-    raise ValueError(f"{name}: shape {value.shape}; expected ({width},) or ({groups}, {width}) ({what})")
-
-
 def plan_arrays(
-    f: Callable[..., Any],
-    names: tuple[str, ...],
-    x: np.ndarray,
-    y: np.ndarray,
-    mask: np.ndarray | None,
-    sigma: np.ndarray | None,
-    starts: np.ndarray,
+    arrays: Arrays,
     *,
-    dims: int,
-    dtype: np.dtype,
     absolute_sigma: bool,
     tolerance: float,
     max_steps: int,
@@ -145,23 +102,22 @@ def plan_arrays(
     f_scale: float = 1.0,
     bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Any:
-    """A ``plans.BatchPlan`` of one LM fit per data set (row of ``y``), from checked
-    arrays: ``x`` ``(G, n[, d])``, ``y``/``mask``/``sigma`` ``(G, n)``, ``starts`` and
+    """A ``plans.BatchPlan`` of one LM fit per data set (row of ``arrays.y``), with
     the ``bounds`` ``(lower, upper)`` ``(G, k)``."""
     from jaxfit.chunks import Inputs, Program
     from jaxfit.core.engine import Spec
-    from jaxfit.core.model import Data, Function
+    from jaxfit.core.model import Data
     from jaxfit.core.optim import Hyper, OptimizerKind
     from jaxfit.core.stats import StatsSpec
     from jaxfit.plans import BatchPlan
     from jaxfit.sweep import HYPER_NAMES, fixed_plan
 
+    names, dtype, starts = arrays.names, arrays.dtype, arrays.starts
     base = {**dict(zip(names, map(float, starts[0]))), "learning_rate": 1.0, "tolerance": tolerance}
     base["max_steps"] = max_steps
     plan, tables = fixed_plan(names, base)
-    label = getattr(f, "__qualname__", repr(f))
     bounded = () if bounds is None else tuple(n for i, n in enumerate(names) if _is_bounded(bounds, i))
-    spec = Spec(names, OptimizerKind("lm"), Function(f, names, label, dims), loss, bounded)
+    spec = Spec(names, OptimizerKind("lm"), arrays.model, loss, bounded)
     box = None
     if bounded:
         box = tuple({n: np.asarray(b[:, names.index(n)], dtype) for n in bounded} for b in bounds)
@@ -184,12 +140,12 @@ def plan_arrays(
         gtol=scalar(gtol) if gtol else None,
     )
     data = Data(
-        np.asarray(x, dtype),
-        np.asarray(y, dtype),
-        None if mask is None else np.asarray(mask),
-        None if sigma is None else np.asarray(sigma, dtype),
+        np.asarray(arrays.x, dtype),
+        np.asarray(arrays.y, dtype),
+        None if arrays.mask is None else np.asarray(arrays.mask),
+        None if arrays.sigma is None else np.asarray(arrays.sigma, dtype),
     )
-    groups = y.shape[0]
+    groups = arrays.y.shape[0]
     return BatchPlan(
         program=Program(spec, plan, StatsSpec(absolute_sigma, covariance=True)),
         inputs=Inputs(
@@ -213,15 +169,25 @@ def _is_bounded(bounds: tuple[np.ndarray, np.ndarray], i: int) -> bool:
     return bool(np.isfinite(bounds[0][:, i]).any() or np.isfinite(bounds[1][:, i]).any())
 
 
-def _checked_bounds(
-    bounds: Any, starts: np.ndarray, names: tuple[str, ...]
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """scipy's ``bounds=(lower, upper)``, each a scalar, ``(k,)`` or ``(G, k)``, as two
-    ``(G, k)`` arrays (None: unbounded); ``ValueError`` for a bad or infeasible one."""
+def _bound_pair(bounds: Any) -> tuple[Any, Any]:
+    """``(lower, upper)`` from scipy's two forms: a pair, or a ``Bounds`` object."""
+    if hasattr(bounds, "lb") and hasattr(bounds, "ub"):
+        return bounds.lb, bounds.ub
     try:
         lower, upper = bounds
     except (TypeError, ValueError):
-        raise ValueError("bounds: expected (lower, upper), each a number, (k,) or (G, k)") from None
+        raise ValueError(
+            "bounds: expected (lower, upper), each a number, (k,) or (G, k), or a Bounds"
+        ) from None
+    return lower, upper
+
+
+def _checked_bounds(
+    bounds: Any, starts: np.ndarray, names: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """scipy's ``bounds``, each side a scalar, ``(k,)`` or ``(G, k)``, as two
+    ``(G, k)`` arrays (None: unbounded); ``ValueError`` for a bad or infeasible one."""
+    lower, upper = _bound_pair(bounds)
     groups, k = starts.shape
 
     def shaped(value: Any, side: str) -> np.ndarray:
@@ -243,11 +209,30 @@ def _checked_bounds(
         g, i = np.argwhere(outside)[0]
         where = f" (data set {g})" if groups > 1 else ""
         raise ValueError(
-            f"p0: {names[i]} = {starts[g, i]:g}{where} is outside its bounds [{lower[g, i]:g}, {upper[g, i]:g}]"
+            f"Initial guess is outside of provided bounds: p0: {names[i]} = {starts[g, i]:g}{where} "
+            f"is outside [{lower[g, i]:g}, {upper[g, i]:g}]"
         )
     if np.isinf(lower).all() and np.isinf(upper).all():
         return None
     return lower, upper
+
+
+def _feasible_starts(bounds: Any, arrays: Arrays, given: bool) -> Arrays:
+    """Without ``p0``, scipy starts a bounded fit inside the box: at the middle of a
+    finite interval, one past a finite bound of a half-open one, else at 1."""
+    if given:
+        return arrays
+    lower, upper = (
+        np.broadcast_to(np.asarray(b, np.float64), arrays.starts.shape) for b in _bound_pair(bounds)
+    )
+    starts = arrays.starts.copy()
+    both = np.isfinite(lower) & np.isfinite(upper)
+    starts[both] = 0.5 * (lower[both] + upper[both])
+    low_only = np.isfinite(lower) & ~np.isfinite(upper)
+    starts[low_only] = lower[low_only] + 1
+    high_only = ~np.isfinite(lower) & np.isfinite(upper)
+    starts[high_only] = upper[high_only] - 1
+    return arrays._replace(starts=starts)
 
 
 def _checked_loss(loss: str, f_scale: float, y: np.ndarray, sigma: np.ndarray | None) -> str:
@@ -267,66 +252,23 @@ def _checked_loss(loss: str, f_scale: float, y: np.ndarray, sigma: np.ndarray | 
     return kind
 
 
-def _check_positive(
-    f: Callable[..., Any], x: np.ndarray, mask: np.ndarray | None, starts: np.ndarray, dims: int
-) -> None:
+def _check_positive(arrays: Arrays) -> None:
     """``loss='poisson'``: the model must be positive at ``p0`` on every real point."""
     import jax
 
-    from jaxfit.core.model import Function
-
-    model = Function(f, tuple(f"p{i}" for i in range(starts.shape[1])), dims=dims)
-    if x.ndim == (2 if dims else 1):  # shared by every data set
+    x, mask, starts, model = arrays.x, arrays.mask, arrays.starts.astype(arrays.dtype), arrays.model
+    if x.ndim == (2 if model.dims else 1):  # shared by every data set
         x = np.broadcast_to(x, (len(starts), *x.shape))
+    if mask is not None:
+        x = np.where(mask[..., None] if model.dims else mask, x, 0)
     with jax.enable_x64(starts.dtype == np.float64):
-        m = jax.vmap(lambda x, p: model({f"p{i}": p[i] for i in range(len(p))}, x))(
-            np.where(mask[..., None] if dims else mask, x, 0) if mask is not None else x, starts
-        )
+        m = jax.vmap(lambda x, p: model(dict(zip(arrays.names, p)), x))(x, starts)
     bad = ~(np.asarray(m) > 0) & (True if mask is None else mask)
     if bad.any():
         g, i = np.argwhere(bad)[0]
         raise ValueError(
             f"p0: the model is {float(m[g, i]):g} at point {i} of data set {g}; loss='poisson' needs it > 0"
         )
-
-
-def _checked_arrays(
-    f: Callable[..., Any], xdata: Any, ydata: Any, p0: Any, sigma: Any, nan_policy: str, precision: str | None
-) -> tuple:
-    """``curve_fit``'s arrays checked and shaped per data set: ``(x, y, mask, sigma,
-    starts, names, dims, dtype)`` (``plan_arrays``' inputs); ``ValueError`` otherwise."""
-    x, y = _array(xdata, "xdata"), _array(ydata, "ydata")
-    p0 = None if p0 is None else _array(p0, "p0")
-    sigma = None if sigma is None else _array(sigma, "sigma")
-    single = y.ndim == 1
-    if y.ndim not in (1, 2) or y.shape[-1] == 0:
-        raise ValueError(f"ydata: shape {y.shape}; expected (n,) or (G, n) with n > 0")
-    dtype = _dtype(precision, y)
-    y = y.reshape(1, -1) if single else y
-    groups, n = y.shape
-    x, dims = _shapes(x, y)
-    names = parameter_names(f, p0)
-    k = len(names)
-    starts = _per_set(
-        np.ones(k) if p0 is None else p0, groups, k, "p0", f"{k} parameters: {', '.join(names)}"
-    )
-    sigma = _per_set(sigma, groups, n, "sigma", f"{n} points")
-    if not np.isfinite(starts).all():
-        raise ValueError("p0: every starting value must be finite")
-    if sigma is not None and not (sigma[np.isfinite(sigma)] > 0).all():
-        raise ValueError("sigma: every value must be > 0")
-    finite = np.isfinite(y) & (np.isfinite(x).all(axis=-1) if dims else np.isfinite(x))
-    if sigma is not None:
-        finite &= np.isfinite(sigma)
-    mask = None
-    if not finite.all():
-        if nan_policy == "raise":
-            g, i = np.argwhere(~finite)[0]
-            raise ValueError(
-                f"data set {g}, point {i}: not a finite number (pass nan_policy='omit' to leave such points out)"
-            )
-        mask = finite
-    return x, y, mask, sigma, starts, names, dims, dtype
 
 
 def curve_fit(
@@ -339,91 +281,104 @@ def curve_fit(
     check_finite: bool | None = None,
     bounds: Any = (-np.inf, np.inf),
     method: str | None = None,
+    jac: Any = None,
     *,
+    full_output: bool = False,
+    nan_policy: str | None = None,
+    result: bool = False,
     loss: str = "linear",
     f_scale: float = 1.0,
-    full_output: bool = False,
-    nan_policy: str = "raise",
     precision: str | None = None,
     tolerance: float | None = None,
     ftol: float = 0.0,
     xtol: float = 0.0,
     gtol: float = 0.0,
-    max_steps: int = 200,
+    max_steps: int | None = None,
     devices: int | None = None,
     block_size: int | None = None,
-) -> tuple[np.ndarray, np.ndarray] | CurveFit:
+    **kwargs: Any,
+) -> Any:
     """Fit ``f(x, *params)`` to ``ydata`` by Levenberg–Marquardt, as scipy's ``curve_fit``.
 
+    Every argument scipy takes means what it means in scipy (or is refused with one
+    line that names the alternative); jaxfit's own follow ``nan_policy``.
+
     Args:
-        f: the model for one point, in ``jax.numpy`` (scalar ``x``, or ``d`` coordinates).
-        xdata: ``(n,)`` (shared), ``(G, n)`` (per data set), ``(d, n)`` (d coordinates,
-            shared) or ``(G, d, n)``.
-        ydata: ``(n,)`` for one data set, ``(G, n)`` for ``G`` of them.
-        p0: starting values, ``(k,)`` or ``(G, k)`` (default: ones, as scipy).
-        sigma: each point's standard deviation, ``(n,)`` or ``(G, n)``.
+        f: the model in ``jax.numpy``: ``f(xdata, *p)`` for the whole data set as scipy
+            calls it, or for one point (scalar ``x``, or ``d`` coordinates).
+        xdata: one data set: anything ``f`` takes, the points last (``(n,)``, ``(d, n)``,
+            ...; None if ``f`` ignores it). A batch: ``(n,)``/``(d, n)`` shared, or
+            ``(G, n)``/``(G, d, n)`` per data set.
+        ydata: ``(n,)`` (or a number, broadcast to ``f``'s length) for one data set,
+            ``(G, n)`` for ``G`` of them.
+        p0: starting values, ``(k,)`` (or a number) or ``(G, k)`` (default: ones, as
+            scipy; with bounds, inside them).
+        sigma: a number, each point's standard deviation ``(n,)`` / ``(G, n)``, or one
+            data set's covariance ``(n, n)`` (its residuals whitened by the Cholesky factor).
         absolute_sigma: scipy's meaning (the covariance is not scaled by the reduced χ²).
-        check_finite: scipy's; non-finite data are refused unless ``nan_policy="omit"``.
-        bounds: ``(lower, upper)`` as scipy's: each a number, ``(k,)`` or ``(G, k)``;
-            ``±inf`` for none. Steps are projected into the box (a parameter on a bound
-            its gradient pushes against is held there); ``p0`` must lie inside.
-        method: ``"lm"`` (or None).
-        loss: ``"linear"`` (least squares), scipy's robust ``"soft_l1"``, ``"huber"``,
-            ``"cauchy"``, ``"arctan"`` (with ``f_scale``), or ``"poisson"``: the Poisson
-            deviance for counts (maximum likelihood; ``ydata >= 0``, the model > 0 at
-            ``p0``; covariance the inverse Fisher information).
-        f_scale: the robust losses' soft margin between inliers and outliers.
-        full_output: return a ``CurveFit`` (status, steps, errors, statistics) instead.
-        nan_policy: ``"raise"`` refuses a non-finite value; ``"omit"`` drops those points
-            (ragged data sets: pad with NaN); a data set left with fewer points than
-            parameters is not fitted (status ``TOO_FEW_POINTS``).
+        check_finite, nan_policy: scipy's: non-finite data raise ``ValueError`` unless
+            ``nan_policy="omit"`` leaves those points out (ragged data sets: pad with
+            NaN); ``"propagate"`` is refused. A data set left with fewer points than
+            parameters is not fitted (``TOO_FEW_POINTS``).
+        bounds: ``(lower, upper)`` or a ``scipy.optimize.Bounds``, each side a number,
+            ``(k,)`` or ``(G, k)``; steps are projected into the box (a parameter on a
+            bound its gradient pushes against is held there).
+        method: ``"lm"`` (no bounds), ``"trf"``, ``"dogbox"`` or None: all run jaxfit's
+            projected LM (the same minimum, not the same path as scipy's).
+        jac: a callable ``jac(xdata, *p) -> (n, k)`` is used for the derivatives;
+            ``"2-point"``, ``"3-point"``, ``"cs"`` and None use exact autodiff.
+        full_output: scipy's ``(popt, pcov, infodict, mesg, ier)``.
+        result: return a ``CurveFit`` (each fit's status, steps, errors, statistics).
+        loss, f_scale: scipy's ``least_squares`` losses (``"linear"``, ``"soft_l1"``,
+            ``"huber"``, ``"cauchy"``, ``"arctan"``), or ``"poisson"``: the Poisson
+            deviance for counts (maximum likelihood; the model > 0 at ``p0``).
         precision: ``"float32"`` or ``"float64"`` (default: float32 for float32
             ``ydata``, else float64 as scipy).
-        tolerance: stop when every |LM step| falls below it (default by precision).
-        ftol: also stop when an accepted step changes χ² by less than
-            ``max(ftol, ftol·χ²)`` (Gpufit's rule; 0: off).
-        xtol: also stop when an accepted step has ``‖δ‖ < xtol·(xtol + ‖p‖)`` (0: off).
-        gtol: also stop where every Jacobian column is within ``gtol`` of orthogonal
-            to the residuals (MINPACK's; 0: off).
-        max_steps: at most this many LM steps per fit.
+        tolerance: stop when every |LM step| falls below it at a stationary point
+            (default by precision).
+        ftol, xtol, gtol: also stop on a relative change of χ² below ``ftol`` (Gpufit's
+            rule), a step below ``xtol·(xtol + ‖p‖)``, or MINPACK's ``gtol`` (0: off).
+        max_steps: at most this many LM steps per fit (scipy's ``maxfev`` / ``max_nfev``
+            mean the same here; default 200).
         devices, block_size: as ``fit_batch``.
 
     Returns:
         ``(popt, pcov)``: ``(k,)`` and ``(k, k)`` for one data set, ``(G, k)`` and
-        ``(G, k, k)`` for a batch; or a ``CurveFit`` with ``full_output``.
+        ``(G, k, k)`` for a batch; scipy's 5-tuple with ``full_output``; a ``CurveFit``
+        with ``result``.
 
     Raises:
-        ValueError: one line naming the argument, when a shape or a value is wrong.
+        ValueError, TypeError: one line naming the argument, when a shape or a value is
+            wrong, or ``f`` cannot be traced by JAX.
+        RuntimeError: one data set whose fit did not converge ("Optimal parameters not found").
+
+    Warns:
+        OptimizeWarning: a covariance that cannot be estimated (one data set); how many
+            fits of a batch did not converge.
     """
+    from jaxfit import curvefit_args as args
+
+    max_steps = args.solver_options(max_steps, kwargs)
     for name, value in (("ftol", ftol), ("xtol", xtol), ("gtol", gtol)):
         if not 0 <= value < 1:
             raise ValueError(f"{name}: must be in [0, 1), got {value}")
-    if method not in (None, "lm"):
-        raise ValueError(f"method: {method!r} is not available; jaxfit.curve_fit runs 'lm'")
-    if nan_policy not in ("raise", "omit"):
-        raise ValueError(f"nan_policy: {nan_policy!r} is not allowed; expected 'raise' or 'omit'")
-    x, y, mask, sigma, starts, names, dims, dtype = _checked_arrays(
-        f, xdata, ydata, p0, sigma, nan_policy, precision
-    )
-    single = np.ndim(ydata) == 1
-    kind = _checked_loss(loss, f_scale, y, sigma)
-    box = _checked_bounds(bounds, starts, names)
+    args.checked_nan_policy(nan_policy)
+    user_jac = args.checked_jac(jac)
+    single = args.array(ydata, "ydata").ndim <= 1
+    checked = args.single_arrays if single else args.batch_arrays
+    arrays = checked(f, xdata, ydata, p0, sigma, user_jac, check_finite, nan_policy, precision)
+    arrays = _feasible_starts(bounds, arrays, p0 is not None)
+    box = _checked_bounds(bounds, arrays.starts, arrays.names)
+    args.checked_method(method, box is not None)
+    kind = _checked_loss(loss, f_scale, arrays.y, arrays.sigma)
     if kind == "poisson":
-        _check_positive(f, x, mask, starts.astype(dtype), dims)
+        _check_positive(arrays)
     from jaxfit.batch import run_batch
 
     plan = plan_arrays(
-        f,
-        names,
-        x,
-        y,
-        mask,
-        sigma,
-        starts,
-        dims=dims,
-        dtype=dtype,
+        arrays,
         absolute_sigma=absolute_sigma,
-        tolerance=LM_TOLERANCE[dtype.name] if tolerance is None else tolerance,
+        tolerance=LM_TOLERANCE[arrays.dtype.name] if tolerance is None else tolerance,
         max_steps=max_steps,
         ftol=ftol,
         xtol=xtol,
@@ -432,23 +387,52 @@ def curve_fit(
         f_scale=f_scale,
         bounds=box,
     )
-    result = run_batch(plan, devices=devices, block_size=block_size)
-    return _returned(result, names, single, full_output)
+    fit = _curve_fit_result(run_batch(plan, devices=devices, block_size=block_size), arrays.names)
+    _raise_or_warn(fit, single, quiet=result)
+    if result:
+        return _first(fit) if single else fit
+    if full_output:
+        return _full_output(fit, arrays, single)
+    return (fit.popt[0], fit.pcov[0]) if single else (fit.popt, fit.pcov)
 
 
-def _returned(
-    result: BatchResult, names: tuple[str, ...], single: bool, full_output: bool
-) -> tuple[np.ndarray, np.ndarray] | CurveFit:
-    """What ``curve_fit`` returns for the batch's ``result``: ``(popt, pcov)`` or a
-    ``CurveFit`` (the leading axis dropped for a single data set)."""
-    popt = np.stack([result.params[n] for n in names], axis=-1)
-    pcov = result.covariance
-    if not full_output:
-        return (popt[0], pcov[0]) if single else (popt, pcov)
+def _raise_or_warn(fit: CurveFit, single: bool, quiet: bool) -> None:
+    """scipy's ways of saying a fit failed: ``RuntimeError`` for one data set that did
+    not converge, ``OptimizeWarning`` for a covariance that cannot be estimated; for a
+    batch one warning that counts the fits that did not converge. ``quiet`` (a
+    ``CurveFit`` asked for): the status says it all, nothing is raised."""
+    if quiet:
+        return
+    if single:
+        status = Status(int(fit.status[0]))
+        if status != Status.CONVERGED:
+            raise RuntimeError(f"Optimal parameters not found: {MESSAGES[status]}")
+        if not np.isfinite(fit.pcov).all():
+            warnings.warn(
+                "Covariance of the parameters could not be estimated", OptimizeWarning, stacklevel=3
+            )
+        return
+    failed = fit.status != Status.CONVERGED
+    if failed.any():
+        counts = ", ".join(
+            f"{int((fit.status == s).sum())} {s.label}"
+            for s in Status
+            if (fit.status == s).any() and s != Status.CONVERGED
+        )
+        warnings.warn(
+            f"{int(failed.sum())} of {len(failed)} fits did not converge ({counts}); "
+            "pass result=True and read .status (jaxfit.Status) to see which",
+            OptimizeWarning,
+            stacklevel=3,
+        )
+
+
+def _curve_fit_result(result: BatchResult, names: tuple[str, ...]) -> CurveFit:
+    """The batch's ``result`` as a ``CurveFit``."""
     none = np.zeros(result.fits, bool)
-    out = CurveFit(
-        popt=popt,
-        pcov=pcov,
+    return CurveFit(
+        popt=np.stack([result.params[n] for n in names], axis=-1),
+        pcov=result.covariance,
         perr=np.stack([result.stderr[n] for n in names], axis=-1),
         status=result.status,
         steps=result.steps,
@@ -463,7 +447,64 @@ def _returned(
         names=names,
         batch=result,
     )
+
+
+def _first(fit: CurveFit) -> CurveFit:
+    """A one-data-set ``CurveFit`` with the leading axis dropped."""
+    per_set = [f.name for f in dataclasses.fields(fit) if f.name not in ("names", "batch")]
+    return dataclasses.replace(fit, **{name: getattr(fit, name)[0] for name in per_set})
+
+
+def _full_output(fit: CurveFit, arrays: Arrays, single: bool) -> tuple:
+    """scipy's ``(popt, pcov, infodict, mesg, ier)``: ``infodict`` with ``nfev`` (the
+    model's evaluations: one per step and one at the start), ``fvec`` (the weighted
+    residuals at popt) and, for one data set, ``fjac``, ``ipvt``, ``qtf`` (MINPACK's
+    QR of the weighted Jacobian at popt, unpivoted)."""
+    r, J = _weighted_residuals(arrays, fit.popt)
+    info = {"nfev": fit.steps + 1, "fvec": r}
+    ier = np.array([IER.get(Status(int(s)), 0) for s in fit.status])
+    mesg = [MESSAGES.get(Status(int(s)), "") for s in fit.status]
     if not single:
-        return out
-    per_set = [f.name for f in dataclasses.fields(out) if f.name not in ("names", "batch")]
-    return dataclasses.replace(out, **{name: getattr(out, name)[0] for name in per_set})
+        return fit.popt, fit.pcov, info, mesg, ier
+    q, R = np.linalg.qr(J[0])
+    k = R.shape[0]
+    fjac = np.zeros((k, J.shape[1]))
+    fjac[:, :k] = R.T
+    info = {
+        "nfev": int(info["nfev"][0]),
+        "fvec": r[0],
+        "fjac": fjac,
+        "ipvt": np.arange(1, k + 1),
+        "qtf": q.T @ r[0],
+    }
+    return fit.popt[0], fit.pcov[0], info, mesg[0], int(ier[0])
+
+
+def _weighted_residuals(arrays: Arrays, popt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """scipy's ``fvec`` (``(f − y)/σ``, 0 at left-out points) ``(G, n)`` and its Jacobian
+    ``(G, n, k)`` at ``popt`` ``(G, k)``."""
+    import jax
+
+    from jaxfit.core.model import Data, residuals
+
+    names, model = arrays.names, arrays.model
+    per_set = arrays.x.ndim == (3 if model.dims else 2)
+
+    def one(x: Any, y: Any, mask: Any, sigma: Any, p: Any) -> Any:
+        def fvec(p: Any) -> Any:
+            return -residuals(dict(zip(names, p)), Data(x, y, mask, sigma), model)
+
+        return fvec(p), jax.jacfwd(fvec)(p)
+
+    optional = [a for a in (arrays.mask, arrays.sigma) if a is not None]
+    with jax.enable_x64(arrays.dtype == np.float64):
+
+        def call(x: Any, y: Any, p: Any, *rest: Any) -> Any:
+            it = iter(rest)
+            mask = next(it) if arrays.mask is not None else None
+            sigma = next(it) if arrays.sigma is not None else None
+            return one(x, y, mask, sigma, p)
+
+        axes = (0 if per_set else None, 0, 0, *(0 for _ in optional))
+        r, J = jax.vmap(call, in_axes=axes)(arrays.x, arrays.y, popt.astype(arrays.dtype), *optional)
+    return np.asarray(r, np.float64), np.asarray(J, np.float64)

@@ -91,7 +91,8 @@ def _single_data(config: Config) -> tuple[Any, Any, Any, Any]:
             "run it as a batch (jaxfit.fit_batch, or the command line)"
         )
     x, y = config.data.arrays()
-    return x, y, config.data.sigma_of(len(y)), config.data.mask_of()
+    mask = config.data.mask_of()
+    return x, y, config.data.sigma_of(len(y)), None if mask is None else np.asarray(mask, bool)
 
 
 def stats_spec_of(config: Config, *, batch: bool) -> StatsSpec:

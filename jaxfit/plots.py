@@ -289,7 +289,13 @@ def batch_plots(result: BatchResult, out: Path, fmt: str = "png", max_points: in
         if init.strides == (0,) or name not in result.trainable:
             continue
         fig, (ax,) = _figure()
-        for code, color in ((Status.CONVERGED, GREEN), (Status.MAX_STEPS, ORANGE), (Status.DIVERGED, "red")):
+        colors = (
+            (Status.CONVERGED, GREEN),
+            (Status.MAX_STEPS, ORANGE),
+            (Status.STALLED, "purple"),
+            (Status.DIVERGED, "red"),
+        )
+        for code, color in colors:
             m = status == code
             if m.any():
                 ax.scatter(

@@ -65,7 +65,7 @@ class FitResult:
     bic: float = math.nan
     rsquared: float = math.nan
     singular: bool = False
-    """JᵀJ was singular (or dof ≤ 0): the standard errors are infinite, not meaningful."""
+    """J was rank-deficient (or dof ≤ 0): the standard errors are infinite, not meaningful."""
     confidence: float = 0.95
     """Level of ``intervals``."""
     at_bound: dict[str, bool] = dataclasses.field(default_factory=dict)

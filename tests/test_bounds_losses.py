@@ -50,7 +50,7 @@ def test_bounds_equal_scipy_trf(lower, upper, on_bound):
     y = noisy()
     p0 = [1.0, 2.0, 0.7]
     ref = least_squares(lambda p: decay_np(p) - y, p0, bounds=(lower, upper), **TIGHT)
-    got = jaxfit.curve_fit(decay, X, y, p0, bounds=(lower, upper), full_output=True)
+    got = jaxfit.curve_fit(decay, X, y, p0, bounds=(lower, upper), result=True)
     assert got.status == jaxfit.Status.CONVERGED
     np.testing.assert_allclose(got.popt, ref.x, atol=1e-6)
     assert got.chisqr == pytest.approx(2 * ref.cost, rel=1e-9)
@@ -66,7 +66,7 @@ def test_a_batch_with_per_fit_bounds_equals_its_per_fit_references():
     upper = np.column_stack([rng.uniform(2.8, 3.3, G), np.full(G, np.inf), rng.uniform(0.45, 0.6, G)])
     lower = np.column_stack([np.zeros(G), np.zeros(G), np.full(G, -np.inf)])
     p0 = np.array([1.0, 2.0, 0.3])
-    got = jaxfit.curve_fit(decay, X, Y, p0, bounds=(lower, upper), full_output=True)
+    got = jaxfit.curve_fit(decay, X, Y, p0, bounds=(lower, upper), result=True)
     assert (got.status == jaxfit.Status.CONVERGED).all()
     assert 50 < got.at_bound.sum() < 2 * G  # some fits end on a bound, most not on both
     for g in range(G):
@@ -74,10 +74,10 @@ def test_a_batch_with_per_fit_bounds_equals_its_per_fit_references():
         np.testing.assert_allclose(got.popt[g], ref.x, atol=1e-6, err_msg=f"fit {g}")
         assert got.chisqr[g] == pytest.approx(2 * ref.cost, rel=1e-9)
     # the same fits whatever the block size
-    again = jaxfit.curve_fit(decay, X, Y, p0, bounds=(lower, upper), full_output=True, block_size=256)
+    again = jaxfit.curve_fit(decay, X, Y, p0, bounds=(lower, upper), result=True, block_size=256)
     np.testing.assert_array_equal(again.popt, got.popt)
     if len(jax.devices()) > 1:  # and whatever the device count
-        one = jaxfit.curve_fit(decay, X, Y, p0, bounds=(lower, upper), full_output=True, devices=1)
+        one = jaxfit.curve_fit(decay, X, Y, p0, bounds=(lower, upper), result=True, devices=1)
         np.testing.assert_array_equal(one.popt, got.popt)
 
 
@@ -87,7 +87,7 @@ def test_robust_losses_equal_scipy(loss, f_scale):
     y = noisy(outliers=True)
     p0 = [1.0, 1.0, 1.0]  # scipy's default start
     ref = least_squares(lambda p: decay_np(p) - y, p0, loss=loss, f_scale=f_scale, **TIGHT)
-    got = jaxfit.curve_fit(decay, X, y, p0, loss=loss, f_scale=f_scale, full_output=True)
+    got = jaxfit.curve_fit(decay, X, y, p0, loss=loss, f_scale=f_scale, result=True)
     assert got.status == jaxfit.Status.CONVERGED
     np.testing.assert_allclose(got.popt, ref.x, atol=1e-6)
     assert got.chisqr == pytest.approx(2 * ref.cost, rel=1e-8)  # twice scipy's cost
@@ -157,7 +157,7 @@ def test_poisson_equals_scipy_minimize_of_the_deviance(amplitude, seed):
         options={"xatol": 1e-12, "fatol": 1e-14, "maxiter": 40000, "maxfev": 80000},
     )
     ref = minimize(deviance, ref.x, args=(d,), method="BFGS", options={"gtol": 1e-10})
-    got = jaxfit.curve_fit(spot, PIX, d, p0, loss="poisson", full_output=True)
+    got = jaxfit.curve_fit(spot, PIX, d, p0, loss="poisson", result=True)
     assert got.status == jaxfit.Status.CONVERGED
     np.testing.assert_allclose(got.popt, ref.x, rtol=1e-5)
     assert got.chisqr == pytest.approx(deviance(ref.x, d), rel=1e-9)
@@ -181,7 +181,10 @@ def test_poisson_equals_scipy_minimize_of_the_deviance(amplitude, seed):
     "kwargs, message",
     [
         ({"bounds": ([0, 2, 0], [1, 1, 1])}, "bounds: k: lower 2 must be below upper 1"),
-        ({"bounds": ([0, 0, 0], [0.5, 9, 9])}, "p0: a = 1 is outside its bounds [0, 0.5]"),
+        (
+            {"bounds": ([0, 0, 0], [0.5, 9, 9])},
+            "Initial guess is outside of provided bounds: p0: a = 1 is outside [0, 0.5]",
+        ),
         ({"bounds": ([0, 0], [1, 1])}, "bounds: the lower bounds have shape (2,)"),
         ({"loss": "poisson", "ydata": -np.ones(40)}, "ydata: counts must be >= 0"),
         ({"loss": "poisson", "p0": [-1.0, 1.0, -1.0]}, "p0: the model is -2 at point 0 of data set 0"),
@@ -273,7 +276,7 @@ def test_bounds_per_data_set_from_the_starts_table(tmp_path):
     lower = np.array([[-np.inf, 0, -np.inf]] * 3)
     upper = np.array([[np.inf, 1.35, 0.4], [np.inf, 1.35, np.inf], [np.inf, 1.35, 0.7]])
     p0 = np.array([[1.0, 1.0, 0.3], [1.0, 1.0, 0.1], [1.0, 1.0, 0.5]])
-    ref = jaxfit.curve_fit(decay, X, Y, p0, bounds=(lower, upper), full_output=True)
+    ref = jaxfit.curve_fit(decay, X, Y, p0, bounds=(lower, upper), result=True)
     np.testing.assert_allclose(np.stack([got.params[n] for n in "akc"], -1), ref.popt, atol=1e-8)
     assert got.at_bound["c"].tolist() == ref.at_bound[:, 2].tolist() == [True, False, True]
     bad = tmp_path / "bad.csv"

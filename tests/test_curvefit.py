@@ -97,7 +97,7 @@ def test_ten_thousand_spots_with_a_start_each_fit_in_one_call():
     y, starts = _spots(10_000, seed=4)
     # float32, and a step tolerance on the scale of the parameters (an amplitude of 500)
     fit = jaxfit.curve_fit(
-        spot, GRID, y.astype(np.float32), starts.astype(np.float32), tolerance=1e-3, full_output=True
+        spot, GRID, y.astype(np.float32), starts.astype(np.float32), tolerance=1e-3, result=True
     )
     assert fit.popt.shape == (10_000, 5) and fit.popt.dtype == np.float32
     assert (fit.status != Status.DIVERGED).all() and fit.converged.mean() > 0.95
@@ -117,7 +117,7 @@ def test_per_set_x_and_nan_padding_for_ragged_data():
         y[g, :n] = 3 * np.exp(-0.6 * x[g, :n]) + 0.4 + 0.02 * rng.standard_normal(n)
     with pytest.raises(ValueError, match="nan_policy='omit'"):
         jaxfit.curve_fit(decay, x, y, [1.0, 0.5, 0.0])
-    fit = jaxfit.curve_fit(decay, x, y, [1.0, 0.5, 0.0], nan_policy="omit", full_output=True)
+    fit = jaxfit.curve_fit(decay, x, y, [1.0, 0.5, 0.0], nan_policy="omit", result=True)
     assert fit.status[3] == Status.TOO_FEW_POINTS and fit.steps[3] == 0
     for g, n in enumerate(lengths[:3]):
         want, wcov = scipy_curve_fit(_np(decay), x[g, :n], y[g, :n], [1.0, 0.5, 0.0], **TIGHT)
@@ -140,7 +140,7 @@ def test_a_function_of_star_params_needs_p0_and_gets_numbered_names():
     x = np.linspace(0, 1, 10)
     with pytest.raises(ValueError, match="give p0"):
         jaxfit.curve_fit(lambda x, *p: p[0] + p[1] * x, x, 2 * x)
-    fit = jaxfit.curve_fit(lambda x, *p: p[0] + p[1] * x, x, 1 + 2 * x, [0.0, 0.0], full_output=True)
+    fit = jaxfit.curve_fit(lambda x, *p: p[0] + p[1] * x, x, 1 + 2 * x, [0.0, 0.0], result=True)
     assert fit.names == ("p0", "p1")
     np.testing.assert_allclose(fit.popt, [1.0, 2.0], atol=1e-9)
 
@@ -153,8 +153,10 @@ def test_a_function_of_star_params_needs_p0_and_gets_numbered_names():
         ({"sigma": [1.0, 1.0]}, "sigma: shape"),
         ({"sigma": [1.0, 0.0, 1.0]}, "sigma: every value must be > 0"),
         ({"xdata": np.zeros((3, 7))}, "xdata: shape"),
-        ({"method": "trf"}, "method"),
-        ({"bounds": (2, np.inf)}, "is outside its bounds"),  # p0 defaults to ones
+        ({"method": "newton"}, "method"),
+        ({"p0": [1.0, 1.0, 1.0], "bounds": (2, np.inf)}, "is outside"),
+        ({"method": "lm", "bounds": (0, np.inf)}, "Method 'lm' only works for unconstrained problems"),
+        ({"x_scale": 2.0}, "x_scale: not supported"),
         ({"nan_policy": "propagate"}, "nan_policy"),
         ({"precision": "float16"}, "precision"),
     ],
@@ -277,10 +279,8 @@ def test_a_missing_x_column_is_one_line(tmp_path):
 def test_ftol_stops_on_the_relative_change_of_chisqr_as_gpufit_does():
     y, starts = _spots(2_000, seed=6)
     y, starts = y.astype(np.float32), starts.astype(np.float32)
-    step_rule = jaxfit.curve_fit(spot, GRID, y, starts, tolerance=1e-4, max_steps=10, full_output=True)
-    chi_rule = jaxfit.curve_fit(
-        spot, GRID, y, starts, tolerance=1e-4, ftol=1e-4, max_steps=10, full_output=True
-    )
+    step_rule = jaxfit.curve_fit(spot, GRID, y, starts, tolerance=1e-4, max_steps=10, result=True)
+    chi_rule = jaxfit.curve_fit(spot, GRID, y, starts, tolerance=1e-4, ftol=1e-4, max_steps=10, result=True)
     assert chi_rule.steps.mean() < 0.6 * step_rule.steps.mean()
     # every fit as good as scipy's own minimum (float64, run to convergence)
     for g in range(0, 2_000, 100):

@@ -111,7 +111,7 @@ def test_a_fit_in_a_batch_is_the_fit_alone_bit_for_bit(curves):
         tolerance=1e-6,
         ftol=1e-7,
         max_steps=60,
-        full_output=True,
+        result=True,
     )
     for i in (0, 17, 123, 199):
         solo = jaxfit.fit(_config(folder, {"x": x.tolist(), "y": y[i].tolist(), "sigma": sigma[i].tolist()}))

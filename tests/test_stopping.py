@@ -33,9 +33,9 @@ def test_xtol_stops_on_a_step_small_relative_to_the_parameters():
         ftol=1e-15,
         gtol=1e-15,
     )
-    off = jaxfit.curve_fit(decay, X, Y, [1.0, 1.0, 1.0], tolerance=1e-300, max_steps=100, full_output=True)
+    off = jaxfit.curve_fit(decay, X, Y, [1.0, 1.0, 1.0], tolerance=1e-300, max_steps=100, result=True)
     on = jaxfit.curve_fit(
-        decay, X, Y, [1.0, 1.0, 1.0], tolerance=1e-300, xtol=1e-8, max_steps=100, full_output=True
+        decay, X, Y, [1.0, 1.0, 1.0], tolerance=1e-300, xtol=1e-8, max_steps=100, result=True
     )
     assert off.status == jaxfit.Status.MAX_STEPS  # no absolute step is below 1e-300
     assert on.status == jaxfit.Status.CONVERGED and on.steps < off.steps
@@ -43,11 +43,11 @@ def test_xtol_stops_on_a_step_small_relative_to_the_parameters():
 
 
 def test_gtol_at_a_stationary_point_stops_without_stepping():
-    best = jaxfit.curve_fit(decay, X, Y, [1.0, 1.0, 1.0], tolerance=1e-14, full_output=True)
-    again = jaxfit.curve_fit(decay, X, Y, best.popt, tolerance=1e-300, gtol=1e-6, full_output=True)
+    best = jaxfit.curve_fit(decay, X, Y, [1.0, 1.0, 1.0], tolerance=1e-14, result=True)
+    again = jaxfit.curve_fit(decay, X, Y, best.popt, tolerance=1e-300, gtol=1e-6, result=True)
     assert (again.status, again.steps) == (jaxfit.Status.CONVERGED, 1)
     np.testing.assert_array_equal(again.popt, best.popt)  # no step taken
-    far = jaxfit.curve_fit(decay, X, Y, [1.0, 1.0, 1.0], tolerance=1e-300, gtol=1e-6, full_output=True)
+    far = jaxfit.curve_fit(decay, X, Y, [1.0, 1.0, 1.0], tolerance=1e-300, gtol=1e-6, result=True)
     assert far.status == jaxfit.Status.CONVERGED and far.steps > 1
     np.testing.assert_allclose(far.popt, best.popt, rtol=1e-5)
 

@@ -16,6 +16,8 @@ import numpy as np
 FOLDER = Path(__file__).with_name("nist_strd")
 SOLVED = 4.0
 """Certified digits (LRE) that count as solved."""
+SD_DIGITS = 3.0
+"""Certified digits asked of a solved fit's standard errors."""
 
 
 def _models(xp: Any) -> dict[str, Callable[..., Any]]:
@@ -88,12 +90,14 @@ class Problem(NamedTuple):
     """(2, k): NIST's start 1 and start 2."""
     certified: np.ndarray
     ssr: float
+    sd: np.ndarray
+    """NIST's certified standard deviation of each parameter."""
 
 
 def read(path: Path) -> Problem:
     """One StRD file: data, both starts, certified values and residual sum of squares."""
     lines = path.read_text().splitlines()
-    rows = [re.match(r"\s*b\d+\s*=\s*(\S+)\s+(\S+)\s+(\S+)", line) for line in lines]
+    rows = [re.match(r"\s*b\d+\s*=\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", line) for line in lines]
     params = np.array([[float(v) for v in m.groups()] for m in rows if m])
     ssr = float(next(line.split(":")[1] for line in lines if line.startswith("Residual Sum of Squares")))
     first = [i for i, line in enumerate(lines) if line.startswith("Data:")][-1] + 1
@@ -101,7 +105,8 @@ def read(path: Path) -> Problem:
     y, x = data[:, 0], data[:, 1:]
     if path.stem == "Nelson":
         y = np.log(y)
-    return Problem(path.stem, x[:, 0] if x.shape[1] == 1 else x, y, params[:, :2].T, params[:, 2], ssr)
+    x = x[:, 0] if x.shape[1] == 1 else x
+    return Problem(path.stem, x, y, params[:, :2].T, params[:, 2], ssr, params[:, 3])
 
 
 def problems() -> list[Problem]:
@@ -140,10 +145,9 @@ def run(max_steps: int = 10_000) -> list[dict[str, Any]]:
                 precision="float64",
                 tolerance=1e-300,
                 xtol=1e-15,
-                ftol=1e-15,
                 gtol=1e-15,
                 max_steps=max_steps,
-                full_output=True,
+                result=True,
             )
         for s in range(2):
             g = numpy_models[p.name]
@@ -161,6 +165,7 @@ def run(max_steps: int = 10_000) -> list[dict[str, Any]]:
                     "problem": p.name,
                     "start": s + 1,
                     "jaxfit": lre(fit.popt[s], p.certified),
+                    "sd": lre(fit.perr[s], p.sd),
                     "steps": int(fit.steps[s]),
                     "status": int(fit.status[s]),
                     "minpack": lre(ref.x, p.certified),
@@ -176,12 +181,19 @@ def main() -> int:
     print("NIST StRD nonlinear regression, float64, certified digits (LRE) of the worst parameter:")
     print(
         table(
-            ["problem", "start", "jaxfit lm", "steps", "scipy MINPACK lm"],
+            ["problem", "start", "jaxfit lm", "its SD", "steps", "scipy MINPACK lm"],
             [
-                [r["problem"], r["start"], f"{r['jaxfit']:.1f}", r["steps"], f"{r['minpack']:.1f}"]
+                [
+                    r["problem"],
+                    r["start"],
+                    f"{r['jaxfit']:.1f}",
+                    f"{r['sd']:.1f}",
+                    r["steps"],
+                    f"{r['minpack']:.1f}",
+                ]
                 for r in rows
             ],
-            [False, True, True, True, True],
+            [False, True, True, True, True, True],
         )
     )
     ours = sum(r["jaxfit"] >= SOLVED for r in rows)
@@ -191,4 +203,18 @@ def main() -> int:
     )
     missed = [f"{r['problem']} start {r['start']}" for r in rows if r["jaxfit"] < SOLVED]
     print("jaxfit misses: " + (", ".join(missed) if missed else "none"))
+    solved = [r for r in rows if r["jaxfit"] >= SOLVED]
+    sds = sum(r["sd"] >= SD_DIGITS for r in solved)
+    print(
+        f"standard errors to {SD_DIGITS:g} certified digits: {sds} of the {len(solved)} solved problem-starts"
+    )
+    short = [f"{r['problem']} start {r['start']} ({r['sd']:.1f})" for r in solved if r["sd"] < SD_DIGITS]
+    print("short: " + (", ".join(short) if short else "none"))
+    from jaxfit.core.status import Status
+
+    ends = {Status(r["status"]).label for r in rows}
+    print(
+        "ended: "
+        + ", ".join(f"{sum(Status(r['status']).label == e for r in rows)} {e}" for e in sorted(ends))
+    )
     return 0

@@ -298,7 +298,7 @@ def w5(n: int, peer_n: int) -> dict[str, Any]:
     from jaxfit.lowering import load_config
 
     spots, starts = w5_data(n)
-    options = {"tolerance": 1e-4, "ftol": 1e-4, "max_steps": 10, "full_output": True}
+    options = {"tolerance": 1e-4, "ftol": 1e-4, "max_steps": 10, "result": True}
     first = curve_fit(w5_spot, W5_GRID, spots, starts, **options)  # compiles
     t_jax, fit = _timed(lambda: curve_fit(w5_spot, W5_GRID, spots, starts, **options), repeat=5)
 
@@ -347,7 +347,7 @@ def poisson_bias(n: int, amplitude: float = 30.0, background: float = 2.0, seed:
     ):
         seconds, fit = _timed(
             lambda loss=loss, sigma=sigma: curve_fit(
-                w5_spot, W5_GRID, counts, starts, sigma=sigma, loss=loss, full_output=True
+                w5_spot, W5_GRID, counts, starts, sigma=sigma, loss=loss, result=True
             ),
             repeat=2,
         )

@@ -113,7 +113,7 @@ def objective(spec: Spec, problem: Problem) -> Objective:
     def linearized(trainable: Params) -> tuple[jax.Array, tuple[jax.Array, ...]]:
         names = tuple(trainable)
         return losses.linearized(
-            spec.loss, spec.model, names, trainable, problem.frozen, problem.data, f_scale
+            spec.loss, spec.model, names, trainable, problem.frozen, problem.data, f_scale, majorize=True
         )
 
     return Objective(value_and_grad, loss, linearized, problem.bounds if spec.bounded else None)
@@ -124,16 +124,19 @@ def _all_finite(*trees: object) -> jax.Array:
     return all_of([jnp.isfinite(leaf) for leaf in jax.tree.leaves(trees)])
 
 
-def decide(finite: jax.Array, converged: jax.Array, count: jax.Array, max_steps: jax.Array) -> jax.Array:
+def decide(
+    finite: jax.Array,
+    converged: jax.Array,
+    count: jax.Array,
+    max_steps: jax.Array,
+    stalled: jax.Array | bool = False,
+) -> jax.Array:
     """A fit's status after ``count`` steps (every loop decides it here). Non-finite
     first: a NaN must never look converged (nan < tol is False anyway)."""
-    return jnp.where(
-        finite,
-        jnp.where(
-            converged, Status.CONVERGED, jnp.where(count >= max_steps, Status.MAX_STEPS, Status.RUNNING)
-        ),
-        Status.DIVERGED,
-    ).astype(jnp.int32)
+    going = jnp.where(count >= max_steps, Status.MAX_STEPS, Status.RUNNING)
+    if stalled is not False:
+        going = jnp.where(stalled, Status.STALLED, going)
+    return jnp.where(finite, jnp.where(converged, Status.CONVERGED, going), Status.DIVERGED).astype(jnp.int32)
 
 
 def init_state(spec: Spec, params: Params, problem: Problem) -> FitState:
@@ -162,7 +165,8 @@ def step(spec: Spec, state: FitState, problem: Problem) -> FitState:
         objective(spec, problem), state.params, state.opt_state, state.loss, state.grad, hyper
     )
     count = state.step + 1
-    status = decide(_all_finite(move.loss, move.grad, move.params), move.converged, count, hyper.max_steps)
+    finite = _all_finite(move.loss, move.grad, move.params)
+    status = decide(finite, move.converged, count, hyper.max_steps, move.stalled)
     return FitState(move.params, move.opt_state, move.loss, move.grad, move.step_size, count, status)
 
 

@@ -72,6 +72,8 @@ class Lanes(NamedTuple):
     def __call__(self, params: Params, x: jax.Array) -> jax.Array:
         per_fit = jnp.ndim(x) == (3 if self.dims else 2)
         axes = {n: 0 if jnp.ndim(v) else None for n, v in params.items()}
+        if getattr(self.model, "layout", None) is not None:  # the model takes every point at once
+            return jax.vmap(self.model, in_axes=(axes, 1 if per_fit else None), out_axes=1)(params, x)
 
         def at_point(xi: jax.Array) -> jax.Array:  # one point of every fit: (fits,)
             return jax.vmap(self.model, in_axes=(axes, 0 if per_fit else None))(params, xi)

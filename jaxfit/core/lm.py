@@ -18,6 +18,7 @@ The damping ``λ`` is the optimizer state (``LMState``), starting at ``hyper.dam
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -46,21 +47,75 @@ def proposal(
     damping: jax.Array,
     held: jax.Array | None = None,
     seen: tuple[jax.Array, ...] | None = None,
-) -> tuple[Params, tuple[jax.Array, ...]]:
+) -> tuple[Params, tuple[jax.Array, ...], jax.Array, jax.Array]:
     """The damped Gauss–Newton step ``δ`` (by name) for residuals ``r`` (n,) and
     their Jacobian's columns ``J`` (each (n,)) in the order of ``names``; ``held`` (bool,
     (k,)): parameters the step leaves where they are (``δ = 0``), the others stepping
-    as if those were frozen. Under ``core.lanes`` every one of these has a trailing
-    axis of fits."""
+    as if those were frozen. Also returns the column scaling seen so far, and ``Jᵀr``
+    and ``diag(JᵀJ)`` (each (k,)) for ``stationary``. Under ``core.lanes`` every one of
+    these has a trailing axis of fits."""
     if held is not None:
         J = tuple(jnp.where(held[i], 0, c) for i, c in enumerate(J))
     A, g = gram(J, r)
     if held is not None:
         A = _plus_diagonal(A, held.astype(A.dtype))
-    d = diagonal(A) if seen is None else jnp.maximum(diagonal(A), jnp.stack(seen))
+    here = diagonal(A)
+    d = here if seen is None else jnp.maximum(here, jnp.stack(seen))
     scale = jnp.maximum(d, 1e-12 * jnp.max(d, axis=0) + jnp.finfo(d.dtype).tiny)
-    delta = solve_spd(_plus_diagonal(A, damping * scale), -g)
-    return {n: delta[i] for i, n in enumerate(names)}, tuple(d[i] for i in range(len(names)))
+    M = _plus_diagonal(A, damping * scale)
+    delta = solve_spd(M, -g)
+    if r.dtype == jnp.float64:  # one step of refinement from J itself (CSNE), see `refined`
+        delta = refined(M, J, r, damping * scale, delta)
+    return {n: delta[i] for i, n in enumerate(names)}, tuple(d[i] for i in range(len(names))), g, here
+
+
+def refined(
+    M: jax.Array, J: tuple[jax.Array, ...], r: jax.Array, damping: jax.Array, delta: jax.Array
+) -> jax.Array:
+    """``delta`` of ``M δ = −Jᵀr`` (``M = JᵀJ + diag(damping)``) corrected once by the
+    corrected semi-normal equations: the residual ``Jᵀ(r + Jδ) + damping·δ`` is formed
+    from ``J`` and ``r``, not from ``M``, so the step's error follows the condition of
+    ``J`` rather than of ``JᵀJ`` (Björck 1987) — what a QR step (MINPACK's) gets, for
+    ``k`` more sums over the points."""
+    linear = r + sum(J[i] * delta[i] for i in range(len(J)))
+    h = jnp.stack([sum_points(c * linear) for c in J]) + damping * delta
+    return delta + solve_spd(M, -h)
+
+
+STATIONARY = {"float32": 3e-3, "float64": 1e-6}
+"""Largest cosine between the residuals and a column of the Jacobian at a stationary
+point, by precision (``stationary``)."""
+
+
+def stationary(
+    r: jax.Array, g: jax.Array, d: jax.Array, params: Params, step: jax.Array, ftol: jax.Array | None = None
+) -> jax.Array:
+    """Whether the fit is at a stationary point, to first order: for every column
+    ``J_j`` (``g = Jᵀr`` and ``d = diag(JᵀJ)`` as ``proposal`` returns them)
+
+    - within ``τ`` of orthogonal to the residuals, ``|J_jᵀr| ≤ τ·‖J_j‖·‖r‖``
+      (MINPACK's gtol measure; ``τ`` is ``STATIONARY``, or ``√ftol`` where larger: a
+      relative decrease below ``ftol`` is all a step along ``J_j`` has left), or
+    - with an undamped step along it below ``step`` (``|J_jᵀr| ≤ step·‖J_j‖²``: the
+      step test's own threshold, e.g. a fit through the data), or
+    - with ``J_jᵀr`` at the rounding of the residuals, ``16·eps·‖J_j‖·‖f‖``, the
+      model's size ``‖f‖`` bounded by ``Σ_i ‖J_i‖·|p_i|`` (the residuals of a fit
+      that meets the data to the last digits are rounding, whatever their direction).
+    """
+    tau = STATIONARY[jnp.dtype(r.dtype).name]
+    if ftol is not None:
+        tau = jnp.maximum(tau, jnp.sqrt(ftol))
+    rr = sum_points(r * r)
+    values = list(params.values())
+    size = sum(jnp.sqrt(d[i]) * jnp.abs(values[i]) for i in range(len(values)))
+    floor = 16 * jnp.finfo(r.dtype).eps * size
+    flags = [
+        (g[i] * g[i] <= (tau * tau) * d[i] * rr)
+        | (jnp.abs(g[i]) <= step * d[i])
+        | (jnp.abs(g[i]) <= floor * jnp.sqrt(d[i]))
+        for i in range(g.shape[0])
+    ]
+    return functools.reduce(jnp.logical_and, flags)
 
 
 def diagonal(A: jax.Array) -> jax.Array:

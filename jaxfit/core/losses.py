@@ -15,6 +15,13 @@ least-squares form ``(r̃, J̃)`` is what a Gauss–Newton step and the covarian
 ``r̃ = ρ'·r/√(…)``); ``poisson``: ``r̃ = (d − m)/√m``, ``J̃ = −(∂m/∂p)/√m``, so that
 ``J̃ᵀJ̃ = JᵀWJ`` (``W = 1/m``) is the Fisher information and ``J̃ᵀr̃`` half the
 deviance's gradient (Fisher scoring).
+
+A robust loss *steps* by another form (``majorize``): iteratively reweighted least
+squares, ``r̃ = √ρ'·r``, ``J̃ = √ρ'·J``. Every ``ρ`` here is concave, so
+``Σ C²ρ(z₀) + ρ'(z₀)(r² − r₀²)`` lies above the loss and touches it at ``r₀``: the same
+gradient, and a curvature that never vanishes. scipy's rescaling gives a point past the
+knee a Jacobian row of ~0 (Huber's is exactly 0), which leaves a damped Gauss–Newton
+system with nothing to step on when every point starts past it.
 """
 
 from __future__ import annotations
@@ -83,10 +90,12 @@ def linearized(
     frozen: Params,
     data: Data,
     f_scale: jax.Array | None = None,
+    majorize: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """``(r̃, J̃)``: the least-squares form of the loss at ``trainable``: ``r̃`` (n,),
     ``J̃`` as its ``k`` columns (each (n,)) in the order of ``names`` (zero rows at
-    padded points); under ``core.lanes`` each ``(n, fits)``."""
+    padded points); under ``core.lanes`` each ``(n, fits)``. ``majorize``: a robust
+    loss's reweighted form, for the steps (the module docstring)."""
     if kind == "poisson":
         m, jac = _columns(lambda t: _counts({**frozen, **t}, data, model)[0], names, trainable)
         _, d, real = _counts({**frozen, **trainable}, data, model)
@@ -99,6 +108,9 @@ def linearized(
         return r, jac
     c2 = f_scale * f_scale
     _, rho1, rho2 = rho(kind, r * r / c2)
+    if majorize:
+        w = jnp.sqrt(rho1)
+        return r * w, tuple(c * w for c in jac)
     scale = jnp.sqrt(jnp.maximum(rho1 + 2 * (rho2 / c2) * r * r, jnp.finfo(r.dtype).eps))
     return r * rho1 / scale, tuple(c * scale for c in jac)
 

@@ -110,23 +110,50 @@ class Network(NamedTuple):
 
 
 class Function(NamedTuple):
-    """A user's ``predict(x, *params) -> y`` for one scalar ``x`` (static); with
-    ``dims = d > 0``, ``x`` is one point's ``d`` coordinates (shape ``(d,)``: ``px, py = x``)
-    and arrays of points have them on their last axis."""
+    """A user's ``predict(x, *params) -> y`` (static). Per point (``layout`` None): ``x``
+    is one scalar, or with ``dims = d > 0`` one point's ``d`` coordinates (shape
+    ``(d,)``: ``px, py = x``), and arrays of points have them on their last axis. For
+    the whole data set (``layout`` a shape, scipy's convention): ``predict`` takes every
+    point's ``x`` at once, shaped ``layout + (n,)``, and returns ``(n,)``; arrays of
+    points then hold ``(n,)`` or ``(n, dims)`` with ``dims = prod(layout)``."""
 
     predict: Callable[..., jax.Array]
     names: tuple[str, ...]
     label: str = ""
     """Where it came from, e.g. ``"decay_model:predict"``."""
     dims: int = 0
+    layout: tuple[int, ...] | None = None
 
     def __call__(self, params: Params, x: jax.Array) -> jax.Array:
-        args = [params[n] for n in self.names]
+        args, predict = [params[n] for n in self.names], self.predict
+        if self.layout is not None:  # every point at once: x is (n,) or (n, dims)
+            n = jnp.shape(x)[0]
+            whole = jnp.reshape(jnp.moveaxis(x, -1, 0), (*self.layout, n)) if self.dims else x
+            return jnp.broadcast_to(jnp.asarray(predict(whole, *args)), (n,))
         point = jnp.shape(x)[:-1] if self.dims else jnp.shape(x)
         if point == ():
-            return jnp.asarray(self.predict(x, *args))
+            return jnp.asarray(predict(x, *args))
         flat = jnp.reshape(x, (-1, self.dims)) if self.dims else jnp.ravel(x)
-        return jax.vmap(lambda xi: jnp.asarray(self.predict(xi, *args)))(flat).reshape(point)
+        return jax.vmap(lambda xi: jnp.asarray(predict(xi, *args)))(flat).reshape(point)
+
+
+def with_jacobian(predict: Callable[..., jax.Array], jacobian: Callable[..., jax.Array]) -> Callable:
+    """``predict`` whose derivatives with respect to the parameters are the user's
+    ``jacobian`` (``(n, k)``, scipy's ``jac``)."""
+
+    @jax.custom_jvp
+    def f(x: jax.Array, *p: jax.Array) -> jax.Array:
+        return predict(x, *p)
+
+    @f.defjvp
+    def _(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
+        x, *p = primals
+        J = jnp.asarray(jacobian(x, *p))
+        y = jnp.asarray(predict(x, *p))
+        dy = sum(J[..., j] * t for j, t in enumerate(tangents[1:]))
+        return y, jnp.broadcast_to(dy, jnp.shape(y)).astype(y.dtype)
+
+    return f
 
 
 Model = Union[Network, Function]
@@ -199,7 +226,8 @@ def ssr(params: Params, data: Data, model: Model = SEED_MODEL) -> jax.Array:
     """Sum of squared (weighted) residuals ``sum_i ((y_i - predicted(x_i)) / sigma_i)^2``
     over the real points (``residuals``): the SSR, or χ² with sigma."""
     x, y, mask, sigma = data
-    if mask is None and y.ndim == 1 and x.shape[0] <= SMALL_DATA:
+    per_point = getattr(model, "layout", None) is None
+    if mask is None and y.ndim == 1 and x.shape[0] <= SMALL_DATA and per_point:
         # One term per observation: under vmap every op then runs along the fits
         # axis, which XLA:CPU vectorises far better than many length-3 reductions.
         total = jnp.zeros((), y.dtype)

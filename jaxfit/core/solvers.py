@@ -54,6 +54,8 @@ class Move(NamedTuple):
     grad: Params
     step_size: Params
     converged: jax.Array
+    stalled: jax.Array | bool = False
+    """The step met a convergence test away from a stationary point (``Status.STALLED``)."""
 
 
 class Solver(Protocol):
@@ -160,6 +162,15 @@ class LevenbergMarquardt(NamedTuple):
         scale = tuple(jnp.zeros(shape, damping.dtype) for _ in params)
         return lm.LMState(damping, jnp.full_like(damping, 2.0), scale)
 
+    @staticmethod
+    def _step_threshold(params: Params, hyper: Hyper) -> jax.Array:
+        """The step below which the step tests stop: ``tolerance``, or ``xtol``'s
+        ``xtol·(xtol + ‖p‖)`` where that is larger."""
+        if hyper.xtol is None:
+            return hyper.tolerance
+        norm = jnp.sqrt(sum(p * p for p in jax.tree.leaves(params)))
+        return jnp.maximum(hyper.tolerance, hyper.xtol * (hyper.xtol + norm))
+
     def step(
         self,
         objective: Objective,
@@ -173,7 +184,7 @@ class LevenbergMarquardt(NamedTuple):
         r, J = objective.linearized(params)
         held = None if objective.bounds is None else pinned(params, -lm.gram(J, r)[1], objective.bounds)
         flat = hyper.gtol is not None and _gradient_small(r, J, hyper.gtol)
-        delta, scale = lm.proposal(tuple(params), r, J, damping, held, opt_state.scale)
+        delta, scale, g, d = lm.proposal(tuple(params), r, J, damping, held, opt_state.scale)
         trial = jax.tree.map(jnp.add, params, delta)
         if objective.bounds is not None:  # the step that was taken: to the bound
             trial = project(trial, objective.bounds)
@@ -189,7 +200,7 @@ class LevenbergMarquardt(NamedTuple):
         def pick(new: object, old: object) -> object:
             return jax.tree.map(lambda n, o: jnp.where(accepted, n, o), new, old)
 
-        step_size = jax.tree.map(lambda d: jnp.where(accepted, -d, jnp.zeros_like(d)), delta)
+        step_size = jax.tree.map(lambda s: jnp.where(accepted, -s, jnp.zeros_like(s)), delta)
         converged = accepted & small(delta, hyper.tolerance)
         if hyper.ftol is not None:  # the relative change of the loss
             near = jnp.abs(loss - trial_loss) < jnp.maximum(hyper.ftol, hyper.ftol * trial_loss)
@@ -198,8 +209,12 @@ class LevenbergMarquardt(NamedTuple):
             size = jnp.sqrt(sum(d * d for d in jax.tree.leaves(delta)))
             norm = jnp.sqrt(sum(p * p for p in jax.tree.leaves(params)))
             converged = converged | (accepted & (hyper.xtol > 0) & (size < hyper.xtol * (hyper.xtol + norm)))
+        still = lm.stationary(r, g, d, params, self._step_threshold(params, hyper), hyper.ftol)
+        stalled = converged & ~still
+        converged = converged & still
         if hyper.gtol is not None:
             converged = converged | flat
+            stalled = stalled & ~flat
         return Move(
             pick(trial, params),
             lm.next_state(
@@ -209,6 +224,7 @@ class LevenbergMarquardt(NamedTuple):
             pick(trial_grad, grad),
             step_size,
             converged,
+            stalled,
         )
 
 

@@ -11,7 +11,9 @@ class Status(enum.IntEnum):
 
     RUNNING = 0
     CONVERGED = 1
-    """Every trainable parameter's |step size| fell below ``tolerance``."""
+    """Every trainable parameter's |step size| fell below ``tolerance`` (or a step met
+    ``ftol`` / ``xtol`` / ``gtol``), and for Levenberg–Marquardt at a stationary point:
+    no column of the Jacobian is more than ``STATIONARY`` from orthogonal to the residuals."""
     MAX_STEPS = 2
     """``max_steps`` steps were taken without converging."""
     DIVERGED = 3
@@ -22,6 +24,10 @@ class Status(enum.IntEnum):
     """Not run (yet): outside the ``ranges`` a batch was asked to run."""
     PADDING = 6
     """A lane past the end of the batch, holding no fit (never in a result)."""
+    STALLED = 7
+    """The step became too small to go on while the fit is not at a stationary point
+    (Levenberg–Marquardt: the gradient, scaled by the curvature, is not small): never
+    ``CONVERGED``; try another start, float64, or a looser ``tolerance``."""
 
     @property
     def label(self) -> str:
