@@ -219,6 +219,9 @@ class DataConfig(_Strict):
     """A CSV file with a header row (a path relative to the config file)."""
     group: str | None = None
     """With ``file``: the column whose labels split the rows into data sets (one fit each)."""
+    nan_policy: Literal["raise", "omit"] = "raise"
+    """``omit``: an empty cell or a non-finite number (in a data file, or ``.nan`` inline)
+    marks a missing point (left out of its fit); ``raise`` refuses it."""
     x: XSpec = Field(
         default_factory=lambda: list(SEED_X),
         json_schema_extra={"default": list(SEED_X)},
@@ -232,9 +235,6 @@ class DataConfig(_Strict):
     sigma: SigmaSpec | None = None
     """Each point's standard deviation (residuals are divided by it): one number for
     every point, an inline list as long as ``y``, or (with ``file``) a column name."""
-    nan_policy: Literal["raise", "omit"] = "raise"
-    """``omit``: an empty cell or a non-finite number (in a data file, or ``.nan`` inline)
-    marks a missing point (left out of its fit); ``raise`` refuses it."""
     _table: Any = PrivateAttr(default=None)
 
     @model_validator(mode="before")
@@ -259,6 +259,14 @@ class DataConfig(_Strict):
             raise ValueError("every row of x must have the same number of coordinates")
         if isinstance(values, list) and not 1 <= len(values) <= MAX_INLINE:
             raise ValueError(f"must have 1 to {MAX_INLINE:,} values (got {len(values):,})")
+        if kind in ("values", "rows") and info.data.get("nan_policy") != "omit":
+            rows = [v if isinstance(v, list) else [v] for v in values]
+            bad = next((i for i, r in enumerate(rows) if not all(map(math.isfinite, r))), None)
+            if bad is not None:
+                raise ValueError(
+                    f"point {bad} is not a finite number ({values[bad]}); "
+                    "give numbers, or nan_policy: omit to leave such points out"
+                )
         return values
 
     @field_validator("sigma")
@@ -280,12 +288,6 @@ class DataConfig(_Strict):
                 raise ValueError("group: needs a file (the column of group labels)")
             if len(self.x) != len(self.y):
                 raise ValueError(f"x and y must have the same length (got {len(self.x)} and {len(self.y)})")
-            if self.nan_policy == "raise" and not all(self._inline_finite()):
-                i = self._inline_finite().index(False)
-                raise ValueError(
-                    f"point {i} is not a finite number (x = {self.x[i]}, y = {self.y[i]}); "
-                    "give numbers, or nan_policy: omit to leave such points out"
-                )
         return self  # a file is read by the loader (``load_config``), not by a validator
 
     def read(self) -> Any:

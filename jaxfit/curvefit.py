@@ -83,10 +83,95 @@ class CurveFit:
     names: tuple[str, ...]
     batch: BatchResult
     """Everything the engine returned (run facts, intervals)."""
+    model: str = "f"
+    """The model's name (for reports)."""
 
     @property
     def converged(self) -> np.ndarray:
         return self.status == Status.CONVERGED
+
+    @property
+    def single(self) -> bool:
+        return self.popt.ndim == 1
+
+    def _row(self, g: int | None) -> int:
+        if self.single:
+            if g not in (None, 0):
+                raise IndexError("a fit of one data set has only row 0")
+            return 0
+        if g is None:
+            raise ValueError(f"this result holds {len(self.popt)} fits: give the row, e.g. report(0)")
+        return int(g)
+
+    def intervals(self, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)``, shaped as ``popt``: ``popt ± t·perr`` with Student's t at
+        each fit's dof (inf where the dof or the covariance allow none)."""
+        from jaxfit.student import two_sided
+
+        if not 0 < confidence < 1:
+            raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
+        dof = np.asarray(self.dof)
+        t = np.where(dof > 0, two_sided(confidence, np.maximum(dof, 1)), np.inf)[..., None]
+        return self.popt - t * self.perr, self.popt + t * self.perr
+
+    def status_of(self, g: int | None = None) -> Status:
+        """Fit ``g``'s status as a named ``Status`` (prints its name)."""
+        return Status(int(np.atleast_1d(self.status)[self._row(g)]))
+
+    def report(self, g: int | None = None, confidence: float = 0.95, min_correl: float = 0.1) -> str:
+        """Fit ``g`` (the only one of a single data set) in lmfit's ``fit_report``
+        layout: statistics, values ± standard errors (relative) with their starts,
+        Student's t intervals at ``confidence``, correlations of at least ``min_correl``,
+        and the status in words."""
+        from jaxfit.report import fit_report
+
+        row = self._row(g)
+
+        def at(a: np.ndarray) -> np.ndarray:
+            return a if self.single else a[row]
+
+        low, high = self.intervals(confidence)
+        init = np.array([np.atleast_1d(self.batch.init[n])[row] for n in self.names])
+        facts = {
+            "steps": int(at(self.steps)),
+            "points": int(at(self.dof)) + len(self.names),
+            **{f: float(at(getattr(self, f))) for f in ("chisqr", "redchi", "aic", "bic", "rsquared")},
+            "status": self.status_of(g).label,
+        }
+        return fit_report(
+            self.model,
+            self.names,
+            at(self.popt),
+            at(self.perr),
+            init,
+            facts,
+            at(self.pcov),
+            (at(low), at(high)),
+            confidence,
+            min_correl,
+        )
+
+    def to_pandas(self) -> Any:
+        """One row per data set: each parameter and its standard error, the status (by
+        name), steps and the goodness of fit (needs pandas: ``pip install pandas``)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("to_pandas needs pandas: pip install pandas") from None
+        popt, perr = np.atleast_2d(self.popt), np.atleast_2d(self.perr)
+        columns: dict[str, Any] = {}
+        for i, n in enumerate(self.names):
+            columns[n], columns[f"{n}_stderr"] = popt[:, i], perr[:, i]
+        columns["status"] = [Status(int(s)).label for s in np.atleast_1d(self.status)]
+        for f in ("steps", "chisqr", "dof", "redchi", "aic", "bic", "rsquared"):
+            columns[f] = np.atleast_1d(getattr(self, f))
+        return pd.DataFrame(columns)
+
+    def __repr__(self) -> str:
+        status = np.atleast_1d(self.status)
+        counts = ", ".join(f"{int((status == s).sum())} {s.label}" for s in Status if (status == s).any())
+        shape = "1 data set" if self.single else f"{len(status):,} data sets"
+        return f"CurveFit({shape} x {len(self.names)} parameters ({', '.join(self.names)}): {counts}; {self.popt.dtype})"
 
 
 def plan_arrays(
@@ -387,7 +472,8 @@ def curve_fit(
         f_scale=f_scale,
         bounds=box,
     )
-    fit = _curve_fit_result(run_batch(plan, devices=devices, block_size=block_size), arrays.names)
+    label = getattr(f, "__name__", "f")
+    fit = _curve_fit_result(run_batch(plan, devices=devices, block_size=block_size), arrays.names, label)
     _raise_or_warn(fit, single, quiet=result)
     if result:
         return _first(fit) if single else fit
@@ -427,7 +513,7 @@ def _raise_or_warn(fit: CurveFit, single: bool, quiet: bool) -> None:
         )
 
 
-def _curve_fit_result(result: BatchResult, names: tuple[str, ...]) -> CurveFit:
+def _curve_fit_result(result: BatchResult, names: tuple[str, ...], model: str) -> CurveFit:
     """The batch's ``result`` as a ``CurveFit``."""
     none = np.zeros(result.fits, bool)
     return CurveFit(
@@ -446,12 +532,13 @@ def _curve_fit_result(result: BatchResult, names: tuple[str, ...]) -> CurveFit:
         at_bound=np.stack([result.at_bound.get(n, none) for n in names], axis=-1),
         names=names,
         batch=result,
+        model=model,
     )
 
 
 def _first(fit: CurveFit) -> CurveFit:
     """A one-data-set ``CurveFit`` with the leading axis dropped."""
-    per_set = [f.name for f in dataclasses.fields(fit) if f.name not in ("names", "batch")]
+    per_set = [f.name for f in dataclasses.fields(fit) if f.name not in ("names", "batch", "model")]
     return dataclasses.replace(fit, **{name: getattr(fit, name)[0] for name in per_set})
 
 

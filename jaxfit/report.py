@@ -249,3 +249,64 @@ def fit_csv(result: FitResult) -> str:
             f"step_size_{n}": result.trace_step_size[n],
         }
     return csv_text(columns)
+
+
+def _g(value: float) -> str:
+    """lmfit's number format: 9 significant digits, scientific when very small/large."""
+    return num(float(value), 9)
+
+
+def fit_report(
+    model: str,
+    names: Sequence[str],
+    values: np.ndarray,
+    stderr: np.ndarray,
+    init: np.ndarray,
+    facts: dict[str, Any],
+    covariance: np.ndarray,
+    intervals: tuple[np.ndarray, np.ndarray],
+    confidence: float,
+    min_correl: float = 0.1,
+) -> str:
+    """One fit in lmfit's ``fit_report`` layout (statistics, variables with their
+    errors, correlations), plus its status in words and Student's t intervals.
+    ``facts``: ``steps``, ``points``, ``chisqr``, ``redchi``, ``aic``, ``bic``,
+    ``rsquared``, ``status`` (a label)."""
+    k = len(names)
+    lines = [
+        "[[Model]]",
+        f"    Model({model})",
+        "[[Fit Statistics]]",
+        "    # fitting method   = Levenberg-Marquardt (jaxfit)",
+        f"    # function evals   = {facts['steps'] + 1}",
+        f"    # data points      = {facts['points']}",
+        f"    # variables        = {k}",
+        f"    chi-square         = {_g(facts['chisqr'])}",
+        f"    reduced chi-square = {_g(facts['redchi'])}",
+        f"    Akaike info crit   = {_g(facts['aic'])}",
+        f"    Bayesian info crit = {_g(facts['bic'])}",
+        f"    R-squared          = {_g(facts['rsquared'])}",
+        f"    status             = {facts['status']} after {facts['steps']} steps",
+        "[[Variables]]",
+    ]
+    width = max(len(n) for n in names) + 1
+    for i, n in enumerate(names):
+        v, e = float(values[i]), float(stderr[i])
+        rel = f" ({abs(e / v) * 100:.2f}%)" if v != 0 and math.isfinite(e) else ""
+        err = f" +/- {_g(e)}{rel}" if math.isfinite(e) else " +/- inf (the covariance could not be estimated)"
+        lines.append(f"    {(n + ':').ljust(width)}  {_g(v)}{err} (init = {num(float(init[i]), 9)})")
+    lines.append(f"[[Confidence intervals]] ({confidence:.0%}, Student's t at {facts['points'] - k} dof)")
+    for i, n in enumerate(names):
+        lines.append(f"    {(n + ':').ljust(width)}  [{_g(intervals[0][i])}, {_g(intervals[1][i])}]")
+    corr = np.asarray(covariance, np.float64)
+    d = np.sqrt(np.diag(corr))
+    pairs = []
+    if np.isfinite(corr).all() and (d > 0).all():
+        corr = corr / np.outer(d, d)
+        pairs = [
+            (corr[i, j], i, j) for i in range(k) for j in range(i + 1, k) if abs(corr[i, j]) >= min_correl
+        ]
+    lines.append(f"[[Correlations]] (unreported correlations are < {min_correl:.3f})")
+    for c, i, j in sorted(pairs, key=lambda p: -abs(p[0])):
+        lines.append(f"    C({names[i]}, {names[j]}) = {c:+.4f}")
+    return "\n".join(lines)

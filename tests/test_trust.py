@@ -164,4 +164,6 @@ def test_inline_nan_without_omit_is_one_line_from_the_cli(tmp_path):
     )
     assert out.returncode == 2 and out.stdout == ""
     assert len(out.stderr.strip().splitlines()) == 1
-    assert "data (line 1): point 1 is not a finite number" in out.stderr and "nan_policy: omit" in out.stderr
+    assert (
+        "data.y (line 1): point 1 is not a finite number" in out.stderr and "nan_policy: omit" in out.stderr
+    )

@@ -88,10 +88,16 @@ point, by precision (``stationary``)."""
 
 
 def stationary(
-    r: jax.Array, g: jax.Array, d: jax.Array, params: Params, step: jax.Array, ftol: jax.Array | None = None
+    loss: jax.Array,
+    g: jax.Array,
+    d: jax.Array,
+    params: Params,
+    step: jax.Array,
+    ftol: jax.Array | None = None,
 ) -> jax.Array:
     """Whether the fit is at a stationary point, to first order: for every column
-    ``J_j`` (``g = Jᵀr`` and ``d = diag(JᵀJ)`` as ``proposal`` returns them)
+    ``J_j`` (``g = Jᵀr`` and ``d = diag(JᵀJ)`` as ``proposal`` returns them; ``‖r‖²``
+    is the ``loss``: the SSR, and for the other losses at least the reweighted ``‖r̃‖²``)
 
     - within ``τ`` of orthogonal to the residuals, ``|J_jᵀr| ≤ τ·‖J_j‖·‖r‖``
       (MINPACK's gtol measure; ``τ`` is ``STATIONARY``, or ``√ftol`` where larger: a
@@ -102,13 +108,13 @@ def stationary(
       model's size ``‖f‖`` bounded by ``Σ_i ‖J_i‖·|p_i|`` (the residuals of a fit
       that meets the data to the last digits are rounding, whatever their direction).
     """
-    tau = STATIONARY[jnp.dtype(r.dtype).name]
+    tau = STATIONARY[jnp.dtype(loss.dtype).name]
     if ftol is not None:
         tau = jnp.maximum(tau, jnp.sqrt(ftol))
-    rr = sum_points(r * r)
+    rr = loss
     values = list(params.values())
     size = sum(jnp.sqrt(d[i]) * jnp.abs(values[i]) for i in range(len(values)))
-    floor = 16 * jnp.finfo(r.dtype).eps * size
+    floor = 16 * jnp.finfo(loss.dtype).eps * size
     flags = [
         (g[i] * g[i] <= (tau * tau) * d[i] * rr)
         | (jnp.abs(g[i]) <= step * d[i])

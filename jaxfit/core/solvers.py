@@ -209,7 +209,7 @@ class LevenbergMarquardt(NamedTuple):
             size = jnp.sqrt(sum(d * d for d in jax.tree.leaves(delta)))
             norm = jnp.sqrt(sum(p * p for p in jax.tree.leaves(params)))
             converged = converged | (accepted & (hyper.xtol > 0) & (size < hyper.xtol * (hyper.xtol + norm)))
-        still = lm.stationary(r, g, d, params, self._step_threshold(params, hyper), hyper.ftol)
+        still = lm.stationary(loss, g, d, params, self._step_threshold(params, hyper), hyper.ftol)
         stalled = converged & ~still
         converged = converged & still
         if hyper.gtol is not None:

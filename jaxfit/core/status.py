@@ -29,6 +29,11 @@ class Status(enum.IntEnum):
     (Levenberg–Marquardt: the gradient, scaled by the curvature, is not small): never
     ``CONVERGED``; try another start, float64, or a looser ``tolerance``."""
 
+    def __str__(self) -> str:
+        return self.label
+
+    __format__ = object.__format__  # f"{status}" too: its label, not its number
+
     @property
     def label(self) -> str:
         """Lower-case name used in JSON and tables, e.g. ``"converged"``."""
