@@ -451,7 +451,7 @@ def curve_fit(
     user_jac = args.checked_jac(jac)
     single = args.array(ydata, "ydata").ndim <= 1
     checked = args.single_arrays if single else args.batch_arrays
-    arrays = checked(f, xdata, ydata, p0, sigma, user_jac, check_finite, nan_policy, precision)
+    arrays = checked(args.Call(f, xdata, ydata, p0, sigma, user_jac, check_finite, nan_policy, precision))
     arrays = _feasible_starts(bounds, arrays, p0 is not None)
     box = _checked_bounds(bounds, arrays.starts, arrays.names)
     args.checked_method(method, box is not None)

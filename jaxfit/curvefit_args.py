@@ -39,6 +39,20 @@ METHODS = ("lm", "trf", "dogbox")
 JAC_SCHEMES = ("2-point", "3-point", "cs")
 
 
+class Call(NamedTuple):
+    """scipy's arguments of one ``curve_fit`` call that shape its arrays."""
+
+    f: Callable[..., Any]
+    xdata: Any
+    ydata: Any
+    p0: Any
+    sigma: Any
+    jac: Callable[..., Any] | None
+    check_finite: bool | None
+    nan_policy: str | None
+    precision: str | None
+
+
 class Arrays(NamedTuple):
     """One call's checked inputs: ``x`` ``(G, n[, d])`` (or shared ``(n[, d])``),
     ``y``/``mask``/``sigma`` ``(G, n)``, ``starts`` ``(G, k)``."""
@@ -252,21 +266,12 @@ def whitened(sigma: np.ndarray, n: int) -> np.ndarray:
         raise ValueError("`sigma` must be positive definite.") from None
 
 
-def single_arrays(
-    f: Callable[..., Any],
-    xdata: Any,
-    ydata: Any,
-    p0: Any,
-    sigma: Any,
-    jac: Callable[..., Any] | None,
-    check_finite: bool | None,
-    nan_policy: str | None,
-    precision: str | None,
-) -> Arrays:
+def single_arrays(call: Call) -> Arrays:
     """One data set, as scipy's ``curve_fit`` takes it: ``ydata`` ``(n,)`` or a number
     (broadcast to the model's length), ``xdata`` anything ``f`` takes with the points
     last (None: ``f`` ignores it), ``sigma`` a number, ``(n,)`` or the data's covariance
     ``(n, n)``, non-finite points left out under ``nan_policy='omit'`` (as scipy does)."""
+    f, xdata, ydata, p0, sigma, jac, check_finite, nan_policy, precision = call
     from jaxfit.core.model import Function
 
     y = array(ydata, "ydata")
@@ -386,21 +391,12 @@ def _per_set(value: np.ndarray | None, groups: int, width: int, name: str, what:
     raise ValueError(f"{name}: shape {value.shape}; expected ({width},) or ({groups}, {width}) ({what})")
 
 
-def batch_arrays(
-    f: Callable[..., Any],
-    xdata: Any,
-    ydata: Any,
-    p0: Any,
-    sigma: Any,
-    jac: Callable[..., Any] | None,
-    check_finite: bool | None,
-    nan_policy: str | None,
-    precision: str | None,
-) -> Arrays:
+def batch_arrays(call: Call) -> Arrays:
     """``G`` data sets, ``ydata`` ``(G, n)``: ``xdata`` ``(n,)``/``(d, n)`` shared or
     ``(G, n)``/``(G, d, n)`` per set, ``p0`` ``(k,)`` or ``(G, k)``, ``sigma`` a number,
     ``(n,)`` or ``(G, n)``; non-finite points masked under ``nan_policy='omit'`` (a data
     set left with fewer points than parameters is not fitted: ``TOO_FEW_POINTS``)."""
+    f, xdata, ydata, p0, sigma, jac, check_finite, nan_policy, precision = call
     from jaxfit.core.model import Function, with_jacobian
 
     x, y = array(xdata, "xdata"), array(ydata, "ydata")

@@ -362,3 +362,14 @@ def test_responses_carry_the_errors(server):
     r = post(server, "/v1/fit_batch?per_fit=true", {"batch": {"init": {"b3": {"values": [0.0, 1.0]}}}})
     per_fit = r.json()["per_fit"]
     assert len(per_fit["stderr"]["b3"]) == 2 and per_fit["dof"] == [2, 2]
+
+
+def test_serve_says_where_it_listens_and_when_it_stops():
+    s = Server()
+    try:
+        ready = s.proc.stdout.readline()
+        assert ready.startswith("jaxfit serve: ready at " + s.url + "/") and "models: network" in ready
+    finally:
+        s.stop()
+    rest = s.proc.stdout.read()
+    assert "jaxfit serve: shutting down" in rest and rest.rstrip().endswith("jaxfit serve: stopped")

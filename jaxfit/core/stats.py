@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxfit.core import losses
-from jaxfit.core.lm import UNROLLED, diagonal
+from jaxfit.core.lm import UNROLLED, diagonal, gram
 from jaxfit.core.model import Data, Model, Params, sum_points
 from jaxfit.core.solvers import all_of
 
@@ -56,6 +56,54 @@ class Stats(NamedTuple):
     """bool: JᵀJ singular, not finite, or dof ≤ 0."""
     covariance: jax.Array | None = None
     """``(k, k)`` in the order of the trainable names; None unless asked for."""
+
+
+def inverse_spd(A: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(A⁻¹, singular)`` for a symmetric positive semi-definite ``A`` (k, k).
+
+    Factorised as ``D·C·D`` with ``C`` of unit diagonal (Cholesky of ``C``, unrolled
+    for small ``k``); ``singular`` where a pivot of ``C`` falls to ``k·eps`` or below
+    (``C``'s condition number past about ``1/(k·eps)``), a diagonal entry is not
+    positive, or anything is not finite."""
+    k = A.shape[0]
+    d = diagonal(A)
+    positive = _every(d > 0, 1) & _every(jnp.isfinite(A), 2)
+    s = jnp.where(d > 0, 1 / jnp.sqrt(jnp.where(d > 0, d, 1)), 0)
+    C = A * s[:, None] * s[None, :]
+    tol = k * jnp.finfo(A.dtype).eps
+    if k > UNROLLED:  # one fit (a vmap), never on the lanes
+        L = jnp.linalg.cholesky(jnp.where(positive, C, jnp.eye(k, dtype=A.dtype)))
+        pivots = jnp.diag(L) ** 2
+        Linv = jax.scipy.linalg.solve_triangular(L, jnp.eye(k, dtype=A.dtype), lower=True)
+        Cinv = Linv.T @ Linv
+    else:
+        L = [[None] * k for _ in range(k)]
+        piv = []
+        zero = jnp.zeros((), A.dtype)
+        for i in range(k):
+            for j in range(i + 1):
+                acc = C[i, j] - sum((L[i][m] * L[j][m] for m in range(j)), zero)
+                if i == j:
+                    piv.append(acc)
+                    L[i][j] = jnp.sqrt(jnp.maximum(acc, tol))
+                else:
+                    L[i][j] = acc / L[j][j]
+        pivots = jnp.stack(piv)
+        # L⁻¹ by forward substitution, then C⁻¹ = L⁻ᵀ L⁻¹
+        Li = [[zero] * k for _ in range(k)]
+        for i in range(k):
+            Li[i][i] = 1 / L[i][i]
+            for j in range(i):
+                Li[i][j] = -sum((L[i][m] * Li[m][j] for m in range(j, i)), zero) / L[i][i]
+        Cinv = jnp.stack(
+            [
+                jnp.stack([sum((Li[m][i] * Li[m][j] for m in range(max(i, j), k)), zero) for j in range(k)])
+                for i in range(k)
+            ]
+        )
+    singular = ~positive | ~_every(pivots > tol, 1)
+    inv = Cinv * s[:, None] * s[None, :]
+    return inv, singular | ~_every(jnp.isfinite(inv), 2)
 
 
 def inverse_qr(cols: tuple[jax.Array, ...]) -> tuple[jax.Array, jax.Array]:
@@ -98,9 +146,9 @@ def inverse_qr(cols: tuple[jax.Array, ...]) -> tuple[jax.Array, jax.Array]:
 
 def _gram_schmidt(cols: list[jax.Array]) -> list[list[jax.Array]]:
     """``R`` (as rows of entries) of ``J = QR`` by modified Gram–Schmidt (its ``R`` is
-    as accurate as Householder's, Björck 1967; only ``Q`` loses orthogonality). Its sums over the points are ``jnp.sum`` (a chain of row additions, as
-    ``sum_points`` makes on the lanes, compiles 15x slower here on XLA:CPU: each
-    depends on the last)."""
+    as accurate as Householder's, Björck 1967; only ``Q`` loses orthogonality). Its sums
+    are ``sum_points``' row chains, so a fit's bits do not depend on its lane (each sum
+    depends on the last, so XLA:CPU runs them one by one: 10-20x the cost of ``gram``)."""
     k = len(cols)
     zero = jnp.zeros_like(cols[0][0])
     R = [[zero] * k for _ in range(k)]
@@ -108,9 +156,9 @@ def _gram_schmidt(cols: list[jax.Array]) -> list[list[jax.Array]]:
     for j in range(k):
         v = cols[j]
         for i in range(j):
-            R[i][j] = jnp.sum(Q[i] * v, axis=0)
+            R[i][j] = sum_points(Q[i] * v)
             v = v - R[i][j] * Q[i]
-        R[j][j] = jnp.sqrt(jnp.sum(v * v, axis=0))
+        R[j][j] = jnp.sqrt(sum_points(v * v))
         Q.append(v / jnp.where(R[j][j] > 0, R[j][j], 1))
     return R
 
@@ -157,7 +205,10 @@ def statistics(
     dof = n - k
     redchi = chisqr / jnp.maximum(dof, 1).astype(dtype)
     redchi = jnp.where(dof > 0, redchi, jnp.inf)
-    inv, singular = inverse_qr(J)
+    if r.dtype == jnp.float64:  # the condition of J (NIST's hardest need it), bit for bit across layouts
+        inv, singular = inverse_qr(J)
+    else:  # float32: JᵀJ, whose sums fuse into the fit's program (the batch layers' speed)
+        inv, singular = inverse_spd(gram(J, r)[0])
     singular = singular | (dof <= 0)
     cov = inv if spec.absolute_sigma or loss == "poisson" else inv * redchi
     cov = jnp.where(singular, jnp.inf, cov)

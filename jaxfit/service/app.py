@@ -211,7 +211,7 @@ def serve(argv: list[str]) -> int:
         max_hidden=args.max_hidden,
     )
     app = create_app(limits, args.token, args.max_batch, args.max_wait_ms, args.max_queue, models)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
@@ -221,4 +221,29 @@ def serve(argv: list[str]) -> int:
         server_header=False,
         timeout_graceful_shutdown=30,
     )
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    names = ", ".join(["network", *sorted(models)])
+    _talking_server()(config, f"http://{host}:{args.port}/", names).run()
     return 0
+
+
+def _talking_server() -> type:
+    """uvicorn's server, saying where it listens once it does, and when it stops."""
+    import uvicorn
+
+    class Talking(uvicorn.Server):
+        def __init__(self, config: Any, url: str, models: str) -> None:
+            super().__init__(config)
+            self.url, self.models = url, models
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                print(f"jaxfit serve: ready at {self.url} (models: {self.models}; Ctrl-C stops)", flush=True)
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            print("jaxfit serve: shutting down (finishing requests in flight)", flush=True)
+            await super().shutdown(sockets)
+            print("jaxfit serve: stopped", flush=True)
+
+    return Talking
