@@ -223,8 +223,10 @@ def serve(argv: list[str]) -> int:
     )
     host = f"[{args.host}]" if ":" in args.host else args.host
     names = ", ".join(["network", *sorted(models)])
-    _talking_server()(config, f"http://{host}:{args.port}/", names).run()
-    return 0
+    server = _talking_server()(config, f"http://{host}:{args.port}/", names)
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: its signal, handled, comes back as one
+        server.run()
+    return 0 if server.started else 1
 
 
 def _talking_server() -> type:
