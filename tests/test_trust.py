@@ -167,3 +167,33 @@ def test_inline_nan_without_omit_is_one_line_from_the_cli(tmp_path):
     assert (
         "data.y (line 1): point 1 is not a finite number" in out.stderr and "nan_policy: omit" in out.stderr
     )
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_robust_losses_with_bounds_reach_scipys_bounded_minimum(precision):
+    lower, upper = [0.0, 0.0, -1.0], [10.0, 10.0, 2.0]
+    for loss in ("huber", "cauchy"):
+        ref = [
+            least_squares(
+                lambda p: p[0] * np.exp(-p[1] * X) + p[2] - Y,
+                p0,
+                method="trf",
+                loss=loss,
+                f_scale=0.1,
+                bounds=(lower, upper),
+            ).cost
+            for p0 in STARTS
+        ]
+        fit = jaxfit.curve_fit(
+            decay,
+            X,
+            np.tile(Y, (4, 1)),
+            STARTS,
+            loss=loss,
+            f_scale=0.1,
+            bounds=(lower, upper),
+            precision=precision,
+            result=True,
+        )
+        assert (fit.status == jaxfit.Status.CONVERGED).all()
+        assert (fit.chisqr / 2 <= np.array(ref) * (1 + SLACK[precision])).all(), (loss, fit.chisqr / 2, ref)
