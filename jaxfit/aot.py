@@ -14,6 +14,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxfit import caches
+
 _CACHE: collections.OrderedDict[tuple, tuple[jax.stages.Compiled, float]] = collections.OrderedDict()
 LIMIT = 64
 """Executables kept (least recently used first out): a loop of batches, the service
@@ -78,6 +80,7 @@ def executable(fn: Callable[..., Any], key: Hashable, args: tuple) -> tuple[jax.
     if full in _CACHE:
         _CACHE.move_to_end(full)
         return _CACHE[full][0], 0.0
+    caches.enable_by_default()
     t0 = time.perf_counter()
     compiled = fn.lower(*args).compile()
     seconds = time.perf_counter() - t0

@@ -225,6 +225,7 @@ def assemble(plan: BatchPlan, store: Mapping[str, np.ndarray], facts: RunFacts) 
         **{f: store.get(f) for f in (*STAT_FLOATS, "dof", "singular")},
         covariance=store.get("covariance"),
         confidence=plan.confidence,
+        loss_kind=plan.program.spec.loss,
         at_bound=at_bound(plan, params, n),
         **facts._asdict(),
     )

@@ -137,6 +137,18 @@ class Inputs(NamedTuple):
     bounds: tuple[Params, Params] | None = None
     """``(lower, upper)`` of ``Spec.bounded``, by name: scalars shared by every fit, or
     ``(groups,)`` each (one pair per data set)."""
+    first: jax.Array | None = None
+    """int32: the data set the per-data-set rows start at (``run_chunks`` hands a call
+    a window of the batch's data sets, ``window_rows`` of them; None: all, from 0)."""
+
+
+def _group(inputs: Inputs, index: jax.Array) -> jax.Array:
+    """The row of the per-data-set inputs that fits ``index`` read (fits at ``index < 0``
+    take no step; they read a row in range all the same)."""
+    group = jnp.maximum(index, 0) // inputs.per_group
+    if inputs.first is None:
+        return group
+    return jnp.clip(group - inputs.first, 0, jnp.shape(inputs.data.y)[0] - 1)
 
 
 def _draw_index(inputs: Inputs, index: jax.Array) -> jax.Array:
@@ -158,7 +170,7 @@ def _data_of(program: Program, inputs: Inputs, index: jax.Array) -> Data | None:
     None where every data set shares it (``x_shared``)."""
     if inputs.per_group is None:
         return None
-    group = jnp.maximum(index, 0) // inputs.per_group
+    group = _group(inputs, index)
     own = jax.tree.map(lambda a: a[group], inputs.data._replace(x=None))
     return own if x_shared(inputs.data, program.spec.model) else own._replace(x=inputs.data.x[group])
 
@@ -235,7 +247,7 @@ def _lanes_of(program: Program, inputs: Inputs, index: jax.Array) -> tuple[_Lane
     spec = program.spec
     drawn = draw(program.plan, inputs.tables, _draw_index(inputs, index))
     if inputs.starts is not None:
-        group = jnp.maximum(index, 0) // inputs.per_group
+        group = _group(inputs, index)
         drawn = drawn._replace(params={**drawn.params, **{n: v[group] for n, v in inputs.starts.items()}})
     common = _shared_frozen(program, inputs.tables)
     frozen = {n: v for n, v in drawn.params.items() if n not in spec.trainable and n not in common}
@@ -244,11 +256,14 @@ def _lanes_of(program: Program, inputs: Inputs, index: jax.Array) -> tuple[_Lane
     everything = {**drawn.params, **drawn._asdict()}
     init = {q: everything[q] for q in varying_of(program, inputs)}
     bounds = None
-    if inputs.bounds is not None and jnp.ndim(jax.tree.leaves(inputs.bounds)[0]) > 0:  # per data set
-        group = jnp.maximum(index, 0) // inputs.per_group
-        bounds = jax.tree.map(lambda a: a[group], inputs.bounds)
+    if _bounds_per_set(inputs):
+        bounds = jax.tree.map(lambda a: a[_group(inputs, index)], inputs.bounds)
     lanes = _Lanes(None, frozen, **per_fit, data=_data_of(program, inputs, index), init=init, bounds=bounds)
     return lanes, {n: drawn.params[n] for n in spec.trainable}
+
+
+def _bounds_per_set(inputs: Inputs) -> bool:
+    return inputs.bounds is not None and jnp.ndim(jax.tree.leaves(inputs.bounds)[0]) > 0
 
 
 def _with_stats(program: Program, inputs: Inputs, lanes: _Lanes, chunk: Chunk) -> Chunk:
@@ -585,6 +600,64 @@ def chunk_buffers(program: Program, layout: Layout, devices: Sequence[jax.Device
     return jax.device_put(zeros, sharding)  # copied, not compiled
 
 
+WINDOW_BYTES = 1 << 24
+"""Host bytes of per-data-set inputs one call takes (at least ``MIN_ROWS`` data sets,
+at most a chunk's): a batch's data sets reach the devices a window at a time, so their
+number never enters a program's shapes (one compilation serves every batch size)."""
+MIN_ROWS = 1024
+
+
+def _per_set(inputs: Inputs, model: object) -> Inputs:
+    """``inputs`` with True at each leaf that holds a row per data set, else False."""
+    flags = jax.tree.map(lambda _: False, inputs)
+    if inputs.per_group is None:
+        return flags
+    data = jax.tree.map(lambda _: True, inputs.data)
+    if x_shared(inputs.data, model):
+        data = data._replace(x=False)
+    bounds = jax.tree.map(lambda _: True, inputs.bounds) if _bounds_per_set(inputs) else flags.bounds
+    return flags._replace(data=data, starts=jax.tree.map(lambda _: True, inputs.starts), bounds=bounds)
+
+
+def window_rows(program: Program, inputs: Inputs, layout: Layout) -> int | None:
+    """Data sets per call (None: every fit shares one data set): enough for a chunk's
+    fits, fewer where their rows would pass ``WINDOW_BYTES`` (the call then runs
+    fewer fits)."""
+    if inputs.per_group is None:
+        return None
+    rows = [
+        a for a, f in zip(jax.tree.leaves(inputs), jax.tree.leaves(_per_set(inputs, program.spec.model))) if f
+    ]
+    row_bytes = sum(a.nbytes // max(len(a), 1) for a in map(np.asarray, rows))
+    need = -(-layout.chunk // int(inputs.per_group)) + 1  # a chunk may start mid-data set
+    return min(need, max(MIN_ROWS, WINDOW_BYTES // max(row_bytes, 1)))
+
+
+def _rows(a: np.ndarray, first: int, rows: int) -> np.ndarray:
+    """Rows ``first .. first + rows`` of ``a``, the last one repeated past its end."""
+    part = np.asarray(a)[first : first + rows]
+    if len(part) == rows:
+        return part
+    out = np.empty((rows, *part.shape[1:]), part.dtype)
+    out[: len(part)], out[len(part) :] = part, part[-1]
+    return out
+
+
+def calls(
+    ranges: Sequence[tuple[int, int]], chunk: int, rows: int | None, per_group: int
+) -> Iterator[tuple[int, int]]:
+    """``[start, end)`` of each call for fits ``ranges``: at most ``chunk`` fits, and
+    (``rows``) only fits of the ``rows`` data sets from the one fit ``start`` reads."""
+    for lo, hi in ranges:
+        s = lo
+        while s < hi:
+            e = min(s + chunk, hi)
+            if rows is not None:
+                e = min(e, (s // per_group + rows) * per_group)
+            yield s, e
+            s = e
+
+
 _SPARE: dict[tuple, list[Chunk]] = {}
 """The output buffers the last finished batch left (only the last: device memory is
 not held for programs gone by), by program, layout, devices and the inputs' shapes
@@ -617,23 +690,41 @@ def run_chunks(
     """
     i32 = np.int32
     key = (program, layout, tuple(devices))
-    spare_key = (key, signature((inputs,)))
+    rows = window_rows(program, inputs, layout)
+    per_group = 1 if rows is None else int(inputs.per_group)
+    leaves, tree = jax.tree.flatten(inputs)
+    per_set = jax.tree.leaves(_per_set(inputs, program.spec.model))
+
+    def window(first: int, cut: Callable[[list], list] = lambda a: a) -> Inputs:
+        """The inputs of a call whose fits read data sets ``first ..`` (``cut``: how
+        the host rows of that window are placed)."""
+        moving = iter(cut([_rows(a, first, rows) for a, f in zip(leaves, per_set) if f]))
+        kept = iter(fixed)
+        return jax.tree.unflatten(tree, [next(moving) if f else next(kept) for f in per_set])._replace(
+            first=i32(first)
+        )
+
+    fixed = [a for a, f in zip(leaves, per_set) if not f]
+    host = inputs if rows is None else window(0)
+    spare_key = (key, signature((host,)))
     free = _SPARE.pop(spare_key, [])  # buffers no call is writing into
 
     def buffers() -> Chunk:
-        return free.pop() if free else chunk_buffers(program, layout, devices, inputs)
+        return free.pop() if free else chunk_buffers(program, layout, devices, host)
 
     free.append(buffers())  # at least one set, to compile against
-    compiled, compile_s = executable(compiled_chunk(*key), key, (i32(0), i32(0), inputs, free[-1]))
-    # on the devices once, not copied from the host at every call
+    compiled, compile_s = executable(compiled_chunk(*key), key, (i32(0), i32(0), host, free[-1]))
+    # what every call shares goes to the devices once; the data sets a window at a time
     replicated = jax.sharding.NamedSharding(jax.sharding.Mesh(np.asarray(devices), (AXIS,)), P())
-    inputs = jax.device_put(inputs, replicated)
-    t1 = time.perf_counter()
+    fixed = jax.device_put(fixed, replicated)
+    placed = jax.tree.unflatten(tree, fixed) if rows is None else None
 
-    def starts() -> Iterator[tuple[int, int]]:
-        for lo, hi in ranges:
-            for s in range(lo, hi, layout.chunk):
-                yield s, min(s + layout.chunk, hi)
+    def inputs_of(start: int) -> Inputs:
+        if rows is None:
+            return placed
+        return window(start // per_group, lambda host_rows: jax.device_put(host_rows, replicated))
+
+    t1 = time.perf_counter()
 
     pending: list[tuple[int, int, Chunk]] = []
 
@@ -665,16 +756,18 @@ def run_chunks(
 
         def in_order(a: jax.Array) -> np.ndarray:  # streamed: fits dealt round-robin to devices
             parts = shards(a)
-            whole = np.empty((layout.chunk,) + parts[0].shape[1:], parts[0].dtype)
+            if len(parts) == 1:
+                return parts[0][: e - s]
+            whole = np.empty((e - s,) + parts[0].shape[1:], parts[0].dtype)
             for d, part in enumerate(parts):
-                whole[d :: layout.devices] = part
-            return whole[: e - s]
+                whole[d :: layout.devices] = part[: len(whole[d :: layout.devices])]
+            return whole
 
         on_chunk(s, jax.tree.map(in_order, out))
         return out
 
-    for s, e in starts():
-        pending.append((s, e, compiled(i32(s), i32(e), inputs, buffers())))
+    for s, e in calls(ranges, layout.chunk, rows, per_group):
+        pending.append((s, e, compiled(i32(s), i32(e), inputs_of(s), buffers())))
         if len(pending) > 1:
             free.append(flush())
     while pending:

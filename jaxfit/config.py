@@ -974,7 +974,7 @@ def _guess_starts(config: Config, source: str, text: str | None) -> None:
         guess = functions.load_callable(config.model.guess)
         x, y, mask, _ = padded_groups(config.data.table)
         config._starts = functions.guess_starts(
-            guess, x, y, mask, tuple(config.train.trainable), config.model.guess
+            guess, x, y, mask, tuple(config.train.trainable), config.model.guess, config.precision
         )
     except ValueError as err:
         _raise(source, text, [(where[0], str(err))])

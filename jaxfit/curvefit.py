@@ -85,6 +85,8 @@ class CurveFit:
     """Everything the engine returned (run facts, intervals)."""
     model: str = "f"
     """The model's name (for reports)."""
+    function: Any = None
+    """The model as the engine calls it (``core.model.Function``), for pictures."""
 
     @property
     def converged(self) -> np.ndarray:
@@ -150,6 +152,60 @@ class CurveFit:
             confidence,
             min_correl,
         )
+
+    def plot(
+        self,
+        xdata: Any,
+        ydata: Any,
+        rows: Any = None,
+        *,
+        sigma: Any = None,
+        count: int = 6,
+        how: str = "worst",
+        confidence: float = 0.95,
+        path: str | None = None,
+    ) -> Any:
+        """A matplotlib figure of the data (the call's ``xdata``, ``ydata`` and
+        ``sigma``), the fitted curve with its confidence band and the residuals below:
+        the one data set, or the batch's ``rows`` (default: the ``count`` ``"worst"``
+        by reduced χ², or a seeded ``"random"`` sample); a model of two coordinates as
+        images. Saved to ``path`` when given (needs matplotlib)."""
+        from jaxfit import plots
+
+        if self.function is None:
+            raise ValueError("plot: not for a fit whose sigma was a covariance matrix (its model saw L⁻¹ f)")
+        y = np.atleast_2d(np.asarray(ydata, np.float64))
+        if rows is None:
+            rows = [0] if self.single else plots.pick_sets(np.atleast_1d(self.redchi), count, how)
+        x = np.asarray(xdata, np.float64)
+        per_set = x.ndim == 3 or (
+            x.ndim == 2 and not self.single and x.shape[0] == y.shape[0] and not self.function.dims
+        )
+        s = None if sigma is None else np.broadcast_to(np.asarray(sigma, np.float64), y.shape)
+        popt, pcov = np.atleast_2d(self.popt), np.reshape(self.pcov, (-1, len(self.names), len(self.names)))
+        sets = []
+        for g in map(int, np.atleast_1d(rows)):
+            xg = x[g] if per_set else x
+            xg = xg.T if xg.ndim == 2 else xg  # (d, n) -> a point per row
+            real = np.isfinite(y[g]) & np.isfinite(xg).reshape(len(y[g]), -1).all(axis=1)
+            label = "the fit" if self.single else f"data set {g}"
+            sets.append(
+                plots.DataSet(
+                    label,
+                    xg[real],
+                    y[g][real],
+                    None if s is None else s[g][real],
+                    dict(zip(self.names, map(float, popt[g]))),
+                    pcov[g],
+                    int(np.atleast_1d(self.dof)[g]),
+                    Status(int(np.atleast_1d(self.status)[g])).label,
+                    float(np.atleast_1d(self.redchi)[g]),
+                )
+            )
+        fig = plots.data_fit_figure(self.function, sets, self.names, confidence)
+        if path is not None:
+            fig.savefig(path)
+        return fig
 
     def to_pandas(self) -> Any:
         """One row per data set: each parameter and its standard error, the status (by
@@ -461,7 +517,7 @@ def curve_fit(
     from jaxfit.batch import run_batch
 
     plan = plan_arrays(
-        arrays,
+        args.padded(arrays),
         absolute_sigma=absolute_sigma,
         tolerance=LM_TOLERANCE[arrays.dtype.name] if tolerance is None else tolerance,
         max_steps=max_steps,
@@ -473,7 +529,9 @@ def curve_fit(
         bounds=box,
     )
     label = getattr(f, "__name__", "f")
-    fit = _curve_fit_result(run_batch(plan, devices=devices, block_size=block_size), arrays.names, label)
+    batch = run_batch(plan, devices=devices, block_size=block_size)
+    whitened = sigma is not None and np.ndim(sigma) == 2 and single  # the model sees L⁻¹ f
+    fit = _curve_fit_result(batch, arrays.names, label, None if whitened else arrays.model)
     _raise_or_warn(fit, single, quiet=result)
     if result:
         return _first(fit) if single else fit
@@ -513,7 +571,9 @@ def _raise_or_warn(fit: CurveFit, single: bool, quiet: bool) -> None:
         )
 
 
-def _curve_fit_result(result: BatchResult, names: tuple[str, ...], model: str) -> CurveFit:
+def _curve_fit_result(
+    result: BatchResult, names: tuple[str, ...], model: str, function: Any = None
+) -> CurveFit:
     """The batch's ``result`` as a ``CurveFit``."""
     none = np.zeros(result.fits, bool)
     return CurveFit(
@@ -533,12 +593,15 @@ def _curve_fit_result(result: BatchResult, names: tuple[str, ...], model: str) -
         names=names,
         batch=result,
         model=model,
+        function=function,
     )
 
 
 def _first(fit: CurveFit) -> CurveFit:
     """A one-data-set ``CurveFit`` with the leading axis dropped."""
-    per_set = [f.name for f in dataclasses.fields(fit) if f.name not in ("names", "batch", "model")]
+    per_set = [
+        f.name for f in dataclasses.fields(fit) if f.name not in ("names", "batch", "model", "function")
+    ]
     return dataclasses.replace(fit, **{name: getattr(fit, name)[0] for name in per_set})
 
 

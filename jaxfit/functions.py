@@ -140,10 +140,11 @@ def _untraceable(label: str, err: Exception) -> ValueError:
 
 
 def guess_starts(
-    guess: Any, x: Any, y: Any, mask: Any, trainable: tuple[str, ...], label: str
+    guess: Any, x: Any, y: Any, mask: Any, trainable: tuple[str, ...], label: str, precision: str = "float32"
 ) -> dict[str, Any]:
     """Each data set's starting values from ``guess(x, y)`` (or ``guess(x, y, mask)``),
-    vmapped over the data sets' padded rows on the device: ``{name: (groups,)}``.
+    vmapped over the data sets' padded rows on the device, in the fit's ``precision``:
+    ``{name: (groups,)}``.
     Without a mask argument the padded points repeat the data set's last real point.
     ``ValueError`` (one line) when it fails, or returns other than a dict of scalars
     named after trained parameters."""
@@ -177,7 +178,8 @@ def guess_starts(
             raise ValueError(
                 f"{label} must return one number per parameter, got shape {list(value.shape)} for {name!r}"
             )
-    out = jax.jit(jax.vmap(one))(*(jnp.asarray(a) for a in args))
+    with jax.enable_x64(precision == "float64"):
+        out = jax.jit(jax.vmap(one))(*(jnp.asarray(a) for a in args))
     values = {n: np.asarray(v, np.float64) for n, v in out.items()}
     for name, v in values.items():
         if not np.isfinite(v).all():

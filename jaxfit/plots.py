@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from jaxfit.core.status import Status
 from jaxfit.results import BatchResult, FitResult
 
 if TYPE_CHECKING:
-    from jaxfit.plans import FitPlan
+    from jaxfit.plans import BatchPlan, FitPlan
 
 PINK, BLUE, ORANGE, GREEN = "#e377c2", "#1f77b4", "#ff7f0e", "#2ca02c"
 INSTALL_HINT = 'plotting needs matplotlib: pip install "jaxfit[plot]" (or pip install matplotlib)'
@@ -158,19 +158,43 @@ def fit_plots(result: FitResult, plan: FitPlan, out: Path, fmt: str = "png", tan
     real = slice(None) if data.mask is None else np.asarray(data.mask)
     x, y = np.asarray(data.x, float)[real], np.asarray(data.y, float)[real]
     trace = result.trace_rows()
+    steps_name = "Levenberg–Marquardt" if plan.spec.optimizer.name == "lm" else "gradient-descent"
     written = [
-        _save(_pink(result, trace, name, model, x, y, tangents), out / f"pink_{name}", fmt)
+        _save(_pink(result, trace, name, model, x, y, tangents, steps_name), out / f"pink_{name}", fmt)
         for name in result.trainable
     ]
     sigma = None if data.sigma is None else np.asarray(data.sigma, float)[real]
     if plan.dims == 0:  # the data picture has one x axis
         written.append(_save(_squiggle(result, model, x, y, sigma), out / "squiggle", fmt))
+    from jaxfit.core.model import SEED_MODEL
+
+    if model != SEED_MODEL:  # any other model: the data, the fit, its band, the residuals
+        one = DataSet(
+            "the fit",
+            x,
+            y,
+            sigma,
+            {n: float(v) for n, v in result.params.items()},
+            None if result.covariance is None else np.asarray(result.covariance, np.float64),
+            int(result.dof or 0),
+            result.status.label,
+            float(result.redchi) if result.redchi is not None else float("nan"),
+        )
+        figure = data_fit_figure(model, [one], result.trainable, result.confidence)
+        written.append(_save(figure, out / "fit", fmt))
     written.append(_save(_loss(result, trace, float(plan.problem.hyper.tolerance)), out / "loss", fmt))
     return written
 
 
 def _pink(
-    result: FitResult, trace: list[dict], name: str, model: Any, x: np.ndarray, y: np.ndarray, tangents: int
+    result: FitResult,
+    trace: list[dict],
+    name: str,
+    model: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    tangents: int,
+    steps_name: str = "gradient-descent",
 ) -> Any:
     """SSR along ``name`` (the others at their starting values), the steps on it, and
     the tangent at the first ``tangents`` steps."""
@@ -194,7 +218,7 @@ def _pink(
         color="k",
         ms=4,
         lw=0.8,
-        label=f"gradient-descent steps ({result.steps})",
+        label=f"{steps_name} steps ({result.steps})",
     )
     levels = ssr_along(result.init, name, steps[:tangents], x, y, model)
     for k, at in enumerate(steps[:tangents]):
@@ -272,6 +296,226 @@ def _loss(result: FitResult, trace: list[dict], tolerance: float) -> Any:
     a2.set(xlabel="step", ylabel="|step size| (log)", title="Step size per step")
     a2.legend(fontsize=8)
     return fig
+
+
+# -- the data and the fitted curve of any model: one data set, or a grid of a batch's
+
+
+class DataSet(NamedTuple):
+    """One data set's real points and its fit, for a picture (float64 host arrays)."""
+
+    label: str
+    x: np.ndarray
+    """``(n,)``, or ``(n, d)`` for a model of ``d`` coordinates."""
+    y: np.ndarray
+    sigma: np.ndarray | None
+    params: dict[str, float]
+    covariance: np.ndarray | None
+    """Of the trainable parameters (None: no band)."""
+    dof: int
+    status: str
+    redchi: float
+
+
+def curve_and_band(
+    model: Any, data: DataSet, trainable: tuple[str, ...], confidence: float, x: np.ndarray
+) -> tuple:
+    """The fitted curve at ``x`` and the half-width of its confidence band (None
+    where the covariance is unknown or infinite)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxfit.core.stats import band
+    from jaxfit.student import two_sided
+
+    curve = predicted(data.params, x, model)
+    cov = data.covariance
+    if cov is None or data.dof <= 0 or not np.isfinite(cov).all():
+        return curve, None
+    with jax.enable_x64(True):
+        p = {n: jnp.float64(v) for n, v in data.params.items()}
+        sd = band(model, p, trainable, jnp.asarray(cov, jnp.float64), jnp.asarray(x, jnp.float64))
+    return curve, float(two_sided(confidence, data.dof)) * np.asarray(sd)
+
+
+def _draw_set(
+    top: Any, bottom: Any, model: Any, data: DataSet, trainable: tuple[str, ...], confidence: float
+) -> None:
+    """The data with the fitted curve and its band above, the residuals below."""
+    order = np.argsort(data.x)
+    dense = np.linspace(data.x.min(), data.x.max(), 200) if data.x.size > 1 else data.x
+    finite = all(np.isfinite(v) for v in data.params.values())
+    if finite:
+        curve, half = curve_and_band(model, data, trainable, confidence, dense)
+        top.plot(dense, curve, color=GREEN, lw=2, label="fit")
+        if half is not None:
+            top.fill_between(
+                dense,
+                curve - half,
+                curve + half,
+                color=GREEN,
+                alpha=0.25,
+                lw=0,
+                label=f"{100 * confidence:g}% confidence band",
+            )
+    if data.sigma is None:
+        top.plot(data.x, data.y, "o", color="k", ms=3, label="data")
+    else:
+        top.errorbar(data.x, data.y, yerr=data.sigma, fmt="o", color="k", ms=3, lw=0.8, label="data ± σ")
+    top.set_title(f"{data.label}: {data.status}, χ²ᵣ {data.redchi:.3g}", fontsize=9)
+    top.tick_params(labelbottom=False, labelsize=7)
+    if finite:
+        r = data.y - predicted(data.params, data.x, model)
+        if data.sigma is not None:
+            r = r / data.sigma
+        bottom.axhline(0, color="gray", lw=0.8)
+        bottom.plot(data.x[order], r[order], "o", color=PINK, ms=3)
+    bottom.set_ylabel("(y − f)/σ" if data.sigma is not None else "y − f", fontsize=8)
+    bottom.tick_params(labelsize=7)
+
+
+def _draw_image(axes: Any, fig: Any, model: Any, data: DataSet) -> None:
+    """A model of two coordinates: data, model and residual, each point coloured."""
+    model_values = predicted(data.params, data.x, model)
+    panels = (("data", data.y), ("model", model_values), ("residual", data.y - model_values))
+    for ax, (name, values) in zip(axes, panels):
+        span = float(np.max(np.abs(values))) or 1.0
+        colours = (
+            {"cmap": "coolwarm", "vmin": -span, "vmax": span} if name == "residual" else {"cmap": "viridis"}
+        )
+        dots = ax.scatter(data.x[:, 0], data.x[:, 1], c=values, s=60, marker="s", **colours)
+        fig.colorbar(dots, ax=ax, shrink=0.8)
+        ax.set_title(f"{data.label}: {name}", fontsize=9)
+        ax.set_aspect("equal")
+
+
+def data_fit_figure(
+    model: Any, sets: list[DataSet], trainable: tuple[str, ...], confidence: float, title: str = ""
+) -> Any:
+    """One figure of ``sets``: for each, the data with the fitted curve and its band,
+    residuals below (in a grid, up to 4 across); a model of two coordinates gets
+    images of the data, the model and the residual, one row per data set."""
+    require()
+    from matplotlib.figure import Figure
+
+    dims = sets[0].x.shape[1] if sets[0].x.ndim == 2 else 0
+    if dims == 2:
+        fig = Figure(figsize=(12, 4.0 * len(sets)), dpi=110, layout="constrained")
+        rows = fig.subplots(len(sets), 3, squeeze=False)
+        for axes, data in zip(rows, sets):
+            _draw_image(axes, fig, model, data)
+    else:
+        cols = min(4, len(sets))
+        rows = -(-len(sets) // cols)
+        fig = Figure(
+            figsize=(4.2 * cols if len(sets) > 1 else 6.4, 4.4 * rows), dpi=110, layout="constrained"
+        )
+        grid = fig.add_gridspec(rows, cols)
+        for k, data in enumerate(sets):
+            cell = grid[k // cols, k % cols].subgridspec(2, 1, height_ratios=(3, 1), hspace=0.05)
+            top = fig.add_subplot(cell[0])
+            bottom = fig.add_subplot(cell[1], sharex=top)
+            _draw_set(top, bottom, model, data, trainable, confidence)
+            if k == 0:
+                top.legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def pick_sets(redchi: np.ndarray, count: int, how: str, seed: int = 0) -> np.ndarray:
+    """Which of the data sets to draw: the ``count`` ``worst`` by reduced χ² (NaN,
+    a fit that failed, first), or a ``random`` sample of them (seeded), in order."""
+    n = len(redchi)
+    count = min(count, n)
+    if how == "worst":
+        key = np.where(np.isfinite(redchi), redchi, np.inf)
+        return np.argsort(-key, kind="stable")[:count]
+    return np.sort(np.random.default_rng(seed).choice(n, count, replace=False))
+
+
+def _covariance(
+    plan: BatchPlan, params: dict[str, float], x: np.ndarray, y: np.ndarray, sigma: Any
+) -> np.ndarray:
+    """A drawn fit's covariance when the batch kept only standard errors: its
+    statistics again at its final values (the batch's own formulas), in float64."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxfit.core.model import Data
+    from jaxfit.core.stats import StatsSpec, statistics
+
+    spec = plan.program.spec
+    with jax.enable_x64(True):
+        p = {n: jnp.float64(v) for n, v in params.items()}
+        stats = statistics(
+            spec.model,
+            spec.trainable,
+            {n: p[n] for n in spec.trainable},
+            {n: v for n, v in p.items() if n not in spec.trainable},
+            Data(jnp.asarray(x), jnp.asarray(y), None, None if sigma is None else jnp.asarray(sigma)),
+            StatsSpec(plan.program.stats.absolute_sigma, covariance=True),
+            spec.loss,
+            jnp.float64(plan.inputs.common.f_scale),
+        )
+        return np.asarray(stats.covariance)
+
+
+def batch_sets(plan: BatchPlan, result: BatchResult, fits: np.ndarray) -> list[DataSet]:
+    """The data sets of ``fits`` (indices into the batch) with their fits, real points only."""
+    from jaxfit.chunks import x_shared
+
+    data, names = plan.inputs.data, plan.names
+    shared = x_shared(data, plan.program.spec.model)
+    out = []
+    for i in map(int, fits):
+        g = i // plan.per_group
+        real = np.ones(np.shape(data.y)[1], bool) if data.mask is None else np.asarray(data.mask[g])
+        x = np.asarray(data.x if shared else data.x[g], np.float64)[real]
+        y = np.asarray(data.y[g], np.float64)[real]
+        sigma = None if data.sigma is None else np.asarray(data.sigma[g], np.float64)[real]
+        params = {n: float(result.params[n][i]) for n in names}
+        finite = all(np.isfinite(v) for v in params.values())
+        if result.covariance is not None:
+            cov = np.asarray(result.covariance[i], np.float64)
+        else:
+            cov = _covariance(plan, params, x, y, sigma) if finite else None
+        out.append(
+            DataSet(
+                str(plan.labels[g]) if plan.labels is not None else f"fit {i}",
+                x,
+                y,
+                sigma,
+                params,
+                cov,
+                int(result.dof[i]) if result.dof is not None else 0,
+                Status(int(result.status[i])).label,
+                float(result.redchi[i]) if result.redchi is not None else float("nan"),
+            )
+        )
+    return out
+
+
+def fits_plots(
+    plan: BatchPlan, result: BatchResult, out: Path, fmt: str = "png", count: int = 6
+) -> list[Path]:
+    """A batch of data sets (grouped data): ``fits_worst`` (the ``count`` worst by
+    reduced χ²) and ``fits_random`` (``count`` drawn at random, seeded): each data set
+    with its best fit, the confidence band and the residuals."""
+    best = np.asarray(result.group_best())
+    redchi = result.redchi[best] if result.redchi is not None else result.loss[best]
+    written = []
+    for how, title in (("worst", "the worst fits by reduced χ²"), ("random", "a random sample")):
+        chosen = best[pick_sets(np.asarray(redchi, np.float64), count, how)]
+        fig = data_fit_figure(
+            plan.program.spec.model,
+            batch_sets(plan, result, chosen),
+            plan.trainable,
+            plan.confidence,
+            f"{len(chosen)} of {len(best):,} data sets: {title}",
+        )
+        written.append(_save(fig, out / f"fits_{how}", fmt))
+    return written
 
 
 def batch_plots(result: BatchResult, out: Path, fmt: str = "png", max_points: int = 50_000) -> list[Path]:

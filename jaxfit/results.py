@@ -266,6 +266,8 @@ class BatchResult:
     covariance: np.ndarray | None = None
     """``(fits, k, k)`` when ``report.covariance`` asked for it (else None)."""
     confidence: float = 0.95
+    loss_kind: str = "ssr"
+    """The loss minimised (``ssr``: least squares, ``loss`` is then χ²)."""
     at_bound: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     """bool per fit, for each bounded parameter: it ended on one of its bounds (its
     standard error, from the unconstrained curvature, then means little)."""
@@ -287,7 +289,11 @@ class BatchResult:
         return {s.label: int(counts[s]) for s in Status if s not in (Status.RUNNING, Status.PADDING)}
 
     def best(self) -> int | None:
-        """Index of the finite fit with the lowest loss (None if every fit diverged)."""
+        """Index of the finite fit with the lowest loss (None if every fit diverged, or
+        with grouped data: losses of different data sets do not rank fits; see
+        ``group_best``)."""
+        if self.group is not None:
+            return None
         loss = np.where(np.isfinite(self.loss), self.loss, np.inf)
         return None if not np.isfinite(loss).any() else int(np.argmin(loss))
 

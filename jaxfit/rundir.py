@@ -6,6 +6,7 @@
     fits.npz            the per-fit table (columnar: the columns that vary), at the end
     fits.csv            the same as CSV, for batches up to CSV_LIMIT fits
     best_trace.csv      the best fit, run again on its own: its step-by-step trace
+                        (not for grouped data: fits of different data sets do not rank)
     summary.json        the summary (written last: its presence means complete)
     env.json            versions, devices, precision, timings
 
@@ -99,23 +100,48 @@ def read_parts(path: Path, plan: BatchPlan, facts: RunFacts) -> BatchResult:
     return assemble(plan, store, facts)
 
 
+def read_finished(path: Path, plan: BatchPlan) -> BatchResult:
+    """A finished run's batch as its ``fits.npz`` holds it (``plan``: its config,
+    lowered); nothing is fitted again."""
+    from jaxfit.batch import RunFacts, assemble, empty_store, put
+
+    if not (path / "summary.json").is_file() or not (path / "fits.npz").is_file():
+        raise RunDirError(f"{path}: not a finished batch run (no summary.json or fits.npz)")
+    store = empty_store(plan)
+    renamed = {f"final_{p}": f"params.{p}" for p in plan.trainable}
+    renamed |= {f"init_{q}": f"init.{q}" for q in plan.varying()}
+    renamed |= {f"stderr_{p}": f"stderr.{p}" for p in plan.trainable}
+    with np.load(path / "fits.npz") as table:
+        columns = {renamed.get(k, k): table[k] for k in table.files if renamed.get(k, k) in store}
+    if "chisqr" in store and "chisqr" not in columns:  # least squares: the loss is χ²
+        columns["chisqr"] = columns["loss"]
+    if "covariance" not in store and "covariance" in columns:
+        store["covariance"] = columns["covariance"]
+    put(store, 0, columns)
+    env = json.loads((path / "env.json").read_text()) if (path / "env.json").is_file() else {}
+    kind = env.get("devices", {}).get("kind", "")
+    facts = RunFacts(env.get("devices_used", 1), kind, env.get("block_size", 0), 0.0, 0.0)
+    return assemble(plan, store, facts)
+
+
 def per_fit_columns(result: BatchResult) -> dict[str, np.ndarray]:
-    """The per-fit table: index, status, steps, loss, learning rate, init and final
-    values, standard errors (``stderr_P``) and statistics."""
+    """The per-fit table: index, status, steps, loss, the learning rate (where it
+    varies), init and final values, standard errors (``stderr_P``) and statistics
+    (``chisqr`` where it is not the loss: a robust or Poisson loss)."""
     group = {} if result.group is None else {"group": result.group}
+    rate = {} if result.learning_rate.strides == (0,) else {"learning_rate": result.learning_rate}
     stats = {}
     if result.dof is not None:
         stats = {f"stderr_{n}": v for n, v in result.stderr.items()}
-        stats |= {
-            f: getattr(result, f) for f in ("chisqr", "dof", "redchi", "aic", "bic", "rsquared", "singular")
-        }
+        shown = ("chisqr", "dof", "redchi", "aic", "bic", "rsquared", "singular")
+        stats |= {f: getattr(result, f) for f in shown if f != "chisqr" or result.loss_kind != "ssr"}
     return {
         "index": np.arange(result.fits),
         **group,
         "status": STATUS_LABELS[result.status.astype(np.int64)],
         "steps": result.steps,
         "loss": result.loss,
-        "learning_rate": result.learning_rate,
+        **rate,
         **{f"init_{n}": v for n, v in result.init.items()},
         **{f"final_{n}": v for n, v in result.params.items()},
         **stats,

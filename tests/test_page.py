@@ -89,3 +89,37 @@ def test_keyboard_runs_to_convergence_and_sweep(page):
     if SCREENSHOT:
         page.execute_script("window.scrollTo(0, 0)")
         page.save_screenshot(SCREENSHOT)
+
+
+def test_the_models_page_fits_a_served_model_and_draws_it(browser, tmp_path):
+    import numpy as np
+    from scipy.optimize import curve_fit
+    from selenium.webdriver.common.by import By
+    from test_service import DECAY
+
+    (tmp_path / "decay_model.py").write_text(DECAY)
+    server = Server("--model", "decay_model:predict", cwd=tmp_path)
+    try:
+        browser.get(server.url + "/models")
+        wait_for(browser, lambda d: d.find_elements(By.ID, "start-a"))
+        x = np.arange(8.0)
+        y = 2.5 * np.exp(-0.6 * x) + 0.4 + 0.02 * np.sin(7 * x)
+        area = browser.find_element(By.ID, "data")
+        area.clear()
+        area.send_keys("\n".join(f"{a:g}, {float(b)!r}" for a, b in zip(x, y)))
+        browser.find_element(By.ID, "fit").click()
+        # the first fit of this length compiles on the server
+        wait_for(browser, lambda d: d.find_element(By.ID, "status").text == "converged", timeout=180)
+        ref, _ = curve_fit(lambda x, a, k, c: a * np.exp(-k * x) + c, x, y, [1.0, 1.0, 1.0])
+        for name, want in zip("akc", ref):
+            got = float(browser.find_element(By.ID, f"value-{name}").text)
+            assert got == pytest.approx(want, rel=1e-5), name
+        green = browser.execute_script(
+            "const d = document.getElementById('plot').getContext('2d').getImageData(0, 0, 900, 460).data;"
+            "let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i + 1] > 120 && d[i] < 120 && d[i + 3] > 0) n++;"
+            "return n;"
+        )
+        assert green > 500  # the curve and its band are drawn
+        assert browser.find_element(By.ID, "error").text == ""
+    finally:
+        server.stop()

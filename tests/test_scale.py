@@ -102,7 +102,7 @@ def test_merge_command_refuses_incomplete_and_merges(tmp_path):
 
 CACHE_PROBE = """
 import sys, jax, jax.monitoring as m
-from jaxfit.cli import cache
+from jaxfit import caches as cache
 hits = []
 m.register_event_listener(lambda name, **kw: hits.append(name) if name.endswith("cache_hits") else None)
 cache.enable()
@@ -131,7 +131,7 @@ def test_compilation_cache_is_private_and_reused(tmp_path):
 
 
 def test_cache_tightens_loose_permissions(tmp_path):
-    from jaxfit.cli import cache
+    from jaxfit import caches as cache
 
     loose = tmp_path / "loose"
     loose.mkdir(mode=0o777)

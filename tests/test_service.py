@@ -90,6 +90,15 @@ def test_fit_equals_jaxfit_fit(server):
         assert_same_fit(r.json(), cfg)
 
 
+def test_a_response_says_how_long_it_compiled_and_ran(server):
+    cfg = {"train": {"trainable": ["w2", "b2"], "learning_rate": 0.05}, "precision": "float64"}
+    first, again = (post(server, "/v1/fit", cfg).json() for _ in range(2))
+    assert first["compile_s"] > 0.05  # a program this server had not compiled yet
+    assert again["compile_s"] == 0.0  # the same program, kept
+    assert first["run_s"] > 0 and again["run_s"] > 0
+    assert first["params"] == again["params"]
+
+
 def test_diverged_fits_are_strict_json(server):
     from test_cli import strict_json
 
@@ -373,3 +382,28 @@ def test_serve_says_where_it_listens_and_when_it_stops():
         s.stop()
     rest = s.proc.stdout.read()
     assert "jaxfit serve: shutting down" in rest and rest.rstrip().endswith("jaxfit serve: stopped")
+
+
+def test_served_models_are_listed_and_a_fit_brings_its_curve_and_band(model_server):
+    import numpy as np
+
+    server, _ = model_server
+    listed = httpx.get(server.url + "/v1/models").json()["models"]
+    assert [(m["name"], m["parameters"]) for m in listed] == [("decay_model:predict", ["a", "k", "c"])]
+    body = {
+        "model": {"function": "decay_model:predict"},
+        "data": {"x": [0, 1, 2, 3, 4, 5], "y": [3.0, 2.1, 1.5, 1.2, 1.05, 0.98]},
+        "params": {"a": 1.0, "k": 1.0, "c": 0.0},
+        "train": {"trainable": "all", "optimizer": "lm"},
+        "precision": "float64",
+    }
+    r = post(server, "/v1/fit?trace=false&curve=50", body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    curve, p = out["curve"], out["params"]
+    x = np.asarray(curve["x"])
+    assert x[0] == 0 and x[-1] == 5 and len(x) == 50
+    np.testing.assert_allclose(curve["y"], p["a"] * np.exp(-p["k"] * x) + p["c"], rtol=1e-12)
+    assert all(b > 0 for b in curve["band"])
+    bad = post(server, "/v1/fit?curve=1", body)
+    assert bad.status_code == 422 and "curve: a whole number from 2 to 2000" in bad.json()["error"]

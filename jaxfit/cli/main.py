@@ -100,11 +100,13 @@ def _configure_jax(args: argparse.Namespace, batch: bool) -> None:
     """Before JAX starts: one CPU device per core for batches (XLA:CPU runs one block
     per device at a time) unless the environment says otherwise; the persistent
     compilation cache for batches; ``jax.distributed`` when asked."""
-    if batch:
-        os.environ.setdefault("JAX_NUM_CPU_DEVICES", str(os.cpu_count() or 1))
+    if batch:  # through JAX's config: JAX read its environment when it was imported
+        from jaxfit import use_every_core
+
+        use_every_core()
     if batch and not args.no_cache:
         # single fits keep their own whole executable instead (see jaxfit.cli.warm)
-        from jaxfit.cli import cache
+        from jaxfit import caches as cache
 
         try:
             cache.enable()
@@ -295,9 +297,12 @@ def _fit_batch(args: argparse.Namespace, config: Config, plan: BatchPlan, source
         rundir.finish(args.output, plan, result, time.perf_counter() - t0)
     summary = result.summary()
     if args.plot:
-        from jaxfit.plots import batch_plots
+        from jaxfit.plots import batch_plots, fits_plots
 
-        _report_plots(batch_plots(result, args.plot, args.plot_format))
+        drawn = batch_plots(result, args.plot, args.plot_format)
+        if plan.labels is not None:  # grouped data: the data sets and their fits
+            drawn += fits_plots(plan, result, args.plot, args.plot_format)
+        _report_plots(drawn)
     _print_batch(args, result, summary, source)
     converged = summary["status_counts"]["converged"] == summary["fits"]
     return STRICT_FAILED if args.strict and not converged else 0
@@ -450,15 +455,23 @@ def export(argv: Sequence[str]) -> int:
 
 
 def plot(argv: Sequence[str]) -> int:
-    """``python -m jaxfit plot --config X -o DIR``: run quietly and draw the pictures."""
+    """``python -m jaxfit plot --config X -o DIR``: run quietly and draw the pictures;
+    ``--run RUN``: draw a finished batch's pictures from its run directory, no fitting."""
     ap = argparse.ArgumentParser(
-        prog="python -m jaxfit plot", description="Run a config and draw its pictures into a folder."
+        prog="python -m jaxfit plot",
+        description="Run a config and draw its pictures into a folder, or draw a finished run's (--run).",
     )
     ap.add_argument("--config", "-c")
+    ap.add_argument("--run", type=Path, help="a finished batch's run directory (--output of a run): no refit")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--output", "-o", type=Path, required=True, help="folder for the pictures")
     ap.add_argument("--format", choices=("png", "svg"), default="png")
+    ap.add_argument(
+        "--sets", type=int, default=6, help="data sets per picture of a grouped batch (default 6)"
+    )
     args = ap.parse_args(argv)
+    if args.run is not None:
+        return _plot_run(args)
     extra = ["--config", args.config] if args.config else []
     for item in args.overrides:
         extra += ["--set", item]
@@ -468,6 +481,34 @@ def plot(argv: Sequence[str]) -> int:
             return run([*extra, "--plot", str(args.output), "--plot-format", args.format, "--quiet"])
         finally:
             sys.stdout = saved
+
+
+def _plot_run(args: argparse.Namespace) -> int:
+    from jaxfit import rundir
+    from jaxfit.config import load_config
+    from jaxfit.lowering import plan_batch
+    from jaxfit.plots import PlotError, batch_plots, fits_plots, require
+
+    if args.config or args.overrides:
+        raise UsageError("plot: --run draws a finished run as it is; give no --config or --set with it")
+    try:
+        require()
+    except PlotError as err:
+        raise UsageError(f"plot: {err}") from None
+    config_path = args.run / "config.yaml"
+    if not config_path.is_file():
+        raise UsageError(f"plot: {args.run}: not a run directory (no config.yaml)")
+    config = load_config(str(config_path))
+    if not config.is_batch:
+        raise UsageError(f"plot: {args.run}: a single fit's run; draw it with --config {config_path}")
+    plan = plan_batch(config)
+    result = rundir.read_finished(args.run, plan)
+    args.output.mkdir(parents=True, exist_ok=True)
+    drawn = batch_plots(result, args.output, args.format)
+    if plan.labels is not None:
+        drawn += fits_plots(plan, result, args.output, args.format, args.sets)
+    _report_plots(drawn)
+    return 0
 
 
 def serve(argv: Sequence[str]) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from jaxfit import __version__
-from jaxfit.cli import cache
+from jaxfit import caches as cache
 
 FORMAT = 1
 

@@ -213,13 +213,14 @@ def sum_points(a: jax.Array) -> jax.Array:
 
 
 def masked_x(x: jax.Array, mask: jax.Array, model: Model) -> jax.Array:
-    """``x`` with zeros at the padded points, where ``x`` is per point of ``mask``
-    (``(n,)``, or ``(n, d)`` for a model of ``d`` coordinates; under ``core.lanes``
-    ``(n, fits)`` or ``(n, fits, d)``); an ``x`` every fit shares is left as it is."""
+    """``x`` with zeros at the padded points where it is not finite (a left-out point's
+    NaN), where ``x`` is per point of ``mask`` (``(n,)``, or ``(n, d)`` for a model of
+    ``d`` coordinates; under ``core.lanes`` ``(n, fits)`` or ``(n, fits, d)``); an ``x``
+    every fit shares is left as it is."""
     dims = 1 if getattr(model, "dims", 0) else 0
     if jnp.ndim(x) - dims != mask.ndim:
         return x
-    return jnp.where(mask.reshape(mask.shape + (1,) * dims), x, 0)
+    return jnp.where(mask.reshape(mask.shape + (1,) * dims) | jnp.isfinite(x), x, 0)
 
 
 def ssr(params: Params, data: Data, model: Model = SEED_MODEL) -> jax.Array:

@@ -101,6 +101,8 @@ def create_app(
 
     routes = [
         route("/", handlers.page),
+        route("/models", handlers.models_page),
+        route("/v1/models", handlers.models),
         route("/healthz", handlers.healthz),
         route("/metrics", handlers.metrics),
         route("/v1/schema", handlers.schema),

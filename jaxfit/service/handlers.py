@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 
 import jax
 import numpy as np
+import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
@@ -115,7 +116,76 @@ async def fit(state: State, scope: dict, receive: Any) -> bytes:
     if config.is_batch:
         raise HTTPError(422, "batch: use POST /v1/fit_batch for a config with a batch section")
     query = parse_qs(scope["query_string"].decode("latin-1")) if scope["query_string"] else {}
-    return await state.batcher.fit(plan_fit(config), _flag(query.get("trace"), True))  # keeps the time limit
+    plan = plan_fit(config)
+    body = await state.batcher.fit(plan, _flag(query.get("trace"), True))  # keeps the time limit
+    if "curve" not in query:
+        return body
+    points = _count(query["curve"], "curve", 2, 2000)
+    fitted = orjson.loads(body)
+    loop = asyncio.get_running_loop()
+    fitted["curve"] = await within(
+        state.limits.timeout_s, loop.run_in_executor(None, curve_of, plan, fitted, points)
+    )
+    return encode(fitted)
+
+
+def _count(values: list[str], name: str, low: int, high: int) -> int:
+    try:
+        value = int(values[-1])
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise HTTPError(422, f"{name}: a whole number from {low} to {high} (got {values[-1]!r})")
+    return value
+
+
+def curve_of(plan: Any, fitted: dict, points: int) -> dict | None:
+    """The fitted curve at ``points`` values of ``x`` across the data, with its
+    confidence band's half-width (null where the covariance is unknown); None for a
+    model of several coordinates."""
+    from jaxfit.plots import DataSet, curve_and_band
+
+    if plan.dims:
+        return None
+    data = plan.problem.data
+    real = np.ones(np.shape(data.y), bool) if data.mask is None else np.asarray(data.mask)
+    x = np.asarray(data.x, np.float64)[real]
+    if not all(np.isfinite(v) for v in fitted["params"].values()):
+        return None
+    dense = np.linspace(x.min(), x.max(), points)
+    cov = fitted.get("covariance")
+    one = DataSet(
+        "",
+        x,
+        x,
+        None,
+        fitted["params"],
+        None if cov is None else np.asarray(cov, np.float64),
+        int(fitted.get("dof") or 0),
+        fitted["status"],
+        float("nan"),
+    )
+    curve, half = curve_and_band(
+        plan.spec.model, one, plan.spec.trainable, float(fitted["confidence"]), dense
+    )
+    return {"x": dense.tolist(), "y": curve.tolist(), "band": None if half is None else half.tolist()}
+
+
+async def models(state: State, request: Request) -> Response:
+    """GET /v1/models -> the models requests may name, with their parameters."""
+    from jaxfit import functions
+
+    out = []
+    for name, resolved in state.models.items():
+        _, names, defaults = functions.load(resolved)
+        out.append({"name": name, "parameters": list(names), "defaults": defaults})
+    return JSONResponse({"models": out})
+
+
+async def models_page(state: State, request: Request) -> Response:
+    return HTMLResponse(
+        resources.files("jaxfit.service").joinpath("static/models.html").read_text(encoding="utf-8")
+    )
 
 
 async def fit_batch(state: State, request: Request) -> Response:
