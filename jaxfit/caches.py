@@ -75,6 +75,12 @@ def enable(path: Path | None = None, *, everything: bool = True) -> Path | None:
 _asked = False
 
 
+def keep_off() -> None:
+    """No persistent cache by default in this process (the CLI's ``--no-cache``)."""
+    global _asked
+    _asked = True
+
+
 def enable_by_default() -> None:
     """Once per process, before jaxfit's first compilation: the persistent cache at
     ``default_dir()`` for slow compilations, unless it is turned off, JAX already has

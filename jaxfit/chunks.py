@@ -17,9 +17,10 @@ step over the whole block, not by a ``vmap`` of it.
 
 Either way every fit stops on its own with the same arithmetic (results are equal
 bit for bit); no device waits for another (each device's loop is local: no
-collectives); the chunk's shape is fixed, so one compilation serves every batch
-size; fits are generated on the device from their global index (``sweep.draw``),
-and fits past the end of the batch take no step. Each call writes its results over
+collectives); the chunk's shape is fixed, and a batch's data sets reach a call as a
+window of a fixed number of rows (``window_rows``), so one compilation serves every
+batch size; fits are generated on the device from their global index
+(``sweep.draw``), and fits past the end of the batch take no step. Each call writes its results over
 donated output buffers, which a batch leaves to the next batch of its program.
 """
 

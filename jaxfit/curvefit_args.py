@@ -82,12 +82,13 @@ def bucket(n: int) -> int:
 def padded(arrays: Arrays) -> Arrays:
     """``arrays`` with their points padded to ``bucket(n)`` (masked out; ``x`` repeats
     each data set's last point, a value the model is known to take), so data sets of
-    nearby lengths share one compiled program. A model of the whole ``xdata`` at once
-    keeps its length (its shape is the user's to read)."""
+    nearby lengths share one compiled program (a mask even where none is padded: one
+    program per bucket). A model of the whole ``xdata`` at once keeps its length (its
+    shape is the user's to read)."""
+    if arrays.model.layout is not None:
+        return arrays
     n = arrays.y.shape[1]
     extra = bucket(n) - n
-    if extra == 0 or arrays.model.layout is not None:
-        return arrays
 
     def pad(a: np.ndarray, axis: int, **how: Any) -> np.ndarray:
         widths = [(0, 0)] * a.ndim

@@ -351,7 +351,9 @@ def test_a_run_directory_holds_the_errors_and_the_covariance_when_asked(tmp_path
     )
     assert proc.returncode == 0, proc.stderr
     header = (out / "fits.csv").read_text().splitlines()[0].split(",")
-    assert {"stderr_log_ec50", "chisqr", "dof", "redchi", "aic", "bic", "rsquared", "singular"} <= set(header)
+    assert {"stderr_log_ec50", "loss", "dof", "redchi", "aic", "bic", "rsquared", "singular"} <= set(header)
+    # least squares: the loss is χ² (one column, not two); an lm fit has no learning rate
+    assert "chisqr" not in header and "learning_rate" not in header
     with np.load(out / "fits.npz") as fits:
         assert fits["covariance"].shape == (5, 4, 4)
         err = fits["stderr_log_ec50"]

@@ -104,10 +104,12 @@ def _configure_jax(args: argparse.Namespace, batch: bool) -> None:
         from jaxfit import use_every_core
 
         use_every_core()
-    if batch and not args.no_cache:
-        # single fits keep their own whole executable instead (see jaxfit.cli.warm)
-        from jaxfit import caches as cache
+    from jaxfit import caches as cache
 
+    if args.no_cache:
+        cache.keep_off()  # nor the library's default
+    elif batch:
+        # single fits keep their own whole executable instead (see jaxfit.cli.warm)
         try:
             cache.enable()
         except OSError as err:
