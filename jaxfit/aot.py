@@ -43,6 +43,7 @@ class Program:
 
     def __init__(self, fn: Callable[..., Any], **kwargs: Any):
         self._fn = fn
+        self._plain = jax.jit(fn, **kwargs)
         self._wide = jax.jit(fn, compiler_options={**COMPILER_OPTIONS, **WIDE}, **kwargs)
         self._narrow = jax.jit(fn, compiler_options=COMPILER_OPTIONS, **kwargs)
         self._choice: dict[tuple, Any] = {}
@@ -50,15 +51,36 @@ class Program:
     def _for(self, args: tuple) -> Any:
         key = signature(args)
         if key not in self._choice:
-            uses_atan = "= atan " in str(jax.make_jaxpr(self._fn)(*args))  # nested jaxprs included
+            uses_atan = _uses(jax.make_jaxpr(self._fn)(*args).jaxpr, "atan")
             self._choice[key] = self._narrow if uses_atan else self._wide
         return self._choice[key]
 
     def lower(self, *args: Any) -> Any:
         return self._for(args).lower(*args)
 
+    def compile(self, *args: Any) -> jax.stages.Compiled:
+        """Traced once (the choice of options reads the same trace that is lowered)."""
+        traced = self._plain.trace(*args)
+        wide = not _uses(traced.jaxpr.jaxpr, "atan")
+        self._choice[signature(args)] = self._wide if wide else self._narrow
+        options = {**COMPILER_OPTIONS, **WIDE} if wide else COMPILER_OPTIONS
+        return traced.lower().compile(compiler_options=options)
+
     def __call__(self, *args: Any) -> Any:
         return self._for(args)(*args)
+
+
+def _uses(jaxpr: Any, primitive: str) -> bool:
+    """Whether ``jaxpr`` (nested ones included: loops, conditionals, maps) applies ``primitive``."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == primitive:
+            return True
+        for value in eqn.params.values():
+            for inner in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(inner, "jaxpr", inner)  # a ClosedJaxpr's
+                if hasattr(inner, "eqns") and _uses(inner, primitive):
+                    return True
+    return False
 
 
 def jit(fn: Callable[..., Any], **kwargs: Any) -> Program:
@@ -82,7 +104,7 @@ def executable(fn: Callable[..., Any], key: Hashable, args: tuple) -> tuple[jax.
         return _CACHE[full][0], 0.0
     caches.enable_by_default()
     t0 = time.perf_counter()
-    compiled = fn.lower(*args).compile()
+    compiled = fn.compile(*args) if isinstance(fn, Program) else fn.lower(*args).compile()
     seconds = time.perf_counter() - t0
     _CACHE[full] = (compiled, seconds)
     while len(_CACHE) > LIMIT:

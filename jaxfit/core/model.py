@@ -213,18 +213,13 @@ def sum_points(a: jax.Array) -> jax.Array:
 
 
 def masked_x(x: jax.Array, mask: jax.Array, model: Model) -> jax.Array:
-    """``x`` with its data set's first real point at the padded points (whatever they
-    held: NaN, a huge number), where ``x`` is per point of ``mask`` (``(n,)``, or
-    ``(n, d)`` for a model of ``d`` coordinates; under ``core.lanes`` ``(n, fits)`` or
-    ``(n, fits, d)``): the model is then evaluated only where the data are (``log x``
-    and ``x**b`` stay finite there), and a shared ``x`` is left as it is."""
+    """``x`` with zeros at the padded points, where ``x`` is per point of ``mask``
+    (``(n,)``, or ``(n, d)`` for a model of ``d`` coordinates; under ``core.lanes``
+    ``(n, fits)`` or ``(n, fits, d)``); an ``x`` every fit shares is left as it is."""
     dims = 1 if getattr(model, "dims", 0) else 0
     if jnp.ndim(x) - dims != mask.ndim:
         return x
-    first = jnp.argmax(mask, axis=0)  # the first real point (0 where there is none)
-    anchor = jnp.take_along_axis(x, jnp.reshape(first, (1, *jnp.shape(first), *(1,) * dims)), axis=0)
-    anchor = jnp.where(jnp.isfinite(anchor), anchor, 0)
-    return jnp.where(mask.reshape(mask.shape + (1,) * dims), x, anchor)
+    return jnp.where(mask.reshape(mask.shape + (1,) * dims), x, 0)
 
 
 def ssr(params: Params, data: Data, model: Model = SEED_MODEL) -> jax.Array:
