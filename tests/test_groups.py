@@ -284,6 +284,19 @@ def test_model_guess_starts_each_data_set_from_its_own_data(tmp_path):
     assert r.status_counts()["converged"] == len(truth)
 
 
+def test_a_float64_run_guesses_in_float64(tmp_path):
+    truth = _decay_groups(tmp_path)
+    config = {
+        "model": {"function": f"{tmp_path / 'decay.py'}:predict", "guess": f"{tmp_path / 'decay.py'}:guess"},
+        "data": {"file": str(tmp_path / "d.csv"), "group": "id"},
+        "train": {"trainable": "all", "optimizer": "lm"},
+        "precision": "float64",
+    }
+    starts = jaxfit.load_config(config)._starts
+    for g, (_, y) in enumerate(truth):  # every digit of the float64 arithmetic, not float32's 7
+        assert starts["a"][g] == y.max() - y.min() and starts["c"][g] == y.min()
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [("wrong", "'gain', which is not a trained parameter"), ("not_a_dict", "must return a dict")],
