@@ -204,7 +204,7 @@ fits (a reduction over the major axis it does not vectorise on CPU)."""
 
 def sum_points(a: jax.Array) -> jax.Array:
     """The sum over the points (axis 0), in order, in ``a``'s dtype."""
-    if a.ndim > 1 and a.shape[0] <= ROWS:
+    if a.shape[0] <= ROWS:
         out = a[0]
         for i in range(1, a.shape[0]):
             out = out + a[i]
