@@ -1,5 +1,7 @@
 """The benchmark's peers compute the same fits, and the benchmark runs."""
 
+import re
+
 import numpy as np
 import reference as ref
 from conftest import run_jaxfit
@@ -43,6 +45,11 @@ def test_quick_benchmark_prints_ratios():
     assert "W1 agreement with NumPy (float32): same steps" in p.stdout
     assert "fixed cost" in p.stdout and "ns per fit-step" in p.stdout and "peak RSS" in p.stdout
     assert "W4 quality: 0 of" in p.stdout
+    costs = re.findall(r"  (W1|W4|W5 through a config): ([0-9.]+) ms / ([0-9.]+) ms = ([0-9.]+)x", p.stdout)
+    assert [c[0] for c in costs] == ["W1", "W4", "W5 through a config"], p.stdout
+    for _, with_ms, bare_ms, ratio in costs:
+        assert float(with_ms) > 0 and float(bare_ms) > 0
+        assert abs(float(with_ms) / float(bare_ms) / float(ratio) - 1) < 0.05  # printed to 0.1 ms
 
 
 def test_serve_benchmark_runs_both_servers_and_prints_the_ratio():

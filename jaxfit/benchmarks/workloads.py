@@ -109,6 +109,20 @@ def _timed(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
     return best, out
 
 
+def _with_and_without(fit: Callable[..., Any], rounds: int = 3) -> tuple[float, float, Any]:
+    """The best times of ``fit()`` and of ``fit(statistics=False)`` (each compiled
+    first), in alternating runs of 3 so that the machine's drift hits both; and the
+    last result with statistics."""
+    fit(statistics=False)
+    t_with = t_bare = float("inf")
+    out = None
+    for _ in range(rounds):
+        t, out = _timed(fit, repeat=3)
+        t_with = min(t_with, t)
+        t_bare = min(t_bare, _timed(lambda: fit(statistics=False), repeat=3)[0])
+    return t_with, t_bare, out
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -130,9 +144,11 @@ def _row(
 
 def w1(n: int) -> dict[str, Any]:
     from jaxfit.batch import fit_batch
+    from jaxfit.lowering import load_config
 
-    first = fit_batch(w1_config(n))
-    t_jax, res = _timed(lambda: fit_batch(w1_config(n)), repeat=5)
+    config = load_config(w1_config(n))
+    first = fit_batch(config)
+    t_jax, t_bare, res = _with_and_without(lambda **kw: fit_batch(config, **kw))
     t_fixed, _ = _timed(lambda: fit_batch(w1_config(n, max_steps=1)), repeat=5)
     b0 = np.asarray(res.init["b3"], np.float32).copy()
     t_np, (b3, steps) = _timed(lambda: peers.numpy_w1(b0))
@@ -144,6 +160,7 @@ def w1(n: int) -> dict[str, Any]:
         "lean NumPy",
         t_np,
         first.compile_s,
+        bare_s=t_bare,
         fixed_ms=1e3 * t_fixed,
         ns_per_fit_step=1e9 * max(t_jax - t_fixed, 0.0) / max(total - n, 1),
         same_steps=float(np.mean(steps == res.steps)),
@@ -176,14 +193,7 @@ def w4(groups: int, peer: bool = True) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         t_read, cfg = _timed(lambda: load_config(w4_files(Path(folder), groups)), repeat=1)
         first = fit_batch(cfg)
-        fit_batch(cfg, statistics=False)  # compiled too
-        # with and without the statistics pass, in alternating runs of 3 (the machine's
-        # drift hits both; a program's first batch after the other's makes new buffers)
-        t_jax = t_bare = float("inf")
-        for _ in range(3):
-            t, res = _timed(lambda: fit_batch(cfg), repeat=3)
-            t_jax = min(t_jax, t)
-            t_bare = min(t_bare, _timed(lambda: fit_batch(cfg, statistics=False), repeat=3)[0])
+        t_jax, t_bare, res = _with_and_without(lambda **kw: fit_batch(cfg, **kw))
     if not peer:  # jaxfit alone (the GPU sizes)
         return {
             "fits": groups,
@@ -305,7 +315,7 @@ def w5(n: int, peer_n: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         config = load_config(w5_files(Path(folder), spots, starts))
         fit_batch(config)
-        t_config, by_config = _timed(lambda: fit_batch(config), repeat=3)
+        t_config, t_config_bare, by_config = _with_and_without(lambda **kw: fit_batch(config, **kw), rounds=2)
     data = [(W5_GRID, spots[g].astype(np.float64)) for g in range(peer_n)]
     t_sp, chi = _timed(lambda: peers.curve_fit_loop(_w5_spot_np, data, starts[:peer_n]), repeat=1)
     ours = fit.chisqr[:peer_n].astype(np.float64)
@@ -321,6 +331,7 @@ def w5(n: int, peer_n: int) -> dict[str, Any]:
         mean_steps=float(fit.steps.mean()),
         at_cap=float(np.mean(fit.steps >= 10)),
         config_s=t_config,
+        config_bare_s=t_config_bare,
         config_worse=int(np.sum(~(by_config.loss[:peer_n].astype(np.float64) <= 1.01 * chi + 1e-3))),
     )
 
@@ -588,10 +599,13 @@ def main(argv: Sequence[str]) -> int:
         f"W4 quality: {r4['worse']} of {r4['fits']:,} data sets worse than scipy's SSR x 1.01 + 1e-6; "
         f"steps mean {r4['mean_steps']:.1f}, max {r4['max_steps']}; reading the CSV took {r4['csv_s']:.3f} s (not timed above)"
     )
-    print(
-        f"W4 statistics (standard errors, chi-square, AIC, BIC, R² of every fit): {1e3 * r4['jaxfit_s']:.1f} ms with, "
-        f"{1e3 * r4['bare_s']:.1f} ms without: {r4['jaxfit_s'] / r4['bare_s']:.2f}x the time"
-    )
+    print("The statistics pass (standard errors, chi-square, AIC, BIC, R² of every fit), with / without:")
+    for name, with_s, bare_s in (
+        ("W1", r1["jaxfit_s"], r1["bare_s"]),
+        ("W4", r4["jaxfit_s"], r4["bare_s"]),
+        ("W5 through a config", r5["config_s"], r5["config_bare_s"]),
+    ):
+        print(f"  {name}: {1e3 * with_s:.1f} ms / {1e3 * bare_s:.1f} ms = {with_s / bare_s:.2f}x the time")
     print(
         f"W5 (Gpufit's 5x5 spots, float32, at most 10 LM steps, ftol 1e-4, through jaxfit.curve_fit): "
         f"{r5['fits'] / r5['jaxfit_s']:,.0f} fits/s; steps mean {r5['mean_steps']:.2f}, "
