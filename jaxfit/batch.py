@@ -154,8 +154,9 @@ def empty_store(plan: BatchPlan, *, filled: bool = True) -> dict[str, np.ndarray
     return store
 
 
-STAT_FLOATS = ("chisqr", "redchi", "aic", "bic", "rsquared")
-"""The per-fit statistics stored as floats (besides standard errors, dof and the flag)."""
+STAT_FLOATS = ("chisqr", "rsquared")
+"""The per-fit statistics stored as floats (besides standard errors, dof and the flag);
+``BatchResult`` derives the reduced χ², AIC and BIC from χ² and dof when asked."""
 
 
 def chunk_columns(chunk: Chunk) -> dict[str, np.ndarray]:

@@ -280,7 +280,7 @@ def _with_stats(program: Program, inputs: Inputs, lanes: _Lanes, chunk: Chunk) -
         return statistics(spec.model, spec.trainable, params, frozen, data, program.stats, spec.loss, f_scale)
 
     stats = jax.vmap(one, in_axes=(0, frozen_axis, data_axis))(chunk.params, frozen, data)
-    return chunk._replace(stats=stats)
+    return chunk._replace(stats=_stored(stats))
 
 
 def _start(program: Program, inputs: Inputs, index: jax.Array) -> _Lanes:
@@ -429,7 +429,13 @@ def _lanes_stats(program: Program, inputs: Inputs, fits: _Lanes, params: Params)
     stats = statistics(
         spec.model, spec.trainable, params, problem.frozen, problem.data, program.stats, spec.loss, f_scale
     )
-    return fits_first(stats)
+    return _stored(fits_first(stats))
+
+
+def _stored(stats: Stats) -> Stats:
+    """The statistics a batch keeps: those that follow from χ² and dof alone (the
+    reduced χ², AIC, BIC) are left to ``BatchResult`` (never computed on the device)."""
+    return stats._replace(redchi=None, aic=None, bic=None)
 
 
 def _fit_stream(

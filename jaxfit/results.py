@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -257,9 +258,6 @@ class BatchResult:
     chisqr: np.ndarray | None = None
     """χ² per fit (the SSR of the weighted residuals; the loss for ``ssr``)."""
     dof: np.ndarray | None = None
-    redchi: np.ndarray | None = None
-    aic: np.ndarray | None = None
-    bic: np.ndarray | None = None
     rsquared: np.ndarray | None = None
     singular: np.ndarray | None = None
     """bool per fit: JᵀJ singular (or dof ≤ 0); its standard errors are infinite."""
@@ -282,6 +280,42 @@ class BatchResult:
     @property
     def fits(self) -> int:
         return int(self.loss.shape[0])
+
+    # χ² and dof come from the device; what follows from them alone is computed here,
+    # on first use (a batch that writes no report pays nothing for them)
+
+    @functools.cached_property
+    def redchi(self) -> np.ndarray | None:
+        """χ² / dof per fit (inf where dof ≤ 0)."""
+        if self.chisqr is None:
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = self.chisqr / np.maximum(self.dof, 1).astype(self.chisqr.dtype)
+        return np.where(self.dof > 0, ratio, np.inf).astype(self.chisqr.dtype)
+
+    @functools.cached_property
+    def aic(self) -> np.ndarray | None:
+        """Akaike's information criterion per fit: ``n·ln(χ²/n) + 2k``."""
+        return None if self.chisqr is None else self._log_term + 2 * len(self.trainable)
+
+    @functools.cached_property
+    def bic(self) -> np.ndarray | None:
+        """The Bayesian information criterion per fit: ``n·ln(χ²/n) + k·ln(n)``."""
+        if self.chisqr is None:
+            return None
+        k = len(self.trainable)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (self._log_term + k * np.log(self._points)).astype(self.chisqr.dtype)
+
+    @property
+    def _points(self) -> np.ndarray:
+        return (self.dof + len(self.trainable)).astype(self.chisqr.dtype)
+
+    @functools.cached_property
+    def _log_term(self) -> np.ndarray:
+        n = self._points
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (n * np.log(self.chisqr / n)).astype(self.chisqr.dtype)
 
     def status_counts(self) -> dict[str, int]:
         """Number of fits by status label (every status listed, zeros included)."""
