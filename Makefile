@@ -18,9 +18,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/python -m jaxfit --config configs/b3.yaml
 
-# one worker per core; a test file stays on one worker (its module fixtures run once)
+# a worker per core (at most 4: each holds a JAX); a test file stays on one worker (its module fixtures run once)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check jaxfit tests
