@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from jaxfit.core.stats import information
 from jaxfit.core.status import Status
 from jaxfit.student import two_sided
 
@@ -281,41 +282,30 @@ class BatchResult:
     def fits(self) -> int:
         return int(self.loss.shape[0])
 
-    # χ² and dof come from the device; what follows from them alone is computed here,
-    # on first use (a batch that writes no report pays nothing for them)
+    # χ² and dof come from the device; what follows from them alone is derived here,
+    # on first use (a batch that writes no report pays nothing for it)
 
     @functools.cached_property
-    def redchi(self) -> np.ndarray | None:
-        """χ² / dof per fit (inf where dof ≤ 0)."""
+    def _information(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         if self.chisqr is None:
             return None
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = self.chisqr / np.maximum(self.dof, 1).astype(self.chisqr.dtype)
-        return np.where(self.dof > 0, ratio, np.inf).astype(self.chisqr.dtype)
-
-    @functools.cached_property
-    def aic(self) -> np.ndarray | None:
-        """Akaike's information criterion per fit: ``n·ln(χ²/n) + 2k``."""
-        return None if self.chisqr is None else self._log_term + 2 * len(self.trainable)
-
-    @functools.cached_property
-    def bic(self) -> np.ndarray | None:
-        """The Bayesian information criterion per fit: ``n·ln(χ²/n) + k·ln(n)``."""
-        if self.chisqr is None:
-            return None
-        k = len(self.trainable)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return (self._log_term + k * np.log(self._points)).astype(self.chisqr.dtype)
+            return information(self.chisqr, self.dof, len(self.trainable), np)
 
     @property
-    def _points(self) -> np.ndarray:
-        return (self.dof + len(self.trainable)).astype(self.chisqr.dtype)
+    def redchi(self) -> np.ndarray | None:
+        """χ² / dof per fit (inf where dof ≤ 0)."""
+        return None if self._information is None else self._information[0]
 
-    @functools.cached_property
-    def _log_term(self) -> np.ndarray:
-        n = self._points
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return (n * np.log(self.chisqr / n)).astype(self.chisqr.dtype)
+    @property
+    def aic(self) -> np.ndarray | None:
+        """Akaike's information criterion per fit: ``n·ln(χ²/n) + 2k``."""
+        return None if self._information is None else self._information[1]
+
+    @property
+    def bic(self) -> np.ndarray | None:
+        """The Bayesian information criterion per fit: ``n·ln(χ²/n) + k·ln(n)``."""
+        return None if self._information is None else self._information[2]
 
     def status_counts(self) -> dict[str, int]:
         """Number of fits by status label (every status listed, zeros included)."""

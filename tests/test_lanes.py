@@ -101,31 +101,12 @@ def test_a_fit_in_a_batch_is_the_fit_alone_bit_for_bit(curves):
     sigma = rng.uniform(0.02, 0.1, (200, 20))
     y = truth[:, :1] * np.exp(-truth[:, 1:2] * x) + truth[:, 2:] + sigma * rng.standard_normal((200, 20))
     x, y, sigma = (a.astype(np.float32) for a in (x, y, sigma))  # as a config's float32
-    batch = jaxfit.curve_fit(
-        decay,
-        x,
-        y,
-        [1.0, 0.5, 0.0],
-        sigma=sigma,
-        bounds=([-np.inf, 0.3, -np.inf], np.inf),
-        tolerance=1e-6,
-        ftol=1e-7,
-        max_steps=60,
-        result=True,
+    options = dict(
+        bounds=([-np.inf, 0.3, -np.inf], np.inf), tolerance=1e-6, ftol=1e-7, max_steps=60, result=True
     )
+    batch = jaxfit.curve_fit(decay, x, y, [1.0, 0.5, 0.0], sigma=sigma, **options)
     for i in (0, 17, 123, 199):
-        alone = jaxfit.curve_fit(
-            decay,
-            x,
-            y[i],
-            [1.0, 0.5, 0.0],
-            sigma=sigma[i],
-            bounds=([-np.inf, 0.3, -np.inf], np.inf),
-            tolerance=1e-6,
-            ftol=1e-7,
-            max_steps=60,
-            result=True,
-        )
+        alone = jaxfit.curve_fit(decay, x, y[i], [1.0, 0.5, 0.0], sigma=sigma[i], **options)
         assert (int(alone.steps), int(alone.status)) == (int(batch.steps[i]), int(batch.status[i]))
         np.testing.assert_array_equal(alone.popt, batch.popt[i])
         np.testing.assert_array_equal(alone.perr, batch.perr[i])

@@ -110,9 +110,9 @@ def _timed(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
 
 
 def _with_and_without(fit: Callable[..., Any], rounds: int = 3) -> tuple[float, float, Any]:
-    """The best times of ``fit()`` and of ``fit(statistics=False)`` (each compiled
-    first), in alternating runs of 3 so that the machine's drift hits both; and the
-    last result with statistics."""
+    """The best times of ``fit()`` (which the caller has run once) and of
+    ``fit(statistics=False)`` (run once here, to compile it), in alternating runs of 3
+    so that the machine's drift hits both; and the last result with statistics."""
     fit(statistics=False)
     t_with = t_bare = float("inf")
     out = None

@@ -197,9 +197,10 @@ def residuals(params: Params, data: Data, model: Model = SEED_MODEL) -> jax.Arra
 
 
 ROWS = 64
-"""On the vector lanes (``core.lanes``), data sets up to this many points are summed
-row by row: a chain of elementwise adds, which XLA fuses and vectorises across the
-fits (a reduction over the major axis it does not vectorise on CPU)."""
+"""Data sets up to this many points are summed row by row: a chain of elementwise
+adds, which XLA fuses and vectorises across the fits, on the vector lanes
+(``core.lanes``, where a reduction over the major axis is not vectorised on CPU) and
+under ``vmap`` (where a reduction over a few points on the minor axis is slow)."""
 
 
 def sum_points(a: jax.Array) -> jax.Array:

@@ -19,7 +19,7 @@ infinite standard errors and covariance: data, not a warning.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -178,6 +178,18 @@ def fits_first(stats: Stats) -> Stats:
     return stats._replace(covariance=jnp.moveaxis(stats.covariance, -1, 0))
 
 
+def information(chisqr: Any, dof: Any, k: int, xp: Any = jnp) -> tuple[Any, Any, Any]:
+    """``(redchi, aic, bic)`` from χ² and the dof of a fit of ``k`` parameters (``n =
+    dof + k`` points): ``χ²/dof`` (inf where dof ≤ 0), ``n·ln(χ²/n) + 2k`` and
+    ``n·ln(χ²/n) + k·ln(n)``, in χ²'s dtype. ``xp``: ``jax.numpy`` in a fit's program,
+    NumPy where a batch's results derive them on the host."""
+    dtype = chisqr.dtype
+    redchi = xp.where(dof > 0, chisqr / xp.maximum(dof, 1).astype(dtype), xp.inf)
+    n = (dof + k).astype(dtype)
+    log_term = n * xp.log(chisqr / n)
+    return redchi, log_term + 2 * k, log_term + k * xp.log(n)
+
+
 def statistics(
     model: Model,
     names: tuple[str, ...],
@@ -201,10 +213,8 @@ def statistics(
     k = len(J)
     real = jnp.ones(r.shape, bool) if data.mask is None else jnp.broadcast_to(data.mask, r.shape)
     n = sum_points(real.astype(jnp.int32))
-    nf = n.astype(dtype)
     dof = n - k
-    redchi = chisqr / jnp.maximum(dof, 1).astype(dtype)
-    redchi = jnp.where(dof > 0, redchi, jnp.inf)
+    redchi, aic, bic = information(chisqr, dof, k)
     if r.dtype == jnp.float64:  # the condition of J (NIST's hardest need it), bit for bit across layouts
         inv, singular = inverse_qr(J)
     else:  # float32: JᵀJ, whose sums fuse into the fit's program (the batch layers' speed)
@@ -213,7 +223,6 @@ def statistics(
     cov = inv if spec.absolute_sigma or loss == "poisson" else inv * redchi
     cov = jnp.where(singular, jnp.inf, cov)
     stderr = jnp.sqrt(diagonal(cov))
-    log_term = nf * jnp.log(chisqr / nf)
     # R²: against the best constant (the σ-weighted mean), in the same metric
     w = jnp.where(real, 1.0, 0.0).astype(dtype)
     if data.sigma is not None:
@@ -226,8 +235,8 @@ def statistics(
         chisqr=chisqr,
         dof=dof,
         redchi=redchi,
-        aic=log_term + 2 * k,
-        bic=log_term + k * jnp.log(nf),
+        aic=aic,
+        bic=bic,
         rsquared=1 - chisqr / total,
         singular=singular,
         covariance=cov if spec.covariance else None,
