@@ -16,6 +16,7 @@ that does not converge raises ``RuntimeError``, a batch warns once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -87,6 +88,36 @@ class CurveFit:
     """The model's name (for reports)."""
     function: Any = None
     """The model as the engine calls it (``core.model.Function``), for pictures."""
+    source: Any = None
+    """The built-in or composite model fitted (``jaxfit.models``), else None."""
+    p0: np.ndarray | None = None
+    """(G, k) each fit's start."""
+    reached: np.ndarray | None = None
+    """(G,) with many starts: how many of a data set's starts reached its best χ²."""
+
+    @functools.cached_property
+    def _quantities(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+        if self.source is None:
+            return self.names, np.atleast_2d(self.popt), np.atleast_2d(self.perr)
+        from jaxfit.models.fitting import quantities
+
+        return quantities(self.source, self.popt, self.pcov)
+
+    def _by_name(self, table: np.ndarray) -> dict[str, np.ndarray]:
+        names = self._quantities[0]
+        return {n: table[0, i] if self.single else table[:, i] for i, n in enumerate(names)}
+
+    @property
+    def values(self) -> dict[str, np.ndarray]:
+        """Every parameter's value by name — with a built-in model the tied and fixed
+        ones and the derived quantities (``p1_fwhm``, ``ec50`` …) too."""
+        return self._by_name(self._quantities[1])
+
+    @property
+    def errors(self) -> dict[str, np.ndarray]:
+        """The standard errors of ``values``: a tied or derived quantity's from the
+        free parameters' covariance (``sqrt(∇q·pcov·∇qᵀ)``), a fixed one's 0."""
+        return self._by_name(self._quantities[2])
 
     @property
     def converged(self) -> np.ndarray:
@@ -133,7 +164,7 @@ class CurveFit:
             return a if self.single else a[row]
 
         low, high = self.intervals(confidence)
-        init = np.array([np.atleast_1d(self.batch.init[n])[row] for n in self.names])
+        init = np.atleast_2d(self.p0)[row]
         facts = {
             "steps": int(at(self.steps)),
             "points": int(at(self.dof)) + len(self.names),
@@ -152,6 +183,28 @@ class CurveFit:
             confidence,
             min_correl,
         )
+
+    def components(self, xdata: Any, g: int | None = None, confidence: float = 0.95) -> dict[str, tuple]:
+        """A built-in or composite model's parts at ``xdata`` for data set ``g``: by
+        prefix (or shape name), each part's ``(curve, low, high)``, its confidence band
+        from the covariance by autodiff (Student's t of the fit's dof; inf where the
+        covariance is)."""
+        from jaxfit.models.fitting import component_bands
+        from jaxfit.student import two_sided
+
+        if self.source is None:
+            raise ValueError(
+                "components: only a fit of a built-in or composite model (jaxfit.models) has parts"
+            )
+        row = self._row(g)
+        popt, pcov = (
+            np.atleast_2d(self.popt)[row],
+            np.reshape(self.pcov, (-1, len(self.names), len(self.names)))[row],
+        )
+        dof = int(np.atleast_1d(self.dof)[row])
+        t = float(two_sided(confidence, dof)) if dof > 0 else np.inf
+        bands = component_bands(self.source, np.asarray(xdata, np.float64), popt, pcov)
+        return {name: (curve, curve - t * sd, curve + t * sd) for name, (curve, sd) in bands.items()}
 
     def plot(
         self,
@@ -200,6 +253,11 @@ class CurveFit:
                     int(np.atleast_1d(self.dof)[g]),
                     Status(int(np.atleast_1d(self.status)[g])).label,
                     float(np.atleast_1d(self.redchi)[g]),
+                    None
+                    if self.source is None or self.function.dims
+                    else functools.partial(
+                        self.components, g=None if self.single else g, confidence=confidence
+                    ),
                 )
             )
         fig = plots.data_fit_figure(self.function, sets, self.names, confidence)
@@ -437,6 +495,8 @@ def curve_fit(
     max_steps: int | None = None,
     devices: int | None = None,
     block_size: int | None = None,
+    starts: int = 1,
+    seed: int = 0,
     **kwargs: Any,
 ) -> Any:
     """Fit ``f(x, *params)`` to ``ydata`` by Levenberg–Marquardt, as scipy's ``curve_fit``.
@@ -482,6 +542,10 @@ def curve_fit(
         max_steps: at most this many LM steps per fit (scipy's ``maxfev`` / ``max_nfev``
             mean the same here; default 200).
         devices, block_size: as ``fit_batch``.
+        starts, seed: ``K > 1`` starts per data set — its own (``p0`` or the guess),
+            then ``K − 1`` from a Latin hypercube around it (``jaxfit.multistart``,
+            seeded) —, all ``K·G`` fits in one batch; each data set keeps its best
+            (``CurveFit.reached``: how many starts reached it).
 
     Returns:
         ``(popt, pcov)``: ``(k,)`` and ``(k, k)`` for one data set, ``(G, k)`` and
@@ -499,6 +563,8 @@ def curve_fit(
     """
     from jaxfit import curvefit_args as args
 
+    source, f, given = _built_in(f, p0)
+    p0 = given if source is None else _model_fitting().array_p0(source, p0)
     max_steps = args.solver_options(max_steps, kwargs)
     for name, value in (("ftol", ftol), ("xtol", xtol), ("gtol", gtol)):
         if not 0 <= value < 1:
@@ -508,9 +574,19 @@ def curve_fit(
     single = args.array(ydata, "ydata").ndim <= 1
     checked = args.single_arrays if single else args.batch_arrays
     arrays = checked(args.Call(f, xdata, ydata, p0, sigma, user_jac, check_finite, nan_policy, precision))
-    arrays = _feasible_starts(bounds, arrays, p0 is not None)
+    if source is not None:
+        fitting = _model_fitting()
+        bounds = fitting.merged_bounds(source, bounds, len(arrays.starts))
+        first = fitting.starts(source, arrays, given)
+        arrays = arrays._replace(starts=first if p0 is not None else fitting.inside(first, bounds))
+    arrays = _feasible_starts(bounds, arrays, p0 is not None or source is not None)
     box = _checked_bounds(bounds, arrays.starts, arrays.names)
     args.checked_method(method, box is not None)
+    if not (isinstance(starts, (int, np.integer)) and starts >= 1):
+        raise ValueError(f"starts: the number of starts per data set must be an integer >= 1, got {starts!r}")
+    fitted = arrays  # the data sets as given (the batch may hold each several times)
+    if starts > 1:
+        arrays, box = _many_starts(arrays, box, int(starts), seed)
     kind = _checked_loss(loss, f_scale, arrays.y, arrays.sigma)
     if kind == "poisson":
         _check_positive(arrays)
@@ -532,12 +608,44 @@ def curve_fit(
     batch = run_batch(plan, devices=devices, block_size=block_size)
     whitened = sigma is not None and np.ndim(sigma) == 2 and single  # the model sees L⁻¹ f
     fit = _curve_fit_result(batch, arrays.names, label, None if whitened else arrays.model)
+    fit = dataclasses.replace(fit, source=source)
+    if starts > 1:
+        from jaxfit.multistart import best
+
+        fit = _rows(fit, *best(fit.chisqr, fit.converged, int(starts)))
     _raise_or_warn(fit, single, quiet=result)
     if result:
         return _first(fit) if single else fit
     if full_output:
-        return _full_output(fit, arrays, single)
+        return _full_output(fit, fitted, single)
     return (fit.popt[0], fit.pcov[0]) if single else (fit.popt, fit.pcov)
+
+
+def _many_starts(
+    arrays: Arrays, box: tuple[np.ndarray, np.ndarray] | None, count: int, seed: int
+) -> tuple[Arrays, tuple[np.ndarray, np.ndarray] | None]:
+    """Every data set ``count`` times, each copy from its own start."""
+    from jaxfit import multistart
+
+    spread = multistart.spread(arrays.starts, arrays.names, arrays.x, arrays.model.dims, box, count, seed)
+    tiled = None if box is None else tuple(np.tile(b, (count, 1)) for b in box)
+    return multistart.repeated(arrays, count, spread), tiled
+
+
+def _built_in(f: Any, p0: Any) -> tuple[Any, Callable[..., Any], Any]:
+    """``(model, f, p0)``: a ``jaxfit.models`` model becomes the function of its free
+    parameters (``model`` None for a plain function)."""
+    from jaxfit.models import Model, fit_function
+
+    if isinstance(f, Model):
+        return f, fit_function(f), p0
+    return None, f, p0
+
+
+def _model_fitting() -> Any:
+    from jaxfit.models import fitting
+
+    return fitting
 
 
 def _raise_or_warn(fit: CurveFit, single: bool, quiet: bool) -> None:
@@ -590,6 +698,7 @@ def _curve_fit_result(
         rsquared=result.rsquared,
         singular=result.singular,
         at_bound=np.stack([result.at_bound.get(n, none) for n in names], axis=-1),
+        p0=np.stack([np.broadcast_to(result.init[n], (result.fits,)) for n in names], axis=-1),
         names=names,
         batch=result,
         model=model,
@@ -600,9 +709,21 @@ def _curve_fit_result(
 def _first(fit: CurveFit) -> CurveFit:
     """A one-data-set ``CurveFit`` with the leading axis dropped."""
     per_set = [
-        f.name for f in dataclasses.fields(fit) if f.name not in ("names", "batch", "model", "function")
+        f.name
+        for f in dataclasses.fields(fit)
+        if f.name not in ("names", "batch", "model", "function", "source")
     ]
-    return dataclasses.replace(fit, **{name: getattr(fit, name)[0] for name in per_set})
+    return dataclasses.replace(fit, **{n: getattr(fit, n)[0] for n in per_set if getattr(fit, n) is not None})
+
+
+def _rows(fit: CurveFit, rows: np.ndarray, reached: np.ndarray) -> CurveFit:
+    """The fits at ``rows`` (each data set's best of its starts), ``reached`` set."""
+    per_set = [
+        f.name
+        for f in dataclasses.fields(fit)
+        if f.name not in ("names", "batch", "model", "function", "source", "reached")
+    ]
+    return dataclasses.replace(fit, reached=reached, **{n: getattr(fit, n)[rows] for n in per_set})
 
 
 def _full_output(fit: CurveFit, arrays: Arrays, single: bool) -> tuple:

@@ -20,6 +20,7 @@ written atomically.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -315,6 +316,8 @@ class DataSet(NamedTuple):
     dof: int
     status: str
     redchi: float
+    parts: Callable[[np.ndarray], dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]] | None = None
+    """A composite model's parts at ``x``: each one's curve and confidence band (low, high)."""
 
 
 def curve_and_band(
@@ -358,6 +361,8 @@ def _draw_set(
                 lw=0,
                 label=f"{100 * confidence:g}% confidence band",
             )
+        if data.parts is not None:
+            _draw_parts(top, data, dense)
     if data.sigma is None:
         top.plot(data.x, data.y, "o", color="k", ms=3, label="data")
     else:
@@ -372,6 +377,16 @@ def _draw_set(
         bottom.plot(data.x[order], r[order], "o", color=PINK, ms=3)
     bottom.set_ylabel("(y − f)/σ" if data.sigma is not None else "y − f", fontsize=8)
     bottom.tick_params(labelsize=7)
+
+
+def _draw_parts(top: Any, data: DataSet, dense: np.ndarray) -> None:
+    """Each part of a composite model, dashed, with its own confidence band."""
+    colours = ("C0", "C1", "C4", "C5", "C6", "C7", "C8", "C9")  # not the fit's green
+    for k, (name, (curve, low, high)) in enumerate(data.parts(dense).items()):
+        colour = colours[k % len(colours)]
+        top.plot(dense, curve, "--", color=colour, lw=1.2, label=name.rstrip("_"))
+        if np.isfinite(low).all() and np.isfinite(high).all():
+            top.fill_between(dense, low, high, color=colour, alpha=0.2, lw=0)
 
 
 def _draw_image(axes: Any, fig: Any, model: Any, data: DataSet) -> None:

@@ -457,6 +457,11 @@ def _parser() -> argparse.ArgumentParser:
         help="NIST StRD's 27 nonlinear problems from both starts, against MINPACK",
     )
     ap.add_argument(
+        "--models",
+        action="store_true",
+        help="W6: 10,000 spectra with the built-in two Gaussians + line, against an lmfit Model.fit loop",
+    )
+    ap.add_argument(
         "--poisson",
         action="store_true",
         help="the amplitude's bias on 10,000 low-count spots: least squares against Poisson maximum likelihood",
@@ -572,6 +577,10 @@ def main(argv: Sequence[str]) -> int:
         from jaxfit.benchmarks import nist
 
         return nist.main()
+    if args.models:
+        from jaxfit.benchmarks import models
+
+        return models.main(args.quick)
     if args.poisson:
         return _print_poisson(poisson_bias(1_000 if args.quick else 10_000))
     n1, n2s, n4, rss_n = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from jaxfit.config.batch import Linspace, Normal, Uniform, Values
 from jaxfit.config.messages import refuse
@@ -108,6 +109,41 @@ def run_guess(config: Config, source: str, text: str | None) -> None:
         )
     except ValueError as err:
         refuse(source, text, [(where[0], str(err))])
+
+
+def guess_builtin(config: Config, given: set[str], source: str, text: str | None) -> None:
+    """A built-in model's starts for the trained parameters ``params`` leaves out, from
+    its guess: every data set's (grouped data: a start per set) or the one data set's."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxfit import functions
+    from jaxfit.datafile import padded_groups
+
+    model = config.model.built_in()
+    wanted = [n for n in config.train.trainable if n not in given]
+    if not wanted:
+        return
+    if config.data.grouped:
+        x, y, mask, _ = padded_groups(config.data.table)
+    else:
+        x, y = (np.asarray(a, np.float64)[None] for a in config.data.arrays())
+        mask = np.isfinite(y) & (np.isfinite(x).all(axis=-1) if x.ndim == 3 else np.isfinite(x))
+
+    def guess(x: Any, y: Any, mask: Any) -> dict[str, Any]:
+        found = model.guess(x, jnp.where(mask, y, 0), mask)
+        return {n: found[n] for n in wanted if n in found}
+
+    try:
+        starts = functions.guess_starts(
+            guess, x, y, mask, tuple(config.train.trainable), config.model.builtin, config.precision
+        )
+    except ValueError as err:
+        refuse(source, text, [(["model", "builtin"], str(err))])
+    if config.data.grouped:
+        config._starts = starts
+    else:
+        config.params.update({n: float(v[0]) for n, v in starts.items()})
 
 
 def read_starts(config: Config, source: str, text: str | None) -> None:

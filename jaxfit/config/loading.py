@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import yaml
 from pydantic import ValidationError
 
-from jaxfit.config.checks import bounds_errors, loss_errors, read_starts, run_guess
+from jaxfit.config.checks import bounds_errors, guess_builtin, loss_errors, read_starts, run_guess
 from jaxfit.config.messages import messages, refuse
 from jaxfit.config.model import ModelConfig
 from jaxfit.config.schema import Config
@@ -60,6 +60,8 @@ def _model_names(raw: dict[str, Any], base_dir: Path | None, source: str, text: 
         model = ModelConfig.model_validate({} if section is None else section)
     except ValidationError as exc:
         refuse(source, text, messages(exc, ["model"]))
+    if model.builtin is not None:
+        return _builtin_names(raw, model, source, text)
     if model.function is None:
         return _Names(network_names(model.hidden), network_defaults(model.hidden))
     from jaxfit import functions
@@ -76,6 +78,43 @@ def _model_names(raw: dict[str, Any], base_dir: Path | None, source: str, text: 
         except ValueError as err:
             refuse(source, text, [(["model", "guess"], str(err))])
     return _Names(names, defaults, (fn, model.function))
+
+
+def _builtin_names(raw: dict[str, Any], model: ModelConfig, source: str, text: str | None) -> _Names:
+    """A built-in model's free parameters (what is trained), their starts, and its
+    function; hints given as ``params: {name: {expr: ...}}`` move to ``model.hints``,
+    the hints' bounds into ``bounds`` (the user's own bounds win)."""
+    from jaxfit.models import fit_function, plan
+    from jaxfit.models.library import Hint
+
+    params = raw.get("params")
+    hints = dict(model.hints)
+    if isinstance(params, Mapping):
+        hints.update({n: v for n, v in params.items() if isinstance(v, Mapping)})
+        raw["params"] = {n: v for n, v in params.items() if not isinstance(v, Mapping)}
+        raw["params"].update(
+            {n: v["value"] for n, v in hints.items() if isinstance(v.get("value"), (int, float))}
+        )
+    try:
+        built = ModelConfig.model_validate({**raw["model"], "hints": hints}).built_in()
+    except (ValidationError, ValueError) as err:
+        where = ["params"] if hints else ["model", "builtin"]
+        lines = messages(err, ["model"]) if isinstance(err, ValidationError) else [(where, str(err))]
+        refuse(source, text, lines)
+    raw["model"] = {**raw["model"], "hints": hints}
+    p = plan(built)
+    if isinstance(raw.get("params"), Mapping):
+        raw["params"] = {n: v for n, v in raw["params"].items() if n in p.free or n not in built.param_names}
+    hinted = built.hints
+    box = {
+        n: [None if h.min == -float("inf") else h.min, None if h.max == float("inf") else h.max]
+        for n in p.free
+        if (h := hinted.get(n, Hint())).min > -float("inf") or h.max < float("inf")
+    }
+    if box and (raw.get("bounds") is None or isinstance(raw.get("bounds"), Mapping)):
+        raw["bounds"] = {**box, **(raw.get("bounds") or {})}
+    defaults = {**built.defaults(), **{n: h.value for n, h in hinted.items() if h.value is not None}}
+    return _Names(p.free, {n: defaults[n] for n in p.free}, (fit_function(built), built.label))
 
 
 def _with_names(
@@ -139,6 +178,7 @@ def validate(
             f"{source}: the config must be a mapping of keys to values, got {type(raw).__name__}"
         )
     raw = dict(raw)
+    given_params = set(raw.get("params") or {}) if isinstance(raw.get("params"), Mapping) else set()
     names, defaults, function = _model_names(raw, base_dir, source, text)
     errors = _with_names(raw, names, defaults, function is not None)
     if errors:
@@ -178,6 +218,8 @@ def validate(
         read_starts(config, source, text)
     if config.model.guess is not None:
         run_guess(config, source, text)
+    elif config.model.builtin is not None and config.starts is None:
+        guess_builtin(config, given_params, source, text)
     errors = bounds_errors(config) + loss_errors(config)
     if errors:
         refuse(source, text, errors[:1])
