@@ -19,7 +19,7 @@ import dataclasses
 import functools
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -94,6 +94,8 @@ class CurveFit:
     """(G, k) each fit's start."""
     reached: np.ndarray | None = None
     """(G,) with many starts: how many of a data set's starts reached its best χ²."""
+    problem: Any = None
+    """What was fitted (``Problem``: data, bounds, options), for profile and bootstrap."""
 
     @functools.cached_property
     def _quantities(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
@@ -136,25 +138,153 @@ class CurveFit:
             raise ValueError(f"this result holds {len(self.popt)} fits: give the row, e.g. report(0)")
         return int(g)
 
-    def intervals(self, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-        """``(low, high)``, shaped as ``popt``: ``popt ± t·perr`` with Student's t at
-        each fit's dof (inf where the dof or the covariance allow none)."""
+    def intervals(self, confidence: float = 0.95, method: str = "linear") -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)``, shaped as ``popt``. ``"linear"``: ``popt ± t·perr`` with
+        Student's t at each fit's dof (inf where the dof or the covariance allow none);
+        ``"profile"``: where the χ² profile crosses the level (``profile``);
+        ``"bootstrap"``: the bootstrap-t of 1,000 residual resamplings (``bootstrap``)."""
         from jaxfit.student import two_sided
 
+        if method == "profile":
+            got = self.profile(confidence)
+            return got.low, got.high
+        if method == "bootstrap":
+            return self.bootstrap().intervals(confidence)
+        if method != "linear":
+            raise ValueError(f"method: {method!r} is not allowed; expected linear, profile or bootstrap")
         if not 0 < confidence < 1:
             raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
         dof = np.asarray(self.dof)
         t = np.where(dof > 0, two_sided(confidence, np.maximum(dof, 1)), np.inf)[..., None]
         return self.popt - t * self.perr, self.popt + t * self.perr
 
+    def profile(self, confidence: float = 0.95) -> Any:
+        """Profile-likelihood intervals of every parameter of every fit (lmfit's
+        ``conf_interval``: each side where the least χ² with the parameter pinned rises
+        by the F-test's level, or by ``z²`` with ``absolute_sigma``), all at once; a
+        ``jaxfit.profile.Intervals`` (``low``, ``high`` and why each side is what it is)."""
+        from jaxfit import profile
+
+        got = profile.profile(
+            self._problem("profile"),
+            np.atleast_2d(self.popt),
+            np.atleast_2d(self.perr),
+            np.atleast_1d(self.chisqr),
+            np.atleast_1d(self.dof),
+            confidence,
+        )
+        return (
+            got._replace(**{f: getattr(got, f)[0] for f in ("low", "high", "why_low", "why_high")})
+            if self.single
+            else got
+        )
+
+    def profile_curve(self, name: str, values: Any, g: int | None = None) -> np.ndarray:
+        """The rise of the least χ² over the fit's, ``χ²ₚ − χ²``, with parameter ``name``
+        pinned at each of ``values`` (data set ``g``): the curve a profile interval
+        reads its ends from."""
+        from jaxfit import profile
+
+        if name not in self.names:
+            raise ValueError(
+                f"name: {name!r} is not a fitted parameter; expected one of {', '.join(self.names)}"
+            )
+        row = self._row(g)
+        values = np.atleast_1d(np.asarray(values, np.float64))
+        chi = profile.curve(
+            self._problem("profile_curve"), np.atleast_2d(self.popt), row, self.names.index(name), values
+        )
+        return chi - float(np.atleast_1d(self.chisqr)[row])
+
+    def value_intervals(self, confidence: float = 0.95, method: str = "linear") -> dict[str, tuple]:
+        """``{name: (low, high)}`` for every value of ``values`` — with a built-in model
+        its tied and derived quantities too (``ec50``, ``p1_fwhm`` …): ``"linear"`` from
+        ``errors``; ``"profile"`` and ``"bootstrap"`` (as ``intervals``) for the free
+        parameters, carried through each quantity that depends on one of them
+        (``ec50 = 10^logec50``, monotone); a quantity of several — the bootstrap's
+        percentiles of it, the profile's NaN."""
+        from jaxfit.student import two_sided
+
+        names, values, errors = self._quantities
+        if method == "linear":
+            dof = np.atleast_1d(self.dof)
+            t = np.where(dof > 0, two_sided(confidence, np.maximum(dof, 1)), np.inf)[:, None]
+            low, high = values - t * errors, values + t * errors
+        elif method in ("profile", "bootstrap"):
+            low, high = self._carried(method, confidence)
+        else:
+            raise ValueError(f"method: {method!r} is not allowed; expected linear, profile or bootstrap")
+        return {
+            n: (low[0, j], high[0, j]) if self.single else (low[:, j], high[:, j])
+            for j, n in enumerate(names)
+        }
+
+    def _values_of(self, popt: np.ndarray) -> np.ndarray:
+        from jaxfit.models.fitting import values_of
+
+        return values_of(self.source, popt)
+
+    def _carried(self, method: str, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+        """Every value's interval: a free parameter's own; a tied or derived one that
+        depends on one free parameter, that parameter's interval carried through it;
+        any other from the bootstrap's percentiles (NaN with the profile)."""
+        boot = self.bootstrap() if method == "bootstrap" else None
+        own = boot.intervals(confidence) if boot is not None else self.intervals(confidence, "profile")
+        plow, phigh = np.atleast_2d(own[0]), np.atleast_2d(own[1])
+        if self.source is None:
+            return plow, phigh
+        from jaxfit.models.fitting import depends_on
+
+        popt = np.atleast_2d(self.popt)
+        owner = depends_on(self.source, popt)  # (m,): the one free parameter, or -1
+        low, high = np.full((len(popt), len(owner)), np.nan), np.full((len(popt), len(owner)), np.nan)
+        if boot is not None and (owner < 0).any():
+            tail = 100 * (1 - confidence) / 2
+            low, high = np.nanpercentile(self._values_of(boot.samples), [tail, 100 - tail], axis=0)
+        for j, c in enumerate(owner):
+            if c < 0:
+                continue
+            ends = []
+            for side in (plow, phigh):
+                moved = popt.copy()
+                moved[:, c] = side[:, c]
+                ends.append(self._values_of(moved)[:, j])
+            low[:, j], high[:, j] = np.minimum(*ends), np.maximum(*ends)
+        return low, high
+
+    def bootstrap(self, replicates: int = 1000, seed: int = 0, kind: str = "residual") -> Any:
+        """``replicates`` resampled copies of every data set (``"residual"`` or
+        ``"pairs"``), all refitted from ``popt`` as one batch (seeded); a
+        ``jaxfit.bootstrap.Bootstrap``: its ``intervals(confidence)`` (percentiles),
+        ``covariance()`` and the ``samples``."""
+        from jaxfit import bootstrap
+
+        return bootstrap.bootstrap(
+            self._problem("bootstrap"),
+            np.atleast_2d(self.popt),
+            np.atleast_2d(self.perr),
+            replicates,
+            seed,
+            kind,
+            self.single,
+        )
+
+    def _problem(self, what: str) -> Problem:
+        if self.problem is None:
+            raise ValueError(f"{what}: this result does not hold its data (only curve_fit's do)")
+        return self.problem
+
     def status_of(self, g: int | None = None) -> Status:
         """Fit ``g``'s status as a named ``Status`` (prints its name)."""
         return Status(int(np.atleast_1d(self.status)[self._row(g)]))
 
-    def report(self, g: int | None = None, confidence: float = 0.95, min_correl: float = 0.1) -> str:
+    def report(
+        self, g: int | None = None, confidence: float = 0.95, min_correl: float = 0.1, method: str = "linear"
+    ) -> str:
         """Fit ``g`` (the only one of a single data set) in lmfit's ``fit_report``
         layout: statistics, values ± standard errors (relative) with their starts,
-        Student's t intervals at ``confidence``, correlations of at least ``min_correl``,
+        intervals at ``confidence`` (``method``: Student's t ``"linear"``, ``"profile"``
+        or ``"bootstrap"``, as ``intervals``), correlations of at least ``min_correl``,
         and the status in words."""
         from jaxfit.report import fit_report
 
@@ -163,7 +293,7 @@ class CurveFit:
         def at(a: np.ndarray) -> np.ndarray:
             return a if self.single else a[row]
 
-        low, high = self.intervals(confidence)
+        low, high = self.intervals(confidence, method)
         init = np.atleast_2d(self.p0)[row]
         facts = {
             "steps": int(at(self.steps)),
@@ -182,7 +312,59 @@ class CurveFit:
             (at(low), at(high)),
             confidence,
             min_correl,
+            {
+                "linear": "Student's t",
+                "profile": "profile likelihood, F-test",
+                "bootstrap": "bootstrap-t, 1,000 resamplings",
+            }[method],
         )
+
+    def band(
+        self,
+        xdata: Any,
+        g: int | None = None,
+        kind: str = "confidence",
+        confidence: float = 0.95,
+        sigma: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(curve, low, high)`` of data set ``g`` at ``xdata`` (as the call's, one data
+        set's): the ``"confidence"`` band of the fitted curve (``t·√(g C gᵀ)``, ``g`` its
+        gradient by autodiff) or the ``"prediction"`` band of a new point
+        (``t·√(g C gᵀ + σ²)``: ``σ²`` the reduced χ² of an unweighted fit, 1 with
+        ``absolute_sigma``, else the new points' ``sigma`` you give, scaled as the fit's)."""
+        import jax
+        import jax.numpy as jnp
+
+        from jaxfit.core.stats import band
+        from jaxfit.student import two_sided
+
+        if kind not in ("confidence", "prediction"):
+            raise ValueError(f"kind: {kind!r} is not allowed; expected confidence or prediction")
+        if not 0 < confidence < 1:
+            raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
+        if self.function is None:
+            raise ValueError("band: not for a fit whose sigma was a covariance matrix (its model saw L⁻¹ f)")
+        row = self._row(g)
+        k = len(self.names)
+        popt, pcov = np.atleast_2d(self.popt)[row], np.reshape(self.pcov, (-1, k, k))[row]
+        dof, redchi = int(np.atleast_1d(self.dof)[row]), float(np.atleast_1d(self.redchi)[row])
+        x = np.asarray(xdata, np.float64)
+        x = x.T if self.function.dims and x.ndim == 2 else x  # (d, m) -> a point per row
+        with jax.enable_x64(True):
+            p = {n: jnp.float64(v) for n, v in zip(self.names, popt)}
+            curve = np.asarray(self.function(p, jnp.asarray(x)))
+            sd = np.asarray(band(self.function, p, self.names, jnp.asarray(pcov), jnp.asarray(x)))
+        var = sd**2
+        if kind == "prediction":
+            absolute = self.problem is not None and self.problem.options.absolute_sigma
+            weighted = self.problem is not None and self.problem.arrays.sigma is not None
+            if weighted and sigma is None:
+                raise ValueError("sigma: a weighted fit's prediction band needs the new points' sigma")
+            scale = 1.0 if absolute else redchi
+            var = var + (scale if sigma is None else scale * np.asarray(sigma, np.float64) ** 2)
+        t = float(two_sided(confidence, dof)) if dof > 0 else np.inf
+        half = t * np.sqrt(var)
+        return curve, curve - half, curve + half
 
     def components(self, xdata: Any, g: int | None = None, confidence: float = 0.95) -> dict[str, tuple]:
         """A built-in or composite model's parts at ``xdata`` for data set ``g``: by
@@ -253,7 +435,14 @@ class CurveFit:
                     int(np.atleast_1d(self.dof)[g]),
                     Status(int(np.atleast_1d(self.status)[g])).label,
                     float(np.atleast_1d(self.redchi)[g]),
-                    None
+                    noise=None
+                    if self.problem is None
+                    else plots.new_point_variance(
+                        float(np.atleast_1d(self.redchi)[g]),
+                        self.problem.options.absolute_sigma,
+                        self.problem.arrays.sigma is not None,
+                    ),
+                    parts=None
                     if self.source is None or self.function.dims
                     else functools.partial(
                         self.components, g=None if self.single else g, confidence=confidence
@@ -584,41 +773,82 @@ def curve_fit(
     args.checked_method(method, box is not None)
     if not (isinstance(starts, (int, np.integer)) and starts >= 1):
         raise ValueError(f"starts: the number of starts per data set must be an integer >= 1, got {starts!r}")
-    fitted = arrays  # the data sets as given (the batch may hold each several times)
+    fitted, fitted_box = arrays, box  # the data sets as given (the batch may hold each several times)
     if starts > 1:
         arrays, box = _many_starts(arrays, box, int(starts), seed)
     kind = _checked_loss(loss, f_scale, arrays.y, arrays.sigma)
     if kind == "poisson":
         _check_positive(arrays)
-    from jaxfit.batch import run_batch
-
-    plan = plan_arrays(
-        args.padded(arrays),
-        absolute_sigma=absolute_sigma,
-        tolerance=LM_TOLERANCE[arrays.dtype.name] if tolerance is None else tolerance,
-        max_steps=max_steps,
-        ftol=ftol,
-        xtol=xtol,
-        gtol=gtol,
-        loss=kind,
-        f_scale=f_scale,
-        bounds=box,
+    tolerance = LM_TOLERANCE[arrays.dtype.name] if tolerance is None else tolerance
+    options = Options(
+        absolute_sigma, tolerance, max_steps, ftol, xtol, gtol, kind, f_scale, devices, block_size
     )
-    label = getattr(f, "__name__", "f")
-    batch = run_batch(plan, devices=devices, block_size=block_size)
     whitened = sigma is not None and np.ndim(sigma) == 2 and single  # the model sees L⁻¹ f
-    fit = _curve_fit_result(batch, arrays.names, label, None if whitened else arrays.model)
+    fit = solve(arrays, box, options, getattr(f, "__name__", "f"), whitened)
     fit = dataclasses.replace(fit, source=source)
     if starts > 1:
         from jaxfit.multistart import best
 
         fit = _rows(fit, *best(fit.chisqr, fit.converged, int(starts)))
+    fit = dataclasses.replace(fit, problem=Problem(fitted, fitted_box, options))
     _raise_or_warn(fit, single, quiet=result)
     if result:
         return _first(fit) if single else fit
     if full_output:
         return _full_output(fit, fitted, single)
     return (fit.popt[0], fit.pcov[0]) if single else (fit.popt, fit.pcov)
+
+
+class Options(NamedTuple):
+    """How a call fits (its solver and statistics options)."""
+
+    absolute_sigma: bool
+    tolerance: float
+    max_steps: int
+    ftol: float
+    xtol: float
+    gtol: float
+    loss: str
+    f_scale: float
+    devices: int | None
+    block_size: int | None
+
+
+class Problem(NamedTuple):
+    """What a call fitted — its data sets as given, their bounds and the options — for
+    the intervals that refit (profile, bootstrap)."""
+
+    arrays: Arrays
+    bounds: tuple[np.ndarray, np.ndarray] | None
+    options: Options
+
+
+def solve(
+    arrays: Arrays,
+    box: tuple[np.ndarray, np.ndarray] | None,
+    options: Options,
+    label: str = "f",
+    whitened: bool = False,
+) -> CurveFit:
+    """Every data set of ``arrays`` fitted from its start, as one batch."""
+    from jaxfit import curvefit_args as args
+    from jaxfit.batch import run_batch
+
+    o = options
+    plan = plan_arrays(
+        args.padded(arrays),
+        absolute_sigma=o.absolute_sigma,
+        tolerance=o.tolerance,
+        max_steps=o.max_steps,
+        ftol=o.ftol,
+        xtol=o.xtol,
+        gtol=o.gtol,
+        loss=o.loss,
+        f_scale=o.f_scale,
+        bounds=box,
+    )
+    batch = run_batch(plan, devices=o.devices, block_size=o.block_size)
+    return _curve_fit_result(batch, arrays.names, label, None if whitened else arrays.model)
 
 
 def _many_starts(
@@ -706,12 +936,16 @@ def _curve_fit_result(
     )
 
 
+WHOLE = ("names", "batch", "model", "function", "source", "problem")
+"""``CurveFit`` fields that are the call's, not a data set's."""
+
+
 def _first(fit: CurveFit) -> CurveFit:
     """A one-data-set ``CurveFit`` with the leading axis dropped."""
     per_set = [
         f.name
         for f in dataclasses.fields(fit)
-        if f.name not in ("names", "batch", "model", "function", "source")
+        if f.name not in WHOLE
     ]
     return dataclasses.replace(fit, **{n: getattr(fit, n)[0] for n in per_set if getattr(fit, n) is not None})
 
@@ -721,7 +955,7 @@ def _rows(fit: CurveFit, rows: np.ndarray, reached: np.ndarray) -> CurveFit:
     per_set = [
         f.name
         for f in dataclasses.fields(fit)
-        if f.name not in ("names", "batch", "model", "function", "source", "reached")
+        if f.name not in (*WHOLE, "reached")
     ]
     return dataclasses.replace(fit, reached=reached, **{n: getattr(fit, n)[rows] for n in per_set})
 

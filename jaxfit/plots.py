@@ -180,6 +180,9 @@ def fit_plots(result: FitResult, plan: FitPlan, out: Path, fmt: str = "png", tan
             int(result.dof or 0),
             result.status.label,
             float(result.redchi) if result.redchi is not None else float("nan"),
+            noise=None
+            if result.redchi is None
+            else new_point_variance(result.redchi, plan.stats.absolute_sigma, sigma is not None),
         )
         figure = data_fit_figure(model, [one], result.trainable, result.confidence)
         written.append(_save(figure, out / "fit", fmt))
@@ -318,6 +321,8 @@ class DataSet(NamedTuple):
     redchi: float
     parts: Callable[[np.ndarray], dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]] | None = None
     """A composite model's parts at ``x``: each one's curve and confidence band (low, high)."""
+    noise: float | None = None
+    """The variance of a new point (an unweighted fit's): the prediction band's σ²."""
 
 
 def curve_and_band(
@@ -361,6 +366,20 @@ def _draw_set(
                 lw=0,
                 label=f"{100 * confidence:g}% confidence band",
             )
+            if data.noise is not None and data.dof > 0:
+                from jaxfit.student import two_sided
+
+                t = float(two_sided(confidence, data.dof))
+                wide = np.sqrt(half**2 + t * t * data.noise)
+                top.plot(
+                    dense,
+                    curve - wide,
+                    ":",
+                    color=GREEN,
+                    lw=1,
+                    label=f"{100 * confidence:g}% prediction band",
+                )
+                top.plot(dense, curve + wide, ":", color=GREEN, lw=1)
         if data.parts is not None:
             _draw_parts(top, data, dense)
     if data.sigma is None:
@@ -476,6 +495,15 @@ def _covariance(
         return np.asarray(stats.covariance)
 
 
+def new_point_variance(redchi: float, absolute_sigma: bool, weighted: bool) -> float | None:
+    """σ² of a new point for the prediction band: the residuals' variance (reduced χ²)
+    of an unweighted fit, 1 with ``absolute_sigma``; None for a weighted fit (its new
+    points' σ are not known)."""
+    if weighted:
+        return None
+    return 1.0 if absolute_sigma else float(redchi)
+
+
 def batch_sets(plan: BatchPlan, result: BatchResult, fits: np.ndarray) -> list[DataSet]:
     """The data sets of ``fits`` (indices into the batch) with their fits, real points only."""
     from jaxfit.chunks import x_shared
@@ -506,6 +534,11 @@ def batch_sets(plan: BatchPlan, result: BatchResult, fits: np.ndarray) -> list[D
                 int(result.dof[i]) if result.dof is not None else 0,
                 Status(int(result.status[i])).label,
                 float(result.redchi[i]) if result.redchi is not None else float("nan"),
+                noise=None
+                if result.redchi is None
+                else new_point_variance(
+                    result.redchi[i], plan.program.stats.absolute_sigma, sigma is not None
+                ),
             )
         )
     return out

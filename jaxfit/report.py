@@ -267,6 +267,7 @@ def fit_report(
     intervals: tuple[np.ndarray, np.ndarray],
     confidence: float,
     min_correl: float = 0.1,
+    method: str = "Student's t",
 ) -> str:
     """One fit in lmfit's ``fit_report`` layout (statistics, variables with their
     errors, correlations), plus its status in words and Student's t intervals.
@@ -295,7 +296,7 @@ def fit_report(
         rel = f" ({abs(e / v) * 100:.2f}%)" if v != 0 and math.isfinite(e) else ""
         err = f" +/- {_g(e)}{rel}" if math.isfinite(e) else " +/- inf (the covariance could not be estimated)"
         lines.append(f"    {(n + ':').ljust(width)}  {_g(v)}{err} (init = {num(float(init[i]), 9)})")
-    lines.append(f"[[Confidence intervals]] ({confidence:.0%}, Student's t at {facts['points'] - k} dof)")
+    lines.append(f"[[Confidence intervals]] ({confidence:.0%}, {method} at {facts['points'] - k} dof)")
     for i, n in enumerate(names):
         lines.append(f"    {(n + ':').ljust(width)}  [{_g(intervals[0][i])}, {_g(intervals[1][i])}]")
     corr = np.asarray(covariance, np.float64)

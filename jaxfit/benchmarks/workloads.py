@@ -462,6 +462,11 @@ def _parser() -> argparse.ArgumentParser:
         help="W6: 10,000 spectra with the built-in two Gaussians + line, against an lmfit Model.fit loop",
     )
     ap.add_argument(
+        "--intervals",
+        action="store_true",
+        help="W7: profile intervals against lmfit's conf_interval, a million bootstrap refits, coverage",
+    )
+    ap.add_argument(
         "--poisson",
         action="store_true",
         help="the amplitude's bias on 10,000 low-count spots: least squares against Poisson maximum likelihood",
@@ -581,6 +586,10 @@ def main(argv: Sequence[str]) -> int:
         from jaxfit.benchmarks import models
 
         return models.main(args.quick)
+    if args.intervals:
+        from jaxfit.benchmarks import intervals
+
+        return intervals.main(args.quick)
     if args.poisson:
         return _print_poisson(poisson_bias(1_000 if args.quick else 10_000))
     n1, n2s, n4, rss_n = (

@@ -101,3 +101,24 @@ def component_bands(
             )
             out[shape.prefix or shape.name] = (curve, np.sqrt(np.maximum(var, 0.0)))
     return out
+
+
+def values_of(model: Model, popt: np.ndarray) -> np.ndarray:
+    """Every parameter's and derived quantity's value ``(…, m)`` from the free ones'
+    ``(…, k)`` (NaN rows stay NaN)."""
+    p = plan(model)
+    flat = np.reshape(popt, (-1, popt.shape[-1]))
+    with jax.enable_x64(True):
+        q = np.asarray(jax.vmap(p.quantities)(jnp.asarray(np.nan_to_num(flat), jnp.float64)))
+    q = np.where(np.isfinite(flat).all(axis=1, keepdims=True), q, np.nan)
+    return q.reshape(*popt.shape[:-1], q.shape[-1])
+
+
+def depends_on(model: Model, popt: np.ndarray) -> np.ndarray:
+    """For each quantity, the one free parameter it depends on (by its gradient at the
+    fits), or −1 (none, or several)."""
+    p = plan(model)
+    with jax.enable_x64(True):
+        J = np.asarray(jax.vmap(jax.jacfwd(p.quantities))(jnp.asarray(np.nan_to_num(popt), jnp.float64)))
+    used = (np.abs(J) > 0).any(axis=0)  # (m, k)
+    return np.where(used.sum(axis=1) == 1, used.argmax(axis=1), -1)
