@@ -942,21 +942,13 @@ WHOLE = ("names", "batch", "model", "function", "source", "problem")
 
 def _first(fit: CurveFit) -> CurveFit:
     """A one-data-set ``CurveFit`` with the leading axis dropped."""
-    per_set = [
-        f.name
-        for f in dataclasses.fields(fit)
-        if f.name not in WHOLE
-    ]
+    per_set = [f.name for f in dataclasses.fields(fit) if f.name not in WHOLE]
     return dataclasses.replace(fit, **{n: getattr(fit, n)[0] for n in per_set if getattr(fit, n) is not None})
 
 
 def _rows(fit: CurveFit, rows: np.ndarray, reached: np.ndarray) -> CurveFit:
     """The fits at ``rows`` (each data set's best of its starts), ``reached`` set."""
-    per_set = [
-        f.name
-        for f in dataclasses.fields(fit)
-        if f.name not in (*WHOLE, "reached")
-    ]
+    per_set = [f.name for f in dataclasses.fields(fit) if f.name not in (*WHOLE, "reached")]
     return dataclasses.replace(fit, reached=reached, **{n: getattr(fit, n)[rows] for n in per_set})
 
 
