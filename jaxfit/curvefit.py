@@ -686,6 +686,7 @@ def curve_fit(
     block_size: int | None = None,
     starts: int = 1,
     seed: int = 0,
+    shared: Any = None,
     **kwargs: Any,
 ) -> Any:
     """Fit ``f(x, *params)`` to ``ydata`` by Levenberg–Marquardt, as scipy's ``curve_fit``.
@@ -735,6 +736,10 @@ def curve_fit(
             then ``K − 1`` from a Latin hypercube around it (``jaxfit.multistart``,
             seeded) —, all ``K·G`` fits in one batch; each data set keeps its best
             (``CurveFit.reached``: how many starts reached it).
+        shared: names of parameters common to every data set (a global fit: one
+            problem, the others local to each set, solved by the Schur complement;
+            ``jaxfit.globalfit``); returns a ``GlobalFit``. The shared start is the
+            median of its ``p0`` column.
 
     Returns:
         ``(popt, pcov)``: ``(k,)`` and ``(k, k)`` for one data set, ``(G, k)`` and
@@ -773,6 +778,8 @@ def curve_fit(
     args.checked_method(method, box is not None)
     if not (isinstance(starts, (int, np.integer)) and starts >= 1):
         raise ValueError(f"starts: the number of starts per data set must be an integer >= 1, got {starts!r}")
+    if shared is not None:
+        return _global(arrays, box, shared, single, loss, starts, absolute_sigma, max_steps)
     fitted, fitted_box = arrays, box  # the data sets as given (the batch may hold each several times)
     if starts > 1:
         arrays, box = _many_starts(arrays, box, int(starts), seed)
@@ -797,6 +804,32 @@ def curve_fit(
     if full_output:
         return _full_output(fit, fitted, single)
     return (fit.popt[0], fit.pcov[0]) if single else (fit.popt, fit.pcov)
+
+
+def _global(
+    arrays: Arrays,
+    box: Any,
+    shared: Any,
+    single: bool,
+    loss: str,
+    starts: int,
+    absolute_sigma: bool,
+    max_steps: int,
+) -> Any:
+    """``shared=``: the data sets as one problem (``jaxfit.globalfit``)."""
+    from jaxfit.globalfit import global_fit
+
+    if single:
+        raise ValueError("shared: a global fit needs several data sets (ydata of shape (G, n))")
+    for given, what in (
+        (box is not None, "bounds"),
+        (loss != "linear", "robust losses"),
+        (starts > 1, "many starts"),
+    ):
+        if given:
+            raise ValueError(f"shared: {what} are not supported in a global fit yet")
+    names = [shared] if isinstance(shared, str) else list(shared)
+    return global_fit(arrays, names, absolute_sigma, max_steps)
 
 
 class Options(NamedTuple):

@@ -115,6 +115,7 @@ def plan_fit(config: ConfigLike) -> FitPlan:
         stats=stats_spec_of(config, batch=False),
         confidence=config.report.confidence,
         dims=config.data.dims,
+        intervals=config.report.intervals,
     )
 
 

@@ -35,6 +35,8 @@ class FitPlan(NamedTuple):
     confidence: float = 0.95
     dims: int = 0
     """Coordinates per data point (0: one scalar x)."""
+    intervals: str = "linear"
+    """``linear`` or ``profile`` (``report.intervals``)."""
 
     @property
     def dtype(self) -> np.dtype:

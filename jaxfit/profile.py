@@ -349,3 +349,58 @@ def profile(
     value = np.where(ok[:, None, None], value, np.nan)
     why = np.where(ok[:, None, None], why, FAILED).astype(np.int8)
     return Intervals(value[..., 0], value[..., 1], why[..., 0], why[..., 1], confidence, "profile")
+
+
+class _Held(NamedTuple):
+    """A config's model with its untrained parameters held at their values."""
+
+    model: Any
+    held: tuple[tuple[str, float], ...]
+
+    @property
+    def dims(self) -> int:
+        return getattr(self.model, "dims", 0)
+
+    def __call__(self, params: Any, x: jax.Array) -> jax.Array:
+        return self.model({**dict(self.held), **params}, x)
+
+
+def of_plan(plan: Any, result: Any) -> dict[str, tuple[float, float]]:
+    """The profile intervals of a config's single fit (``plan`` a ``FitPlan``, ``result``
+    its ``FitResult``) at the plan's confidence, by trainable parameter."""
+    from jaxfit.curvefit import Options, Problem
+    from jaxfit.curvefit_args import Arrays
+
+    names, data = result.trainable, plan.problem.data
+    held = tuple((n, float(result.params[n])) for n in plan.problem.frozen)
+    y = np.asarray(data.y, np.float64)[None]
+    sigma = None if data.sigma is None else np.broadcast_to(np.asarray(data.sigma, np.float64), y.shape)
+    popt = np.array([[result.params[n] for n in names]])
+    arrays = Arrays(
+        np.asarray(data.x, np.float64),
+        y,
+        None if data.mask is None else np.asarray(data.mask)[None],
+        sigma,
+        popt,
+        names,
+        _Held(plan.spec.model, held),
+        np.dtype(np.float64),
+        True,
+    )
+    bounds = None
+    if plan.problem.bounds is not None:
+        lower, upper = plan.problem.bounds
+        bounds = (
+            np.array([[float(lower.get(n, -np.inf)) for n in names]]),
+            np.array([[float(upper.get(n, np.inf)) for n in names]]),
+        )
+    options = Options(plan.stats.absolute_sigma, 0.0, 0, 0.0, 0.0, 0.0, plan.spec.loss, 1.0, None, None)
+    got = profile(
+        Problem(arrays, bounds, options),
+        popt,
+        np.array([[result.stderr[n] for n in names]]),
+        np.array([result.chisqr]),
+        np.array([result.dof]),
+        plan.confidence,
+    )
+    return {n: (float(got.low[0, j]), float(got.high[0, j])) for j, n in enumerate(names)}

@@ -104,7 +104,7 @@ def fit_text(result: FitResult, config: dict[str, Any], source: str, head: int =
 def parameter_table(result: FitResult) -> str:
     """Start and final value of every parameter; for the trained ones the standard
     error (and relative to the value) and the confidence interval."""
-    level = f"{100 * result.confidence:g}% interval"
+    level = f"{100 * result.confidence:g}% interval" + ("" if result.profile is None else " (profile)")
     intervals = result.intervals
     rows = []
     for n in result.params:

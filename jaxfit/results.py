@@ -70,6 +70,8 @@ class FitResult:
     """J was rank-deficient (or dof ≤ 0): the standard errors are infinite, not meaningful."""
     confidence: float = 0.95
     """Level of ``intervals``."""
+    profile: dict[str, tuple[float, float]] | None = None
+    """The profile-likelihood intervals (``report.intervals: profile``), else None."""
     at_bound: dict[str, bool] = dataclasses.field(default_factory=dict)
     """For each bounded parameter: it ended on one of its bounds (its standard error,
     from the unconstrained curvature, then means little)."""
@@ -81,8 +83,11 @@ class FitResult:
 
     @property
     def intervals(self) -> dict[str, tuple[float, float]]:
-        """Each trainable parameter's ``confidence`` interval, ``value ± t·stderr`` with
-        Student's t at ``dof`` degrees of freedom."""
+        """Each trainable parameter's ``confidence`` interval: the ``profile`` where
+        computed, else ``value ± t·stderr`` with Student's t at ``dof`` degrees of
+        freedom."""
+        if self.profile is not None:
+            return self.profile
         t = float(two_sided(self.confidence, self.dof)) if self.dof > 0 else math.inf
         return {
             n: (self.params[n] - t * self.stderr[n], self.params[n] + t * self.stderr[n]) for n in self.stderr
@@ -94,6 +99,7 @@ class FitResult:
         return {
             "stderr": self.stderr,
             "intervals": {n: list(v) for n, v in self.intervals.items()},
+            "interval_method": "linear" if self.profile is None else "profile",
             "confidence": self.confidence,
             "chisqr": self.chisqr,
             "dof": self.dof,

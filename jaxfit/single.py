@@ -7,6 +7,7 @@ max_steps reuses the same executable.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Sequence
@@ -235,4 +236,9 @@ def fit_and_executable(
         t0 = time.perf_counter()
         outputs = jax.device_get(compiled(*inputs))
         run_s = time.perf_counter() - t0
-    return fit_result(plan.facts, outputs, compile_s, run_s), compiled, inputs, outputs
+    result = fit_result(plan.facts, outputs, compile_s, run_s)
+    if plan.intervals == "profile":
+        from jaxfit.profile import of_plan
+
+        result = dataclasses.replace(result, profile=of_plan(plan, result))
+    return result, compiled, inputs, outputs

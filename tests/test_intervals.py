@@ -248,3 +248,37 @@ def test_the_profile_curve_reaches_the_level_at_the_intervals_ends():
     for j, n in enumerate(fit.names):
         rise = fit.profile_curve(n, [got.low[j], fit.popt[j], got.high[j]])
         np.testing.assert_allclose(rise, [level, 0, level], rtol=1e-8, atol=1e-12)
+
+
+def test_a_configs_single_fit_reports_its_profile_intervals(tmp_path):
+    import json
+
+    from conftest import run_jaxfit
+
+    p = run_jaxfit(
+        "--config",
+        "configs/aspirin.yaml",
+        "--set",
+        "report.intervals=profile",
+        "--format",
+        "json",
+        "--no-cache",
+    )
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout)
+    assert got["interval_method"] == "profile"
+    _, x, y, p0 = _data("aspirin", None)
+    ref = jaxfit.curve_fit(four_pl, x, y, p0=p0, result=True, precision="float64").profile(0.95)
+    for j, n in enumerate(("bottom", "top", "log_ec50", "slope")):
+        assert got["intervals"][n] == pytest.approx([ref.low[j], ref.high[j]], rel=1e-4), n
+    text = run_jaxfit("--config", "configs/aspirin.yaml", "--set", "report.intervals=profile", "--no-cache")
+    assert "95% interval (profile)" in text.stdout
+
+
+def test_profile_intervals_of_a_batch_config_are_refused_in_one_line():
+    from conftest import run_jaxfit
+
+    p = run_jaxfit("--config", "configs/dose_response.yaml", "--set", "report.intervals=profile")
+    assert p.returncode == 2
+    assert "report.intervals: profile intervals are a single fit's here" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1

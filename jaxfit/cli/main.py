@@ -159,6 +159,8 @@ def _warm_fit(args: argparse.Namespace, digest: str | None, source: str) -> int 
     if saved is None:
         return None
     config, outputs = saved
+    if config["report"].get("intervals") == "profile":  # refits: not in the saved outputs
+        return None
     return _print_fit(args, _result_of(config, outputs), config, source)
 
 

@@ -76,6 +76,25 @@ def _bounds_by_set_errors(config: Config, name: str, bounds: list) -> list:
     return []
 
 
+def interval_errors(config: Config) -> list:
+    """``report.intervals: profile``: one fit, least squares."""
+    if config.report.intervals != "profile":
+        return []
+    if config.is_batch:
+        return [
+            (
+                ["report", "intervals"],
+                "profile intervals are a single fit's here; for a batch use "
+                "jaxfit.curve_fit(..., result=True).profile()",
+            )
+        ]
+    if config.train.loss != "ssr":
+        return [
+            (["report", "intervals"], f"profile intervals need train.loss: ssr (got {config.train.loss})")
+        ]
+    return []
+
+
 def loss_errors(config: Config) -> list:
     """``train.loss: poisson`` needs counts (y ≥ 0) and no sigma."""
     if config.train.loss != "poisson":

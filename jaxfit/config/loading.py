@@ -10,7 +10,14 @@ from typing import Any, NamedTuple
 import yaml
 from pydantic import ValidationError
 
-from jaxfit.config.checks import bounds_errors, guess_builtin, loss_errors, read_starts, run_guess
+from jaxfit.config.checks import (
+    bounds_errors,
+    guess_builtin,
+    interval_errors,
+    loss_errors,
+    read_starts,
+    run_guess,
+)
 from jaxfit.config.messages import messages, refuse
 from jaxfit.config.model import ModelConfig
 from jaxfit.config.schema import Config
@@ -220,7 +227,7 @@ def validate(
         run_guess(config, source, text)
     elif config.model.builtin is not None and config.starts is None:
         guess_builtin(config, given_params, source, text)
-    errors = bounds_errors(config) + loss_errors(config)
+    errors = bounds_errors(config) + loss_errors(config) + interval_errors(config)
     if errors:
         refuse(source, text, errors[:1])
     return config
