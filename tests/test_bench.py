@@ -6,6 +6,7 @@ import numpy as np
 import reference as ref
 from conftest import run_jaxfit
 
+import jaxfit
 from jaxfit.benchmarks.peers import numpy_gd, numpy_w1, numpy_w2
 
 
@@ -71,3 +72,16 @@ def test_serve_benchmark_runs_both_servers_and_prints_the_ratio():
     assert "server CPU us/request" in p.stdout
     bad = run_jaxfit("bench", "--serve", "--serve-rounds", "0")
     assert bad.returncode == 2 and "--serve-rounds" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_model_interval_and_global_benches_run_at_small_sizes():
+    from jaxfit.benchmarks import globalfits, intervals, models
+
+    rows = models.run(10, 2)
+    assert [r["precision"] for r in rows] == ["float32", "float64"] and all(r["worse"] == 0 for r in rows)
+    s = intervals.speed(20, 2)
+    assert s["found"] == s["sides"] and s["worst_rel"] < 1e-3
+    x, Y = globalfits.traces(200)
+    fit = globalfits.ours(x, Y)["fit"]
+    assert fit.status == jaxfit.Status.CONVERGED
+    np.testing.assert_allclose(fit.shared, globalfits.RATES, rtol=0.05)

@@ -467,6 +467,12 @@ def _parser() -> argparse.ArgumentParser:
         help="W7: profile intervals against lmfit's conf_interval, a million bootstrap refits, coverage",
     )
     ap.add_argument(
+        "--global",
+        dest="global_fits",
+        action="store_true",
+        help="W8: a global fit of 100,000 traces with shared rates, against independent fits and scipy",
+    )
+    ap.add_argument(
         "--poisson",
         action="store_true",
         help="the amplitude's bias on 10,000 low-count spots: least squares against Poisson maximum likelihood",
@@ -590,6 +596,10 @@ def main(argv: Sequence[str]) -> int:
         from jaxfit.benchmarks import intervals
 
         return intervals.main(args.quick)
+    if args.global_fits:
+        from jaxfit.benchmarks import globalfits
+
+        return globalfits.main(args.quick)
     if args.poisson:
         return _print_poisson(poisson_bias(1_000 if args.quick else 10_000))
     n1, n2s, n4, rss_n = (
