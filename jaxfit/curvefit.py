@@ -779,7 +779,7 @@ def curve_fit(
     if not (isinstance(starts, (int, np.integer)) and starts >= 1):
         raise ValueError(f"starts: the number of starts per data set must be an integer >= 1, got {starts!r}")
     if shared is not None:
-        return _global(arrays, box, shared, single, loss, starts, absolute_sigma, max_steps)
+        return _global(arrays, box, shared, single, loss, f_scale, starts, absolute_sigma, max_steps)
     fitted, fitted_box = arrays, box  # the data sets as given (the batch may hold each several times)
     if starts > 1:
         arrays, box = _many_starts(arrays, box, int(starts), seed)
@@ -812,6 +812,7 @@ def _global(
     shared: Any,
     single: bool,
     loss: str,
+    f_scale: float,
     starts: int,
     absolute_sigma: bool,
     max_steps: int,
@@ -822,14 +823,14 @@ def _global(
     if single:
         raise ValueError("shared: a global fit needs several data sets (ydata of shape (G, n))")
     for given, what in (
-        (box is not None, "bounds"),
-        (loss != "linear", "robust losses"),
+        (loss == "poisson", "Poisson losses"),
         (starts > 1, "many starts"),
     ):
         if given:
             raise ValueError(f"shared: {what} are not supported in a global fit yet")
     names = [shared] if isinstance(shared, str) else list(shared)
-    return global_fit(arrays, names, absolute_sigma, max_steps)
+    kind = _checked_loss(loss, f_scale, arrays.y, arrays.sigma)
+    return global_fit(arrays, names, absolute_sigma, max_steps, box, (kind, float(f_scale)))
 
 
 class Options(NamedTuple):

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxfit.core.losses import rho
 from jaxfit.core.status import Status
 
 
@@ -58,6 +59,7 @@ class GlobalFit:
     cov_cross: np.ndarray
     """``(G, n_l, n_s)`` each data set's locals against the shared parameters."""
     chisqr: float
+    """χ² of the whole problem (with a robust loss: the loss, twice scipy's cost)."""
     dof: int
     chisqr_per_set: np.ndarray
     points_per_set: np.ndarray
@@ -135,11 +137,24 @@ class GlobalFit:
         return "\n".join(lines)
 
 
-def _blocks(resid: Any, local: jax.Array, shared: jax.Array) -> tuple:
-    """One data set's residuals, its ``A``, ``B``, ``C`` blocks and gradients."""
+def _blocks(resid: Any, local: jax.Array, shared: jax.Array, loss: tuple[str, float], final: bool) -> tuple:
+    """One data set's ``A``, ``B``, ``C`` blocks and gradients of its loss's
+    least-squares form (``core.losses``: a robust loss steps by its reweighted form,
+    and its covariance takes scipy's rescaled one, ``final``)."""
     r = resid(local, shared)
     Jl, Js = jax.jacfwd(resid, argnums=(0, 1))(local, shared)
-    return r, Jl.T @ Jl, Jl.T @ Js, Js.T @ Js, Jl.T @ r, Js.T @ r
+    kind, f_scale = loss
+    if kind != "ssr":
+        c2 = f_scale * f_scale
+        _, rho1, rho2 = rho(kind, r * r / c2)
+        if final:
+            w = jnp.sqrt(jnp.maximum(rho1 + 2 * (rho2 / c2) * r * r, jnp.finfo(r.dtype).eps))
+            r = r * rho1 / w
+        else:
+            w = jnp.sqrt(rho1)
+            r = r * w
+        Jl, Js = Jl * w[:, None], Js * w[:, None]
+    return Jl.T @ Jl, Jl.T @ Js, Js.T @ Js, Jl.T @ r, Js.T @ r
 
 
 def _schur(A: jax.Array, B: jax.Array, C: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -150,9 +165,21 @@ def _schur(A: jax.Array, B: jax.Array, C: jax.Array) -> tuple[jax.Array, jax.Arr
     return E, S, A_inv
 
 
+def _free(p: jax.Array, g: jax.Array, lower: jax.Array, upper: jax.Array) -> jax.Array:
+    """1 where a parameter may move this step, 0 where it sits on a bound the descent
+    ``−g`` points past (``g = Jᵀr``, ``r = (y − f)/σ``)."""
+    held = ((p <= lower) & (g > 0)) | ((p >= upper) & (g < 0))
+    return 1.0 - held.astype(p.dtype)
+
+
 @functools.lru_cache(maxsize=16)
 def _program(
-    names: tuple[str, ...], model: Any, local_idx: tuple[int, ...], shared_idx: tuple[int, ...], per_set: bool
+    names: tuple[str, ...],
+    model: Any,
+    local_idx: tuple[int, ...],
+    shared_idx: tuple[int, ...],
+    per_set: bool,
+    loss: tuple[str, float],
 ) -> Any:
     from jaxfit.core.model import Data, residuals
 
@@ -168,27 +195,42 @@ def _program(
 
     axes = (0 if per_set else None, 0, 0, 0, 0, None)
 
-    def blocks(x, y, m, s, local, shared):  # all data sets at once
-        return jax.vmap(lambda *a: _blocks(resid_of(*a[:4]), a[4], a[5]), in_axes=axes)(
+    def blocks(x, y, m, s, local, shared, final=False):  # all data sets at once
+        return jax.vmap(lambda *a: _blocks(resid_of(*a[:4]), a[4], a[5], loss, final), in_axes=axes)(
             x, y, m, s, local, shared
         )
 
     def chi_per_set(x, y, m, s, local, shared):
+        """Each data set's loss (χ² for least squares)."""
         r = jax.vmap(lambda *a: resid_of(*a[:4])(a[4], a[5]), in_axes=axes)(x, y, m, s, local, shared)
-        return jnp.sum(r * r, axis=1)
+        if loss[0] == "ssr":
+            return jnp.sum(r * r, axis=1)
+        c2 = loss[1] * loss[1]
+        return jnp.sum(c2 * rho(loss[0], r * r / c2)[0], axis=1)
 
-    def run(x, y, m, s, local, shared, max_steps, ftol, xtol):
+    def run(x, y, m, s, local, shared, bounds, max_steps, ftol, xtol):
+        lo_l, hi_l, lo_s, hi_s = bounds
+
         def body(st: _State) -> _State:
-            _, A, B, Cg, gl, gsg = blocks(x, y, m, s, st.local, st.shared)
+            A, B, Cg, gl, gsg = blocks(x, y, m, s, st.local, st.shared)
             C, gs = Cg.sum(0), gsg.sum(0)
-            damp_A = st.lam * jnp.maximum(jnp.diagonal(A, axis1=1, axis2=2), 1e-30)
-            damp_C = st.lam * jnp.maximum(jnp.diag(C), 1e-30)
+            # a parameter on a bound that the descent (−g) pushes out is held this step
+            fl = _free(st.local, gl, lo_l, hi_l)
+            fs = _free(st.shared, gs, lo_s, hi_s)
+            A = A * fl[:, :, None] * fl[:, None, :] + jax.vmap(jnp.diag)(1 - fl)
+            B = B * fl[:, :, None] * fs[None, None, :]
+            C = C * fs[:, None] * fs[None, :] + jnp.diag(1 - fs)
+            gl, gs = gl * fl, gs * fs
+            damp_A = st.lam * jnp.maximum(jnp.diagonal(A, axis1=1, axis2=2), 1e-30) * fl
+            damp_C = st.lam * jnp.maximum(jnp.diag(C), 1e-30) * fs
             Ad = A + jax.vmap(jnp.diag)(damp_A)
             E, S, A_inv = _schur(Ad, B, C + jnp.diag(damp_C))
             Ag = jnp.einsum("gij,gj->gi", A_inv, gl)
             d_s = jnp.linalg.solve(S, -gs + jnp.einsum("gij,gi->j", B, Ag))
             d_l = -Ag - jnp.einsum("gij,j->gi", E, d_s)
-            new_l, new_s = st.local + d_l, st.shared + d_s
+            new_l = jnp.clip(st.local + d_l, lo_l, hi_l)
+            new_s = jnp.clip(st.shared + d_s, lo_s, hi_s)
+            d_l, d_s = new_l - st.local, new_s - st.shared
             chi = chi_per_set(x, y, m, s, new_l, new_s).sum()
             better = chi < st.chisqr
             small_gain = better & (st.chisqr - chi <= ftol * chi)
@@ -220,11 +262,33 @@ def _program(
             jnp.asarray(int(Status.RUNNING), jnp.int32),
         )
         st = jax.lax.while_loop(lambda st: st.status == Status.RUNNING, body, start)
-        _, A, B, Cg, _, _ = blocks(x, y, m, s, st.local, st.shared)
+        A, B, Cg, _, _ = blocks(x, y, m, s, st.local, st.shared, final=True)
         E, S, A_inv = _schur(A, B, Cg.sum(0))
         return st, E, jnp.linalg.inv(S), A_inv, chi_per_set(x, y, m, s, st.local, st.shared)
 
     return jax.jit(run)
+
+
+def _bounds(
+    bounds: tuple[np.ndarray, np.ndarray] | None,
+    groups: int,
+    k: int,
+    li: tuple[int, ...],
+    si: tuple[int, ...],
+    shared: tuple[str, ...],
+    dtype: np.dtype,
+) -> tuple[np.ndarray, ...]:
+    """``(lower, upper)`` of the locals ``(G, n_l)`` and of the shared ``(n_s,)``."""
+    lower, upper = (np.full((groups, k), -np.inf), np.full((groups, k), np.inf)) if bounds is None else bounds
+    for side in (lower, upper):
+        differs = [n for n, j in zip(shared, si) if (side[:, j] != side[0, j]).any()]
+        if differs:
+            raise ValueError(
+                f"bounds: a shared parameter has one bound, the same for every data set ({differs[0]})"
+            )
+    return tuple(
+        np.asarray(a, dtype) for a in (lower[:, li], upper[:, li], lower[0, list(si)], upper[0, list(si)])
+    )
 
 
 def global_fit(
@@ -232,12 +296,16 @@ def global_fit(
     shared: Any,
     absolute_sigma: bool = False,
     max_steps: int = 200,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
+    loss: tuple[str, float] = ("ssr", 1.0),
     ftol: float | None = None,
     xtol: float | None = None,
 ) -> GlobalFit:
     """``arrays`` (``curvefit_args.Arrays`` of ``G`` data sets) fitted as one problem
     with the parameters ``shared`` common to all; each data set's start row gives its
-    locals, the shared start is the median of its column."""
+    locals, the shared start is the median of its column; ``bounds`` ``(G, k)`` each
+    side (a shared parameter's the same in every row); ``loss`` ``(kind, f_scale)``:
+    least squares or a robust loss of ``core.losses``."""
     names = arrays.names
     shared = tuple(shared)
     unknown = [n for n in shared if n not in names]
@@ -257,7 +325,7 @@ def global_fit(
     mask = np.isfinite(arrays.y) if arrays.mask is None else arrays.mask & np.isfinite(arrays.y)
     sigma = np.ones((G, n)) if arrays.sigma is None else np.asarray(arrays.sigma)
     per_set = arrays.x.ndim == (3 if arrays.model.dims else 2)
-    run = _program(names, arrays.model, li, si, per_set)
+    run = _program(names, arrays.model, li, si, per_set, loss)
     with jax.enable_x64(f64):
         st, E, S_inv, A_inv, chi_sets = run(
             np.asarray(arrays.x, dtype),
@@ -266,6 +334,7 @@ def global_fit(
             sigma.astype(dtype),
             np.asarray(arrays.starts[:, li], dtype),
             np.median(arrays.starts[:, si], axis=0).astype(dtype),
+            _bounds(bounds, G, len(names), li, si, shared, dtype),
             max_steps,
             ftol,
             xtol,

@@ -75,6 +75,54 @@ def test_a_shared_rate_equals_scipy_on_the_concatenated_problem(case):
     assert fit.popt.shape == (len(Y), 3) and (fit.popt[:, 1] == fit.shared[0]).all()
 
 
+@pytest.mark.parametrize("upper", [0.7, 2.0])
+def test_a_bound_on_the_shared_rate_equals_scipys_trf(upper):
+    x, Y, _ = _traces(G=8, seed=3)
+    G = len(Y)
+
+    def fun(p):
+        a, c, k = p[0 : 2 * G : 2], p[1 : 2 * G : 2], p[-1]
+        return (a[:, None] * np.exp(-k * x) + c[:, None] - Y).ravel()
+
+    lower = np.concatenate([np.full(2 * G, -np.inf), [0.0]])
+    higher = np.concatenate([np.full(2 * G, np.inf), [upper]])
+    p0 = np.concatenate([np.tile([1.0, 0.0], G), [0.5]])
+    ref = least_squares(fun, p0, bounds=(lower, higher), method="trf", xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    fit = jaxfit.curve_fit(
+        decay,
+        x,
+        Y,
+        p0=[1.0, 0.5, 0.0],
+        bounds=([-np.inf, 0, -np.inf], [np.inf, upper, np.inf]),
+        shared="k",
+        precision="float64",
+    )
+    assert fit.status == jaxfit.Status.CONVERGED
+    np.testing.assert_allclose(np.concatenate([fit.local.ravel(), fit.shared]), ref.x, rtol=1e-6, atol=1e-9)
+    assert fit.chisqr == pytest.approx(2 * ref.cost, rel=1e-9)
+    assert (fit.shared[0] == upper) == (upper == 0.7)  # the bound holds k only where it binds
+
+
+@pytest.mark.parametrize(("loss", "f_scale"), [("huber", 0.05), ("soft_l1", 0.1), ("cauchy", 0.05)])
+def test_a_robust_global_fit_equals_scipys_least_squares_with_that_loss(loss, f_scale):
+    x, Y, _ = _traces(G=8, seed=4)
+    Y[::2, 5] += 1.0  # outliers
+    G = len(Y)
+
+    def fun(p):
+        a, c, k = p[0 : 2 * G : 2], p[1 : 2 * G : 2], p[-1]
+        return (a[:, None] * np.exp(-k * x) + c[:, None] - Y).ravel()
+
+    p0 = np.concatenate([np.tile([1.0, 0.0], G), [0.5]])
+    ref = least_squares(fun, p0, loss=loss, f_scale=f_scale, method="trf", xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    fit = jaxfit.curve_fit(
+        decay, x, Y, p0=[1.0, 0.5, 0.0], shared="k", loss=loss, f_scale=f_scale, precision="float64"
+    )
+    assert fit.status == jaxfit.Status.CONVERGED
+    np.testing.assert_allclose(np.concatenate([fit.local.ravel(), fit.shared]), ref.x, rtol=1e-6, atol=1e-8)
+    assert fit.chisqr == pytest.approx(2 * ref.cost, rel=1e-9)  # the loss: twice scipy's cost
+
+
 def test_a_global_fit_in_float32_and_its_report():
     x, Y, _ = _traces(G=50, seed=1)
     f64 = jaxfit.curve_fit(decay, x, Y, p0=[1.0, 0.5, 0.0], shared="k", precision="float64")
@@ -91,8 +139,11 @@ def test_a_global_fit_in_float32_and_its_report():
     [
         ({"shared": ["q"]}, "'q' is not a parameter of the model"),
         ({"shared": ["a", "k", "c"]}, "leave at least one local"),
-        ({"shared": ["k"], "bounds": (0, 10)}, "bounds are not supported in a global fit yet"),
-        ({"shared": ["k"], "loss": "huber"}, "robust losses are not supported"),
+        (
+            {"shared": ["k"], "bounds": (np.zeros((3, 3)), np.array([[9, 1, 9], [9, 2, 9], [9, 1, 9]]))},
+            "one bound",
+        ),
+        ({"shared": ["k"], "loss": "poisson"}, "Poisson losses are not supported"),
     ],
 )
 def test_a_global_fit_it_cannot_do_says_why_in_one_line(kwargs, message):
