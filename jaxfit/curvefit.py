@@ -143,7 +143,6 @@ class CurveFit:
         Student's t at each fit's dof (inf where the dof or the covariance allow none);
         ``"profile"``: where the χ² profile crosses the level (``profile``);
         ``"bootstrap"``: the bootstrap-t of 1,000 residual resamplings (``bootstrap``)."""
-        from jaxfit.student import two_sided
 
         if method == "profile":
             got = self.profile(confidence)
@@ -154,9 +153,16 @@ class CurveFit:
             raise ValueError(f"method: {method!r} is not allowed; expected linear, profile or bootstrap")
         if not 0 < confidence < 1:
             raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
-        dof = np.asarray(self.dof)
-        t = np.where(dof > 0, two_sided(confidence, np.maximum(dof, 1)), np.inf)[..., None]
+        t = self._student(confidence)[..., None]
         return self.popt - t * self.perr, self.popt + t * self.perr
+
+    def _student(self, confidence: float) -> np.ndarray:
+        """Student's t of a two-sided ``confidence`` interval at each fit's dof (inf
+        where the dof allow none)."""
+        from jaxfit.student import two_sided
+
+        dof = np.asarray(self.dof)
+        return np.where(dof > 0, two_sided(confidence, np.maximum(dof, 1)), np.inf)
 
     def profile(self, confidence: float = 0.95) -> Any:
         """Profile-likelihood intervals of every parameter of every fit (lmfit's
@@ -203,12 +209,10 @@ class CurveFit:
         parameters, carried through each quantity that depends on one of them
         (``ec50 = 10^logec50``, monotone); a quantity of several — the bootstrap's
         percentiles of it, the profile's NaN."""
-        from jaxfit.student import two_sided
 
         names, values, errors = self._quantities
         if method == "linear":
-            dof = np.atleast_1d(self.dof)
-            t = np.where(dof > 0, two_sided(confidence, np.maximum(dof, 1)), np.inf)[:, None]
+            t = np.atleast_1d(self._student(confidence))[:, None]
             low, high = values - t * errors, values + t * errors
         elif method in ("profile", "bootstrap"):
             low, high = self._carried(method, confidence)

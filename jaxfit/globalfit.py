@@ -238,10 +238,15 @@ def _program(
             norm = jnp.sqrt(jnp.sum(st.local**2) + jnp.sum(st.shared**2))
             small_step = size <= xtol * (xtol + norm)
             steps = st.steps + 1
+            # damping this large and still no gain: stuck, not a minimum
             status = jnp.where(
-                small_gain | small_step | (st.lam > 1e16),
+                small_gain | small_step,
                 Status.CONVERGED,
-                jnp.where(steps >= max_steps, Status.MAX_STEPS, Status.RUNNING),
+                jnp.where(
+                    st.lam > 1e16,
+                    Status.STALLED,
+                    jnp.where(steps >= max_steps, Status.MAX_STEPS, Status.RUNNING),
+                ),
             )
             return _State(
                 jnp.where(better, new_l, st.local),
