@@ -783,7 +783,7 @@ def curve_fit(
     if not (isinstance(starts, (int, np.integer)) and starts >= 1):
         raise ValueError(f"starts: the number of starts per data set must be an integer >= 1, got {starts!r}")
     if shared is not None:
-        return _global(arrays, box, shared, single, loss, f_scale, starts, absolute_sigma, max_steps)
+        return _global(arrays, box, shared, single, loss, f_scale, starts, absolute_sigma, max_steps, devices)
     fitted, fitted_box = arrays, box  # the data sets as given (the batch may hold each several times)
     if starts > 1:
         arrays, box = _many_starts(arrays, box, int(starts), seed)
@@ -820,21 +820,20 @@ def _global(
     starts: int,
     absolute_sigma: bool,
     max_steps: int,
+    devices: int | None,
 ) -> Any:
     """``shared=``: the data sets as one problem (``jaxfit.globalfit``)."""
     from jaxfit.globalfit import global_fit
 
     if single:
         raise ValueError("shared: a global fit needs several data sets (ydata of shape (G, n))")
-    for given, what in (
-        (loss == "poisson", "Poisson losses"),
-        (starts > 1, "many starts"),
-    ):
-        if given:
-            raise ValueError(f"shared: {what} are not supported in a global fit yet")
+    if starts > 1:
+        raise ValueError("shared: many starts are not supported in a global fit yet")
     names = [shared] if isinstance(shared, str) else list(shared)
     kind = _checked_loss(loss, f_scale, arrays.y, arrays.sigma)
-    return global_fit(arrays, names, absolute_sigma, max_steps, box, (kind, float(f_scale)))
+    if kind == "poisson":
+        _check_positive(arrays)
+    return global_fit(arrays, names, absolute_sigma, max_steps, box, (kind, float(f_scale)), devices=devices)
 
 
 class Options(NamedTuple):

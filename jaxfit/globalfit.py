@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfit.core.losses import rho
 from jaxfit.core.status import Status
 
 
@@ -32,6 +31,8 @@ class _State(NamedTuple):
     local: jax.Array
     shared: jax.Array
     chisqr: jax.Array
+    normal: tuple
+    """The normal equations' blocks at ``(local, shared)``: ``A, B, C, g_l, g_s``."""
     lam: jax.Array
     steps: jax.Array
     status: jax.Array
@@ -103,10 +104,14 @@ class GlobalFit:
         full[G * nl :, G * nl :] = self.cov_shared
         return full
 
-    def report(self) -> str:
+    def report(self, labels: Any = None, rows: int = 20) -> str:
         """The shared parameters, each data set's locals (± joint standard errors) and
-        the fit's statistics, as text."""
+        the fit's statistics, as text: the first ``rows`` data sets (by ``labels``, else
+        their index) and, with more, how many were left out."""
         from jaxfit.report import num, table
+
+        labels = range(len(self.local)) if labels is None else labels
+        shown = min(rows, len(self.local))
 
         lines = [
             f"Global fit of {len(self.local):,} data sets: {self.status.label} after {self.steps} steps; "
@@ -125,43 +130,76 @@ class GlobalFit:
                 ["set", *self.local_names, "chi-square"],
                 [
                     [
-                        str(g),
+                        str(label),
                         *(f"{num(v)} ± {num(e, 3)}" for v, e in zip(self.local[g], self.local_err[g])),
-                        num(c),
+                        num(self.chisqr_per_set[g]),
                     ]
-                    for g, c in enumerate(self.chisqr_per_set)
+                    for g, label in zip(range(shown), labels)
                 ],
                 [True, *([True] * len(self.local_names)), True],
             ),
         ]
+        if shown < len(self.local):
+            lines.append(
+                f"… and {len(self.local) - shown:,} more data sets (every one: --format csv, or fits.csv)"
+            )
         return "\n".join(lines)
 
 
-def _blocks(resid: Any, local: jax.Array, shared: jax.Array, loss: tuple[str, float], final: bool) -> tuple:
-    """One data set's ``A``, ``B``, ``C`` blocks and gradients of its loss's
-    least-squares form (``core.losses``: a robust loss steps by its reweighted form,
-    and its covariance takes scipy's rescaled one, ``final``)."""
-    r = resid(local, shared)
-    Jl, Js = jax.jacfwd(resid, argnums=(0, 1))(local, shared)
-    kind, f_scale = loss
-    if kind != "ssr":
-        c2 = f_scale * f_scale
-        _, rho1, rho2 = rho(kind, r * r / c2)
-        if final:
-            w = jnp.sqrt(jnp.maximum(rho1 + 2 * (rho2 / c2) * r * r, jnp.finfo(r.dtype).eps))
-            r = r * rho1 / w
-        else:
-            w = jnp.sqrt(rho1)
-            r = r * w
-        Jl, Js = Jl * w[:, None], Js * w[:, None]
-    return Jl.T @ Jl, Jl.T @ Js, Js.T @ Js, Jl.T @ r, Js.T @ r
+def _blocks(
+    r: jax.Array, cols: tuple[jax.Array, ...], li: tuple[int, ...], si: tuple[int, ...], real: jax.Array
+) -> tuple:
+    """One data set's ``A``, ``B``, ``C`` blocks and gradients from its loss's
+    least-squares form ``(r̃, J̃)`` (``core.losses.linearized``), each entry a dot
+    product of two columns (under ``vmap``: elementwise work across the data sets,
+    where a batched matrix product runs set by set). A padding set (``real`` False: no
+    points) gets ``A = I`` (its locals stay put, nothing is shared)."""
+    Jl, Js = [cols[i] for i in li], [cols[i] for i in si]
+    A = _gram(Jl, Jl, symmetric=True)
+    A = jnp.where(real, A, jnp.eye(len(li), dtype=r.dtype))
+    gl = jnp.stack([jnp.sum(u * r) for u in Jl])
+    gs = jnp.stack([jnp.sum(u * r) for u in Js])
+    return A, _gram(Jl, Js), _gram(Js, Js, symmetric=True), gl, gs
+
+
+def _gram(U: list[jax.Array], V: list[jax.Array], symmetric: bool = False) -> jax.Array:
+    """``[[uᵢ·vⱼ]]`` (each product once where symmetric)."""
+    dots: dict[tuple[int, int], jax.Array] = {}
+    for i, u in enumerate(U):
+        for j, v in enumerate(V):
+            dots[i, j] = dots[j, i] if symmetric and j < i else jnp.sum(u * v)
+    return jnp.stack([jnp.stack([dots[i, j] for j in range(len(V))]) for i in range(len(U))])
+
+
+def _spd_inverse(A: jax.Array) -> jax.Array:
+    """The inverses of many small symmetric positive-definite matrices ``(G, n, n)``:
+    Cholesky and its triangular inverse unrolled entry by entry, each operation across
+    all ``G`` (vector work; XLA:CPU's batched LU runs matrix by matrix). ``n > 8``:
+    ``jnp.linalg.inv``."""
+    n = A.shape[-1]
+    if n > 8:
+        return jnp.linalg.inv(A)
+    a = [[A[..., i, j] for j in range(n)] for i in range(n)]
+    L: list[list[Any]] = [[None] * n for _ in range(n)]
+    for j in range(n):
+        L[j][j] = jnp.sqrt(a[j][j] - sum(L[j][k] ** 2 for k in range(j)))
+        for i in range(j + 1, n):
+            L[i][j] = (a[i][j] - sum(L[i][k] * L[j][k] for k in range(j))) / L[j][j]
+    M: list[list[Any]] = [[None] * n for _ in range(n)]  # M = L⁻¹, lower triangular
+    for i in range(n):
+        M[i][i] = 1 / L[i][i]
+        for j in range(i):
+            M[i][j] = -sum(L[i][k] * M[k][j] for k in range(j, i)) / L[i][i]
+    inv = [[sum(M[k][i] * M[k][j] for k in range(max(i, j), n)) for j in range(n)] for i in range(n)]
+    return jnp.stack([jnp.stack(row, axis=-1) for row in inv], axis=-2)
 
 
 def _schur(A: jax.Array, B: jax.Array, C: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``E_g = A_g⁻¹ B_g``, ``S = C − Σ B_gᵀ E_g`` and ``A_g⁻¹``."""
-    A_inv = jnp.linalg.inv(A)
-    E = A_inv @ B
-    S = C - jnp.einsum("gij,gik->jk", B, E)
+    """``E_g = A_g⁻¹ B_g``, ``S = C − Σ B_gᵀ E_g`` and ``A_g⁻¹`` (products written
+    out elementwise: tiny matrices, many sets)."""
+    A_inv = _spd_inverse(A)
+    E = jnp.sum(A_inv[:, :, :, None] * B[:, None, :, :], axis=2)
+    S = C - jnp.sum(B[:, :, :, None] * E[:, :, None, :], axis=(0, 1))
     return E, S, A_inv
 
 
@@ -180,40 +218,42 @@ def _program(
     shared_idx: tuple[int, ...],
     per_set: bool,
     loss: tuple[str, float],
+    frozen: tuple[tuple[str, float], ...] = (),
 ) -> Any:
-    from jaxfit.core.model import Data, residuals
+    from jaxfit.core import losses
+    from jaxfit.core.model import Data
 
     k = len(names)
+    kind, f_scale = loss
 
-    def full(local: jax.Array, shared: jax.Array) -> jax.Array:
+    def params_of(local: jax.Array, shared: jax.Array) -> dict[str, jax.Array]:
         p = jnp.zeros(k, local.dtype).at[jnp.array(local_idx, int)].set(local)
-        return p.at[jnp.array(shared_idx, int)].set(shared)
-
-    def resid_of(x: Any, y: Any, m: Any, s: Any) -> Any:
-        data = Data(x, y, m, s)
-        return lambda local, shared: residuals(dict(zip(names, full(local, shared))), data, model)
+        p = p.at[jnp.array(shared_idx, int)].set(shared)
+        return {**{n: jnp.asarray(v, local.dtype) for n, v in frozen}, **dict(zip(names, p))}
 
     axes = (0 if per_set else None, 0, 0, 0, 0, None)
 
-    def blocks(x, y, m, s, local, shared, final=False):  # all data sets at once
-        return jax.vmap(lambda *a: _blocks(resid_of(*a[:4]), a[4], a[5], loss, final), in_axes=axes)(
-            x, y, m, s, local, shared
-        )
+    def one_set(x, y, m, s, local, shared, final):
+        """One data set's blocks and its loss (least squares: ``Σ r²`` of the same ``r``)."""
+        data, params = Data(x, y, m, s), params_of(local, shared)
+        r, cols = losses.linearized(kind, model, names, params, {}, data, f_scale, majorize=not final)
+        loss = jnp.sum(r * r) if kind == "ssr" else losses.value(kind, params, data, model, f_scale)
+        return _blocks(r, cols, local_idx, shared_idx, m.any()), loss
 
-    def chi_per_set(x, y, m, s, local, shared):
-        """Each data set's loss (χ² for least squares)."""
-        r = jax.vmap(lambda *a: resid_of(*a[:4])(a[4], a[5]), in_axes=axes)(x, y, m, s, local, shared)
-        if loss[0] == "ssr":
-            return jnp.sum(r * r, axis=1)
-        c2 = loss[1] * loss[1]
-        return jnp.sum(c2 * rho(loss[0], r * r / c2)[0], axis=1)
+    def blocks(x, y, m, s, local, shared, final=False):  # all data sets at once
+        return jax.vmap(lambda *a: one_set(*a, final), in_axes=axes)(x, y, m, s, local, shared)
 
     def run(x, y, m, s, local, shared, bounds, max_steps, ftol, xtol):
         lo_l, hi_l, lo_s, hi_s = bounds
 
+        def linearize(local, shared):
+            """The normal equations' blocks and the loss at a point (one pass: the
+            loss shares the model's values with the blocks)."""
+            (A, B, Cg, gl, gsg), chi = blocks(x, y, m, s, local, shared)
+            return (A, B, Cg.sum(0), gl, gsg.sum(0)), chi.sum()
+
         def body(st: _State) -> _State:
-            A, B, Cg, gl, gsg = blocks(x, y, m, s, st.local, st.shared)
-            C, gs = Cg.sum(0), gsg.sum(0)
+            A, B, C, gl, gs = st.normal
             # a parameter on a bound that the descent (−g) pushes out is held this step
             fl = _free(st.local, gl, lo_l, hi_l)
             fs = _free(st.shared, gs, lo_s, hi_s)
@@ -225,13 +265,13 @@ def _program(
             damp_C = st.lam * jnp.maximum(jnp.diag(C), 1e-30) * fs
             Ad = A + jax.vmap(jnp.diag)(damp_A)
             E, S, A_inv = _schur(Ad, B, C + jnp.diag(damp_C))
-            Ag = jnp.einsum("gij,gj->gi", A_inv, gl)
-            d_s = jnp.linalg.solve(S, -gs + jnp.einsum("gij,gi->j", B, Ag))
-            d_l = -Ag - jnp.einsum("gij,j->gi", E, d_s)
+            Ag = jnp.sum(A_inv * gl[:, None, :], axis=2)
+            d_s = jnp.linalg.solve(S, -gs + jnp.sum(B * Ag[:, :, None], axis=(0, 1)))
+            d_l = -Ag - jnp.sum(E * d_s[None, None, :], axis=2)
             new_l = jnp.clip(st.local + d_l, lo_l, hi_l)
             new_s = jnp.clip(st.shared + d_s, lo_s, hi_s)
             d_l, d_s = new_l - st.local, new_s - st.shared
-            chi = chi_per_set(x, y, m, s, new_l, new_s).sum()
+            normal, chi = linearize(new_l, new_s)  # kept for the next step if accepted
             better = chi < st.chisqr
             small_gain = better & (st.chisqr - chi <= ftol * chi)
             size = jnp.sqrt(jnp.sum(d_l**2) + jnp.sum(d_s**2))
@@ -252,24 +292,26 @@ def _program(
                 jnp.where(better, new_l, st.local),
                 jnp.where(better, new_s, st.shared),
                 jnp.where(better, chi, st.chisqr),
+                jax.tree.map(lambda new, old: jnp.where(better, new, old), normal, st.normal),
                 jnp.where(better, jnp.maximum(st.lam * 0.3, 1e-15), st.lam * 4.0),
                 steps,
                 status.astype(jnp.int32),
             )
 
-        chi0 = chi_per_set(x, y, m, s, local, shared).sum()
+        normal, chi0 = linearize(local, shared)
         start = _State(
             local,
             shared,
             chi0,
+            normal,
             jnp.asarray(1e-3, local.dtype),
             jnp.asarray(0),
             jnp.asarray(int(Status.RUNNING), jnp.int32),
         )
         st = jax.lax.while_loop(lambda st: st.status == Status.RUNNING, body, start)
-        A, B, Cg, _, _ = blocks(x, y, m, s, st.local, st.shared, final=True)
+        (A, B, Cg, _, _), chi_sets = blocks(x, y, m, s, st.local, st.shared, final=True)
         E, S, A_inv = _schur(A, B, Cg.sum(0))
-        return st, E, jnp.linalg.inv(S), A_inv, chi_per_set(x, y, m, s, st.local, st.shared)
+        return st, E, jnp.linalg.inv(S), A_inv, chi_sets
 
     return jax.jit(run)
 
@@ -296,6 +338,24 @@ def _bounds(
     )
 
 
+def _spread(per: tuple[np.ndarray, ...], devices: int | None) -> tuple[Any, ...]:
+    """The per-set arrays (sets first, the mask second) over ``devices`` local devices:
+    padded with empty sets (mask False) to a multiple of their number, each device
+    holding a slice. One device: the arrays as they are."""
+    devs = jax.local_devices()[: devices or None]
+    G = len(per[0])
+    pad = -G % len(devs)
+    if pad:
+        per = tuple(np.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1), mode="edge") for a in per)
+        per[1][G:] = False
+    if len(devs) == 1:
+        return per
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    sharding = NamedSharding(Mesh(np.array(devs), ("sets",)), PartitionSpec("sets"))
+    return tuple(jax.device_put(a, sharding) for a in per)
+
+
 def global_fit(
     arrays: Any,
     shared: Any,
@@ -305,12 +365,17 @@ def global_fit(
     loss: tuple[str, float] = ("ssr", 1.0),
     ftol: float | None = None,
     xtol: float | None = None,
+    frozen: dict[str, float] | None = None,
+    devices: int | None = None,
 ) -> GlobalFit:
     """``arrays`` (``curvefit_args.Arrays`` of ``G`` data sets) fitted as one problem
     with the parameters ``shared`` common to all; each data set's start row gives its
     locals, the shared start is the median of its column; ``bounds`` ``(G, k)`` each
     side (a shared parameter's the same in every row); ``loss`` ``(kind, f_scale)``:
-    least squares or a robust loss of ``core.losses``."""
+    any loss of ``core.losses``; ``frozen``: the model's parameters held at a value
+    (not in ``arrays.names``). The data sets are split over ``devices`` local devices
+    (default: all; padded with empty sets to a multiple): each device takes its sets'
+    blocks, the sums over sets are one reduction across them."""
     names = arrays.names
     shared = tuple(shared)
     unknown = [n for n in shared if n not in names]
@@ -328,27 +393,48 @@ def global_fit(
     xtol = (1e-12 if f64 else 1e-6) if xtol is None else xtol
     G, n = arrays.y.shape
     mask = np.isfinite(arrays.y) if arrays.mask is None else arrays.mask & np.isfinite(arrays.y)
+    points = mask.sum(axis=1)
+    if (few := np.flatnonzero(points < len(li))).size:
+        g = int(few[0])
+        raise ValueError(
+            f"data set {g} has {int(points[g])} points, fewer than its {len(li)} local parameters: "
+            "each data set needs at least as many points as it has locals"
+        )
     sigma = np.ones((G, n)) if arrays.sigma is None else np.asarray(arrays.sigma)
     per_set = arrays.x.ndim == (3 if arrays.model.dims else 2)
-    run = _program(names, arrays.model, li, si, per_set, loss)
+    frozen_items = tuple(sorted((frozen or {}).items()))
+    run = _program(names, arrays.model, li, si, per_set, loss, frozen_items)
+    lo_l, hi_l, lo_s, hi_s = _bounds(bounds, G, len(names), li, si, shared, dtype)
+    x = np.asarray(arrays.x, dtype)
+    per = (
+        np.where(mask, arrays.y, 0).astype(dtype),
+        mask,
+        sigma.astype(dtype),
+        np.asarray(arrays.starts[:, li], dtype),
+        lo_l,
+        hi_l,
+        *((x,) if per_set else ()),
+    )
     with jax.enable_x64(f64):
+        y, m, s, local, lo_l, hi_l, *xs = _spread(per, devices)
         st, E, S_inv, A_inv, chi_sets = run(
-            np.asarray(arrays.x, dtype),
-            np.where(mask, arrays.y, 0).astype(dtype),
-            mask,
-            sigma.astype(dtype),
-            np.asarray(arrays.starts[:, li], dtype),
+            xs[0] if per_set else x,
+            y,
+            m,
+            s,
+            local,
             np.median(arrays.starts[:, si], axis=0).astype(dtype),
-            _bounds(bounds, G, len(names), li, si, shared, dtype),
+            (lo_l, hi_l, lo_s, hi_s),
             max_steps,
             ftol,
             xtol,
         )
+        st = st._replace(local=st.local[:G])
+        E, A_inv, chi_sets = E[:G], A_inv[:G], chi_sets[:G]
     E, S_inv, A_inv = (np.asarray(a, np.float64) for a in (E, S_inv, A_inv))
-    points = mask.sum(axis=1)
     chisqr = float(np.asarray(st.chisqr))
     dof = int(points.sum()) - G * len(li) - len(si)
-    scale = 1.0 if absolute_sigma else (chisqr / dof if dof > 0 else np.inf)
+    scale = 1.0 if absolute_sigma or loss[0] == "poisson" else (chisqr / dof if dof > 0 else np.inf)
     ES = np.einsum("gij,jk->gik", E, S_inv)
     cov_local = scale * (A_inv + np.einsum("gik,gjk->gij", ES, E))
     cov_shared = scale * S_inv

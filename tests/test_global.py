@@ -3,9 +3,16 @@ shared parameters, against scipy's ``least_squares`` on the concatenated problem
 
 from __future__ import annotations
 
+import json
+import os
+import re
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import yaml
+from conftest import run_jaxfit
 from scipy.optimize import least_squares
 
 import jaxfit
@@ -134,6 +141,63 @@ def test_a_global_fit_in_float32_and_its_report():
     assert "Shared:" in text and "k" in text and f"{len(Y):,} data sets" in text
 
 
+def test_a_global_poisson_fit_equals_the_deviance_minimum_and_its_fisher_covariance():
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(7)
+    G, x = 12, np.linspace(0, 4, 30)
+    a, c = rng.uniform(50, 200, G), rng.uniform(2, 8, G)
+    counts = rng.poisson(a[:, None] * np.exp(-0.8 * x) + c[:, None]).astype(float)
+
+    def parts(p):  # the concatenated problem (a_0, c_0, …, k): model and its Jacobian
+        A, C, k = p[0 : 2 * G : 2], p[1 : 2 * G : 2], p[-1]
+        e = np.exp(-k * x)
+        m = A[:, None] * e + C[:, None]
+        J = np.zeros((G, x.size, 2 * G + 1))
+        for g in range(G):
+            J[g, :, 2 * g], J[g, :, 2 * g + 1], J[g, :, -1] = e, 1.0, -A[g] * x * e
+        return m, J
+
+    def deviance(p):
+        m, J = parts(p)
+        dev = 2 * np.sum(m - counts - counts * np.log(np.where(counts > 0, m / np.maximum(counts, 1), 1)))
+        return dev, 2 * np.einsum("gn,gnp->p", 1 - counts / m, J)
+
+    p0 = np.concatenate([np.tile([100.0, 5.0], G), [0.5]])
+    ref = minimize(deviance, p0, jac=True, method="BFGS", options={"gtol": 1e-10, "maxiter": 10_000})
+    m, J = parts(ref.x)
+    fisher = np.einsum("gnp,gn,gnq->pq", J, 1 / m, J)
+    fit = jaxfit.curve_fit(
+        decay, x, counts, p0=[100.0, 0.5, 5.0], shared="k", loss="poisson", precision="float64"
+    )
+    assert fit.status == jaxfit.Status.CONVERGED
+    np.testing.assert_allclose(np.concatenate([fit.local.ravel(), fit.shared]), ref.x, rtol=1e-6)
+    assert fit.chisqr == pytest.approx(ref.fun, rel=1e-9)  # the deviance
+    np.testing.assert_allclose(fit.covariance(), np.linalg.inv(fisher), rtol=1e-5)  # not scaled
+
+
+def test_one_device_and_four_give_the_same_global_fit():
+    """The data sets split over 4 (simulated) devices, 21 of them padded to 24: the same
+    fit as one device, up to the rounding of the sums over sets (float64: 1e-10)."""
+    assert len(jax.local_devices()) == 4
+    x, Y, sigma = _traces(G=21, seed=5, ragged=True)
+    kw = dict(p0=[1.0, 0.5, 0.0], sigma=sigma, shared="k", precision="float64", nan_policy="omit")
+    one = jaxfit.curve_fit(decay, x, Y, devices=1, **kw)
+    four = jaxfit.curve_fit(decay, x, Y, devices=4, **kw)
+    assert one.steps == four.steps and one.status == four.status == jaxfit.Status.CONVERGED
+    np.testing.assert_allclose(four.shared, one.shared, rtol=1e-10)
+    np.testing.assert_allclose(four.local, one.local, rtol=1e-10)
+    np.testing.assert_allclose(four.covariance(), one.covariance(), rtol=1e-8, atol=1e-16)
+
+
+def test_a_data_set_with_too_few_points_is_refused_in_one_line():
+    x, Y, _ = _traces(G=4)
+    Y[2, 1:] = np.nan  # one point left for two locals
+    with pytest.raises(ValueError, match="data set 2 has 1 points, fewer than its 2 local") as err:
+        jaxfit.curve_fit(decay, x, Y, p0=[1.0, 0.5, 0.0], shared="k", nan_policy="omit")
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -143,7 +207,7 @@ def test_a_global_fit_in_float32_and_its_report():
             {"shared": ["k"], "bounds": (np.zeros((3, 3)), np.array([[9, 1, 9], [9, 2, 9], [9, 1, 9]]))},
             "one bound",
         ),
-        ({"shared": ["k"], "loss": "poisson"}, "Poisson losses are not supported"),
+        ({"shared": ["k"], "starts": 4}, "many starts are not supported"),
     ],
 )
 def test_a_global_fit_it_cannot_do_says_why_in_one_line(kwargs, message):
@@ -151,3 +215,88 @@ def test_a_global_fit_it_cannot_do_says_why_in_one_line(kwargs, message):
     with pytest.raises(ValueError, match=message) as err:
         jaxfit.curve_fit(decay, x, Y, p0=[1.0, 0.5, 0.0], **kwargs)
     assert "\n" not in str(err.value)
+
+
+def _config_files(tmp_path, x, Y, sigma=None):
+    """A grouped CSV of ``Y`` (NaN rows left out), a model module, and a global config."""
+    lines = ["trace,t,signal" + (",sd" if sigma is not None else "")]
+    for g, row in enumerate(Y):
+        for i in np.flatnonzero(np.isfinite(row)):
+            extra = f",{float(sigma[g, i])!r}" if sigma is not None else ""
+            lines.append(f"s{g:02d},{float(x[i])!r},{float(row[i])!r}{extra}")
+    (tmp_path / "traces.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "decay_model.py").write_text(
+        "import jax.numpy as jnp\n\ndef predict(x, a=1.0, k=0.5, c=0.0):\n    return a * jnp.exp(-k * x) + c\n"
+    )
+    data = {"file": "traces.csv", "x": "t", "y": "signal", "group": "trace"}
+    if sigma is not None:
+        data["sigma"] = "sd"
+    config = {
+        "model": {"function": "decay_model:predict"},
+        "data": data,
+        "train": {"trainable": "all", "optimizer": "lm", "max_steps": 200, "ftol": 1e-15, "xtol": 1e-15},
+        "precision": "float64",
+        "shared": ["k"],
+    }
+    path = tmp_path / "global.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_config_with_shared_equals_scipy_and_writes_both_levels(tmp_path):
+    """`shared: [k]` in a config of grouped data (ragged, weighted): the run directory's
+    fits.csv and result.json equal scipy's least_squares on the concatenated problem."""
+    x, Y, sigma = _traces(G=9, seed=6, ragged=True)
+    want, cov, chisqr = _scipy(x, Y, sigma)
+    path = _config_files(tmp_path, x, Y, sigma)
+    out = tmp_path / "run"
+    done = run_jaxfit("--config", str(path), "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "Global fit of 9 data sets: converged" in done.stdout and "Shared:" in done.stdout
+    result = json.loads((out / "result.json").read_text())
+    table = np.genfromtxt(out / "fits.csv", delimiter=",", names=True, dtype=None, encoding=None)
+    assert list(table["trace"]) == [f"s{g:02d}" for g in range(9)]
+    got = np.concatenate([np.stack([table["a"], table["c"]], axis=1).ravel(), [result["shared"]["k"]]])
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+    err = np.sqrt(np.diag(cov))
+    np.testing.assert_allclose(table["a_err"], err[0:-1:2], rtol=1e-6)
+    np.testing.assert_allclose(table["c_err"], err[1:-1:2], rtol=1e-6)
+    assert result["shared_err"]["k"] == pytest.approx(err[-1], rel=1e-6)
+    assert result["chisqr"] == pytest.approx(chisqr, rel=1e-9)
+    assert result["dof"] == np.isfinite(Y).sum() - (2 * 9 + 1)
+    assert (table["points"] == np.isfinite(Y).sum(axis=1)).all()
+    assert set(os.listdir(out)) == {"config.yaml", "fits.csv", "result.json", "env.json"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"data": {"x": [0, 1, 2, 3], "y": [1, 0.6, 0.4, 0.3]}}, "shared: a global fit needs grouped data"),
+        ({"shared": ["q"]}, "shared: 'q' is not one of the trained parameters"),
+        ({"shared": ["a", "k", "c"]}, "shared: leave at least one trained parameter local"),
+        ({"train": {"trainable": "all", "optimizer": "adam"}}, "train.optimizer: a global fit"),
+        ({"batch": {"count": 2}}, "batch: a global fit (shared) is one fit"),
+    ],
+)
+def test_a_global_config_it_cannot_run_is_one_error_line(tmp_path, change, message):
+    x, Y, _ = _traces(G=3)
+    path = _config_files(tmp_path, x, Y)
+    config = yaml.safe_load(path.read_text())
+    config.update(change)
+    path.write_text(yaml.safe_dump(config))
+    field, text = message.split(": ", 1)  # the error names the field and its line
+    with pytest.raises(
+        jaxfit.ConfigError, match=rf"{re.escape(field)} \(line \d+\): {re.escape(text)}"
+    ) as err:
+        jaxfit.load_config(path)
+    assert "\n" not in str(err.value)
+
+
+def test_a_global_config_refuses_resume_with_one_line_and_exit_2(tmp_path):
+    x, Y, _ = _traces(G=3)
+    path = _config_files(tmp_path, x, Y)
+    done = run_jaxfit("--config", str(path), "--output", str(tmp_path / "run"), "--resume")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "jaxfit: error: --resume: a global fit (shared:) is one fit; run it whole"
+    ]

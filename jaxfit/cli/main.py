@@ -312,6 +312,29 @@ def _fit_batch(args: argparse.Namespace, config: Config, plan: BatchPlan, source
     return STRICT_FAILED if args.strict and not converged else 0
 
 
+def _fit_global(args: argparse.Namespace, config: Config, source: str) -> int:
+    """A config with ``shared:``: its data sets as one fit (``jaxfit.globalrun``)."""
+    import time
+
+    from jaxfit import globalrun
+    from jaxfit.core.status import Status
+
+    t0 = time.perf_counter()
+    fit = globalrun.fit_config(config, args.devices)
+    seconds = time.perf_counter() - t0
+    if args.output:
+        globalrun.write(args.output, config, fit, seconds)
+    if args.format == "json":
+        print(dumps(globalrun.summary(fit, seconds)))
+    elif args.format == "csv":
+        from jaxfit.report import csv_text
+
+        sys.stdout.write(csv_text(globalrun.per_set_columns(fit, config)))
+    else:
+        print(f"{source}\n{fit.report(config.data.table.labels)}")
+    return STRICT_FAILED if args.strict and fit.status != Status.CONVERGED else 0
+
+
 def _keep_freed_memory() -> None:
     """This process (not a library user's): let glibc keep large freed blocks for reuse
     instead of unmapping them, so each batch's result arrays do not page-fault afresh
@@ -356,6 +379,10 @@ def run(argv: Sequence[str]) -> int:
             raise UsageError(f"--plot: {err}") from None
     if args.resume and not args.output:
         raise UsageError("--resume needs --output DIR (the run to continue)")
+    if config.shared and (args.resume or args.distributed):
+        raise UsageError(
+            f"--{'resume' if args.resume else 'distributed'}: a global fit (shared:) is one fit; run it whole"
+        )
     if args.resume and not config.is_batch:
         raise UsageError("--resume applies to batch runs (a config with a batch: section)")
     if args.distributed and (not config.is_batch or not args.output):
@@ -369,6 +396,10 @@ def run(argv: Sequence[str]) -> int:
             # them): none has written into the shared directory yet
             prepare(args.output, args.overwrite, args.resume)
     _configure_jax(args, config.is_batch)
+    if config.shared:
+        if args.output:
+            prepare(args.output, args.overwrite)
+        return _fit_global(args, config, source)
     if not config.is_batch:
         if args.output and not args.distributed:
             prepare(args.output, args.overwrite, args.resume)

@@ -37,11 +37,11 @@ class ReportConfig(Strict):
     """Keep each fit's full covariance matrix in a batch (k² numbers per fit; a single
     fit always has it)."""
     statistics: StrictBool = True
+    """Compute a batch's standard errors and statistics (false: skip the pass, for
+    sweeps whose error bars nobody reads: W1's million seed fits run in half the time)."""
     intervals: Literal["linear", "profile"] = "linear"
     """A single fit's intervals: Student's t on the covariance (``linear``), or where
     the χ² profile crosses the level (``profile``, lmfit's ``conf_interval``)."""
-    """Compute a batch's standard errors and statistics (false: skip the pass, for
-    sweeps whose error bars nobody reads: W1's million seed fits run in half the time)."""
 
 
 class Linspace(Strict):

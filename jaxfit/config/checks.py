@@ -95,6 +95,37 @@ def interval_errors(config: Config) -> list:
     return []
 
 
+def shared_errors(config: Config) -> list:
+    """``shared``: trained parameters of grouped data, fitted by lm, one fit per set."""
+    shared, trainable = config.shared, config.train.trainable
+    if not shared:
+        return []
+    if not config.data.grouped:
+        return [(["shared"], "a global fit needs grouped data (data.group: the column of data-set labels)")]
+    for name in shared:
+        if name not in trainable:
+            return [
+                (
+                    ["shared"],
+                    f"{name!r} is not one of the trained parameters (train.trainable: {', '.join(trainable)})",
+                )
+            ]
+    if len(set(shared)) != len(shared):
+        return [(["shared"], "a parameter is named twice")]
+    if set(trainable) <= set(shared):
+        return [(["shared"], "leave at least one trained parameter local to each data set")]
+    if config.train.optimizer.name != "lm":
+        return [(["train", "optimizer"], "a global fit (shared) runs Levenberg-Marquardt: set it to lm")]
+    if config.batch is not None:
+        return [(["batch"], "a global fit (shared) is one fit of every data set; remove the batch section")]
+    import numpy as np
+
+    for name, sides in config.bounds_by_set().items():
+        if name in shared and any(np.ndim(b) and np.ptp(b) > 0 for b in sides):
+            return [(["starts", "file"], f"{name!r} is shared: give it one bound for every data set")]
+    return []
+
+
 def loss_errors(config: Config) -> list:
     """``train.loss: poisson`` needs counts (y ≥ 0) and no sigma."""
     if config.train.loss != "poisson":

@@ -17,6 +17,7 @@ from jaxfit.config.checks import (
     loss_errors,
     read_starts,
     run_guess,
+    shared_errors,
 )
 from jaxfit.config.messages import messages, refuse
 from jaxfit.config.model import ModelConfig
@@ -227,7 +228,7 @@ def validate(
         run_guess(config, source, text)
     elif config.model.builtin is not None and config.starts is None:
         guess_builtin(config, given_params, source, text)
-    errors = bounds_errors(config) + loss_errors(config) + interval_errors(config)
+    errors = bounds_errors(config) + loss_errors(config) + interval_errors(config) + shared_errors(config)
     if errors:
         refuse(source, text, errors[:1])
     return config

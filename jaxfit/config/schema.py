@@ -33,8 +33,9 @@ class Config(Strict):
     bounds: dict[ParamName, tuple[Bound, Bound]] = Field(default_factory=dict)
     """``{name: [lower, upper]}`` for trained parameters (null: unbounded on that side);
     each step is projected into the box."""
-    """Each data set's own starting values (grouped data); ``batch`` draws and grids of
-    the same parameters are replaced by them."""
+    shared: list[ParamName] = Field(default_factory=list)
+    """Trained parameters common to every data set of grouped data: a global fit, one
+    problem whose other trained parameters are local to each set (``jaxfit.globalrun``)."""
     batch: BatchConfig | None = None
     """Absent: a single fit with a step-by-step trace. Present: many fits."""
     devices: Annotated[StrictInt, Field(ge=1)] | None = None
