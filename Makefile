@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench bench-gpu clean
+.PHONY: run test test-slow test-all lint format bench bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,19 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/python -m jaxfit --config configs/b3.yaml
 
-# a worker per core (at most 4: each holds a JAX); a test file stays on one worker (its module fixtures run once)
+# a worker per core (at most 4: each holds a JAX); a test file stays on one worker (its module
+# fixtures run once). `make test`: everything but the slow tests, which `make test-slow` runs
+# (long benches, size-dependent properties, real-process runs); .ci/run runs both.
+PYTEST := $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
+	$(PYTEST) -m "not slow"
+
+test-slow: $(STAMP)
+	$(PYTEST) -m slow
+
+test-all: $(STAMP)
+	$(PYTEST)
 
 lint: $(STAMP)
 	$(BIN)/ruff check jaxfit tests

@@ -743,7 +743,8 @@ def curve_fit(
         shared: names of parameters common to every data set (a global fit: one
             problem, the others local to each set, solved by the Schur complement;
             ``jaxfit.globalfit``); returns a ``GlobalFit``. The shared start is the
-            median of its ``p0`` column.
+            median of its ``p0`` column. ``block_size`` then streams the data sets
+            from host memory in chunks of that many, a pass over them at each step.
 
     Returns:
         ``(popt, pcov)``: ``(k,)`` and ``(k, k)`` for one data set, ``(G, k)`` and
@@ -783,7 +784,9 @@ def curve_fit(
     if not (isinstance(starts, (int, np.integer)) and starts >= 1):
         raise ValueError(f"starts: the number of starts per data set must be an integer >= 1, got {starts!r}")
     if shared is not None:
-        return _global(arrays, box, shared, single, loss, f_scale, starts, absolute_sigma, max_steps, devices)
+        return _global(
+            arrays, box, shared, single, loss, f_scale, starts, absolute_sigma, max_steps, devices, block_size
+        )
     fitted, fitted_box = arrays, box  # the data sets as given (the batch may hold each several times)
     if starts > 1:
         arrays, box = _many_starts(arrays, box, int(starts), seed)
@@ -821,6 +824,7 @@ def _global(
     absolute_sigma: bool,
     max_steps: int,
     devices: int | None,
+    block_size: int | None,
 ) -> Any:
     """``shared=``: the data sets as one problem (``jaxfit.globalfit``)."""
     from jaxfit.globalfit import global_fit

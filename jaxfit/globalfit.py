@@ -32,7 +32,7 @@ class _State(NamedTuple):
     shared: jax.Array
     chisqr: jax.Array
     normal: tuple
-    """The normal equations' blocks at ``(local, shared)``: ``A, B, C, g_l, g_s``."""
+    """The normal equations at ``(local, shared)``: ``((A, B, g_l), (C, g_s))``."""
     lam: jax.Array
     steps: jax.Array
     status: jax.Array
@@ -194,20 +194,103 @@ def _spd_inverse(A: jax.Array) -> jax.Array:
     return jnp.stack([jnp.stack(row, axis=-1) for row in inv], axis=-2)
 
 
-def _schur(A: jax.Array, B: jax.Array, C: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``E_g = A_g⁻¹ B_g``, ``S = C − Σ B_gᵀ E_g`` and ``A_g⁻¹`` (products written
-    out elementwise: tiny matrices, many sets)."""
-    A_inv = _spd_inverse(A)
-    E = jnp.sum(A_inv[:, :, :, None] * B[:, None, :, :], axis=2)
-    S = C - jnp.sum(B[:, :, :, None] * E[:, :, None, :], axis=(0, 1))
-    return E, S, A_inv
-
-
 def _free(p: jax.Array, g: jax.Array, lower: jax.Array, upper: jax.Array) -> jax.Array:
     """1 where a parameter may move this step, 0 where it sits on a bound the descent
     ``−g`` points past (``g = Jᵀr``, ``r = (y − f)/σ``)."""
     held = ((p <= lower) & (g > 0)) | ((p >= upper) & (g < 0))
     return 1.0 - held.astype(p.dtype)
+
+
+def _reduce(
+    A: jax.Array,
+    B: jax.Array,
+    gl: jax.Array,
+    local: jax.Array,
+    lo_l: jax.Array,
+    hi_l: jax.Array,
+    fs: jax.Array,
+    lam: jax.Array,
+) -> tuple[jax.Array, ...]:
+    """A part's (some data sets') share of a step: with the locals held where a bound
+    stops them (``_free``) and damping on the diagonal, ``E_g = A_g⁻¹B_g``,
+    ``A_g⁻¹g_g``, and their sums ``Σ B_gᵀE_g`` and ``Σ B_gᵀA_g⁻¹g_g`` over the part."""
+    fl = _free(local, gl, lo_l, hi_l)
+    A = A * fl[:, :, None] * fl[:, None, :] + jax.vmap(jnp.diag)(1 - fl)
+    B = B * fl[:, :, None] * fs[None, None, :]
+    damp = lam * jnp.maximum(jnp.diagonal(A, axis1=1, axis2=2), 1e-30) * fl
+    A_inv = _spd_inverse(A + jax.vmap(jnp.diag)(damp))
+    E = _times(A_inv, B)
+    Ag = jnp.sum(A_inv * (gl * fl)[:, None, :], axis=2)
+    return (
+        E,
+        Ag,
+        jnp.sum(B[:, :, :, None] * E[:, :, None, :], axis=(0, 1)),
+        jnp.sum(B * Ag[:, :, None], axis=(0, 1)),
+    )
+
+
+def _times(A: jax.Array, B: jax.Array) -> jax.Array:
+    """``A_g B_g`` for every set (written out elementwise: tiny matrices, many sets)."""
+    return jnp.sum(A[:, :, :, None] * B[:, None, :, :], axis=2)
+
+
+def _shared_step(
+    C: jax.Array, gs: jax.Array, fs: jax.Array, BE: jax.Array, BAg: jax.Array, lam: jax.Array
+) -> jax.Array:
+    """``δ_s`` from the Schur complement ``S = C + damping − Σ BᵀE`` (the sums over
+    every part), the shared parameters held by a bound fixed."""
+    C = C * fs[:, None] * fs[None, :] + jnp.diag(1 - fs)
+    S = C + jnp.diag(lam * jnp.maximum(jnp.diag(C), 1e-30) * fs) - BE
+    return jnp.linalg.solve(S, -gs * fs + BAg)
+
+
+def _advance(
+    E: jax.Array, Ag: jax.Array, d_s: jax.Array, local: jax.Array, lo_l: jax.Array, hi_l: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """A part's trial locals ``local − A⁻¹g − E δ_s`` (clipped into their bounds), and
+    the sums of squares of its step and of its locals (for the ``xtol`` rule)."""
+    new = jnp.clip(local - Ag - jnp.sum(E * d_s[None, None, :], axis=2), lo_l, hi_l)
+    return new, jnp.sum((new - local) ** 2), jnp.sum(local**2)
+
+
+def _verdict(
+    chi: Any, old: Any, step2: Any, norm2: Any, lam: Any, steps: Any, max_steps: Any, ftol: Any, xtol: Any
+) -> tuple[Any, Any]:
+    """Whether a trial is kept (its loss is lower), and the fit's status after it."""
+    better = chi < old
+    small_gain = better & (old - chi <= ftol * chi)
+    small_step = jnp.sqrt(step2) <= xtol * (xtol + jnp.sqrt(norm2))
+    # damping this large and still no gain: stuck, not a minimum
+    status = jnp.where(
+        small_gain | small_step,
+        Status.CONVERGED,
+        jnp.where(
+            lam > 1e16, Status.STALLED, jnp.where(steps >= max_steps, Status.MAX_STEPS, Status.RUNNING)
+        ),
+    )
+    return better, status.astype(jnp.int32)
+
+
+def _damping(lam: Any, better: Any) -> Any:
+    return jnp.where(better, jnp.maximum(lam * 0.3, 1e-15), lam * 4.0)
+
+
+def _covariance_part(A: jax.Array, B: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """At the optimum (no damping): a part's ``E_g``, ``A_g⁻¹`` and ``Σ B_gᵀE_g``."""
+    A_inv = _spd_inverse(A)
+    E = _times(A_inv, B)
+    return E, A_inv, jnp.sum(B[:, :, :, None] * E[:, :, None, :], axis=(0, 1))
+
+
+class _Pieces(NamedTuple):
+    """A global fit's compiled programs: ``run`` the whole fit on the devices; the
+    others a part (a chunk of data sets) at a time, for ``_streamed``."""
+
+    run: Any
+    linearize: Any
+    reduce: Any
+    advance: Any
+    covariance: Any
 
 
 @functools.lru_cache(maxsize=16)
@@ -219,7 +302,7 @@ def _program(
     per_set: bool,
     loss: tuple[str, float],
     frozen: tuple[tuple[str, float], ...] = (),
-) -> Any:
+) -> _Pieces:
     from jaxfit.core import losses
     from jaxfit.core.model import Data
 
@@ -231,8 +314,6 @@ def _program(
         p = p.at[jnp.array(shared_idx, int)].set(shared)
         return {**{n: jnp.asarray(v, local.dtype) for n, v in frozen}, **dict(zip(names, p))}
 
-    axes = (0 if per_set else None, 0, 0, 0, 0, None)
-
     def one_set(x, y, m, s, local, shared, final):
         """One data set's blocks and its loss (least squares: ``Σ r²`` of the same ``r``)."""
         data, params = Data(x, y, m, s), params_of(local, shared)
@@ -240,80 +321,131 @@ def _program(
         loss = jnp.sum(r * r) if kind == "ssr" else losses.value(kind, params, data, model, f_scale)
         return _blocks(r, cols, local_idx, shared_idx, m.any()), loss
 
-    def blocks(x, y, m, s, local, shared, final=False):  # all data sets at once
-        return jax.vmap(lambda *a: one_set(*a, final), in_axes=axes)(x, y, m, s, local, shared)
+    def linearize(x, y, m, s, local, shared, final=False):
+        """The normal equations of some data sets at a point — each set's ``(A, B,
+        g_l)``, their sums ``(C, g_s)`` — and each set's loss, in one pass."""
+        axes = (0 if per_set else None, 0, 0, 0, 0, None)
+        one = functools.partial(one_set, final=final)
+        (A, B, C, gl, gs), chi = jax.vmap(one, in_axes=axes)(x, y, m, s, local, shared)
+        return ((A, B, gl), (C.sum(0), gs.sum(0))), chi
 
     def run(x, y, m, s, local, shared, bounds, max_steps, ftol, xtol):
         lo_l, hi_l, lo_s, hi_s = bounds
 
-        def linearize(local, shared):
-            """The normal equations' blocks and the loss at a point (one pass: the
-            loss shares the model's values with the blocks)."""
-            (A, B, Cg, gl, gsg), chi = blocks(x, y, m, s, local, shared)
-            return (A, B, Cg.sum(0), gl, gsg.sum(0)), chi.sum()
-
         def body(st: _State) -> _State:
-            A, B, C, gl, gs = st.normal
-            # a parameter on a bound that the descent (−g) pushes out is held this step
-            fl = _free(st.local, gl, lo_l, hi_l)
+            (A, B, gl), (C, gs) = st.normal
             fs = _free(st.shared, gs, lo_s, hi_s)
-            A = A * fl[:, :, None] * fl[:, None, :] + jax.vmap(jnp.diag)(1 - fl)
-            B = B * fl[:, :, None] * fs[None, None, :]
-            C = C * fs[:, None] * fs[None, :] + jnp.diag(1 - fs)
-            gl, gs = gl * fl, gs * fs
-            damp_A = st.lam * jnp.maximum(jnp.diagonal(A, axis1=1, axis2=2), 1e-30) * fl
-            damp_C = st.lam * jnp.maximum(jnp.diag(C), 1e-30) * fs
-            Ad = A + jax.vmap(jnp.diag)(damp_A)
-            E, S, A_inv = _schur(Ad, B, C + jnp.diag(damp_C))
-            Ag = jnp.sum(A_inv * gl[:, None, :], axis=2)
-            d_s = jnp.linalg.solve(S, -gs + jnp.sum(B * Ag[:, :, None], axis=(0, 1)))
-            d_l = -Ag - jnp.sum(E * d_s[None, None, :], axis=2)
-            new_l = jnp.clip(st.local + d_l, lo_l, hi_l)
+            E, Ag, BE, BAg = _reduce(A, B, gl, st.local, lo_l, hi_l, fs, st.lam)
+            d_s = _shared_step(C, gs, fs, BE, BAg, st.lam)
             new_s = jnp.clip(st.shared + d_s, lo_s, hi_s)
-            d_l, d_s = new_l - st.local, new_s - st.shared
-            normal, chi = linearize(new_l, new_s)  # kept for the next step if accepted
-            better = chi < st.chisqr
-            small_gain = better & (st.chisqr - chi <= ftol * chi)
-            size = jnp.sqrt(jnp.sum(d_l**2) + jnp.sum(d_s**2))
-            norm = jnp.sqrt(jnp.sum(st.local**2) + jnp.sum(st.shared**2))
-            small_step = size <= xtol * (xtol + norm)
-            steps = st.steps + 1
-            # damping this large and still no gain: stuck, not a minimum
-            status = jnp.where(
-                small_gain | small_step,
-                Status.CONVERGED,
-                jnp.where(
-                    st.lam > 1e16,
-                    Status.STALLED,
-                    jnp.where(steps >= max_steps, Status.MAX_STEPS, Status.RUNNING),
-                ),
+            new_l, step2, norm2 = _advance(E, Ag, d_s, st.local, lo_l, hi_l)
+            normal, chi = linearize(x, y, m, s, new_l, new_s)  # kept for the next step if accepted
+            chi = chi.sum()
+            better, status = _verdict(
+                chi,
+                st.chisqr,
+                step2 + jnp.sum((new_s - st.shared) ** 2),
+                norm2 + jnp.sum(st.shared**2),
+                st.lam,
+                st.steps + 1,
+                max_steps,
+                ftol,
+                xtol,
             )
+            keep = functools.partial(jnp.where, better)
             return _State(
-                jnp.where(better, new_l, st.local),
-                jnp.where(better, new_s, st.shared),
-                jnp.where(better, chi, st.chisqr),
-                jax.tree.map(lambda new, old: jnp.where(better, new, old), normal, st.normal),
-                jnp.where(better, jnp.maximum(st.lam * 0.3, 1e-15), st.lam * 4.0),
-                steps,
-                status.astype(jnp.int32),
+                keep(new_l, st.local),
+                keep(new_s, st.shared),
+                keep(chi, st.chisqr),
+                jax.tree.map(keep, normal, st.normal),
+                _damping(st.lam, better),
+                st.steps + 1,
+                status,
             )
 
-        normal, chi0 = linearize(local, shared)
+        normal, chi0 = linearize(x, y, m, s, local, shared)
         start = _State(
             local,
             shared,
-            chi0,
+            chi0.sum(),
             normal,
             jnp.asarray(1e-3, local.dtype),
             jnp.asarray(0),
             jnp.asarray(int(Status.RUNNING), jnp.int32),
         )
         st = jax.lax.while_loop(lambda st: st.status == Status.RUNNING, body, start)
-        (A, B, Cg, _, _), chi_sets = blocks(x, y, m, s, st.local, st.shared, final=True)
-        E, S, A_inv = _schur(A, B, Cg.sum(0))
-        return st, E, jnp.linalg.inv(S), A_inv, chi_sets
+        ((A, B, _), (C, _)), chi_sets = linearize(x, y, m, s, st.local, st.shared, final=True)
+        E, A_inv, BE = _covariance_part(A, B)
+        return st, E, jnp.linalg.inv(C - BE), A_inv, chi_sets
 
-    return jax.jit(run)
+    return _Pieces(
+        jax.jit(run),
+        jax.jit(linearize, static_argnames="final"),
+        jax.jit(_reduce),
+        jax.jit(_advance),
+        jax.jit(_covariance_part),
+    )
+
+
+def _streamed(
+    pieces: _Pieces,
+    chunks: list[tuple[Any, ...]],
+    local: list[Any],
+    shared: Any,
+    bounds: tuple[list[Any], list[Any], Any, Any],
+    max_steps: int,
+    ftol: float,
+    xtol: float,
+) -> tuple[_State, Any, Any, Any, Any]:
+    """``_Pieces.run``'s fit with the data sets in chunks (each chunk's ``(x, y, m,
+    s)``, moved to the devices in turn): every step is one pass over the chunks (their
+    trial normal equations and losses), its sums over sets summed across chunks; each
+    chunk's blocks, locals and ``E`` stay on the devices between passes (a few numbers
+    per set). The same arithmetic as ``run``, the sums grouped by chunk."""
+    lo_l, hi_l, lo_s, hi_s = bounds
+
+    def linearized(locals_: list[Any], shared_: Any, final: bool = False) -> tuple[list, Any, list]:
+        out = [pieces.linearize(*c, loc, shared_, final=final) for c, loc in zip(chunks, locals_)]
+        normals, chis = [o[0] for o in out], [o[1] for o in out]
+        return normals, sum(ch.sum() for ch in chis), chis
+
+    normals, chi, _ = linearized(local, shared)
+    lam, steps, status = jnp.asarray(1e-3, shared.dtype), 0, int(Status.RUNNING)
+    while status == Status.RUNNING:
+        C, gs = (sum(nm[1][i] for nm in normals) for i in (0, 1))
+        fs = _free(shared, gs, lo_s, hi_s)
+        parts = [
+            pieces.reduce(*nm[0], loc, lo, hi, fs, lam) for nm, loc, lo, hi in zip(normals, local, lo_l, hi_l)
+        ]
+        d_s = _shared_step(C, gs, fs, sum(p[2] for p in parts), sum(p[3] for p in parts), lam)
+        new_s = jnp.clip(shared + d_s, lo_s, hi_s)
+        moved = [
+            pieces.advance(p[0], p[1], d_s, loc, lo, hi) for p, loc, lo, hi in zip(parts, local, lo_l, hi_l)
+        ]
+        new_l = [m[0] for m in moved]
+        new_normals, new_chi, _ = linearized(new_l, new_s)
+        steps += 1
+        better, status = _verdict(
+            new_chi,
+            chi,
+            sum(m[1] for m in moved) + jnp.sum((new_s - shared) ** 2),
+            sum(m[2] for m in moved) + jnp.sum(shared**2),
+            lam,
+            steps,
+            max_steps,
+            ftol,
+            xtol,
+        )
+        status = int(status)
+        if better:
+            local, shared, chi, normals = new_l, new_s, new_chi, new_normals
+        lam = _damping(lam, better)
+    normals, _, chis = linearized(local, shared, final=True)
+    parts = [pieces.covariance(nm[0][0], nm[0][1]) for nm in normals]
+    S = sum(nm[1][0] for nm in normals) - sum(p[2] for p in parts)
+    st = _State(jnp.concatenate(local), shared, chi, (), lam, jnp.asarray(steps), jnp.asarray(status))
+    cat = functools.partial(jnp.concatenate, axis=0)
+    return st, cat([p[0] for p in parts]), jnp.linalg.inv(S), cat([p[1] for p in parts]), cat(chis)
 
 
 def _bounds(
@@ -367,6 +499,7 @@ def global_fit(
     xtol: float | None = None,
     frozen: dict[str, float] | None = None,
     devices: int | None = None,
+    chunk: int | None = None,
 ) -> GlobalFit:
     """``arrays`` (``curvefit_args.Arrays`` of ``G`` data sets) fitted as one problem
     with the parameters ``shared`` common to all; each data set's start row gives its
@@ -375,7 +508,9 @@ def global_fit(
     any loss of ``core.losses``; ``frozen``: the model's parameters held at a value
     (not in ``arrays.names``). The data sets are split over ``devices`` local devices
     (default: all; padded with empty sets to a multiple): each device takes its sets'
-    blocks, the sums over sets are one reduction across them."""
+    blocks, the sums over sets are one reduction across them. ``chunk``: more data
+    sets than this are kept in host memory and streamed to the devices in chunks of
+    this many at every step (one compiled program for any number of sets)."""
     names = arrays.names
     shared = tuple(shared)
     unknown = [n for n in shared if n not in names]
@@ -403,7 +538,7 @@ def global_fit(
     sigma = np.ones((G, n)) if arrays.sigma is None else np.asarray(arrays.sigma)
     per_set = arrays.x.ndim == (3 if arrays.model.dims else 2)
     frozen_items = tuple(sorted((frozen or {}).items()))
-    run = _program(names, arrays.model, li, si, per_set, loss, frozen_items)
+    pieces = _program(names, arrays.model, li, si, per_set, loss, frozen_items)
     lo_l, hi_l, lo_s, hi_s = _bounds(bounds, G, len(names), li, si, shared, dtype)
     x = np.asarray(arrays.x, dtype)
     per = (
@@ -416,19 +551,25 @@ def global_fit(
         *((x,) if per_set else ()),
     )
     with jax.enable_x64(f64):
-        y, m, s, local, lo_l, hi_l, *xs = _spread(per, devices)
-        st, E, S_inv, A_inv, chi_sets = run(
-            xs[0] if per_set else x,
-            y,
-            m,
-            s,
-            local,
-            np.median(arrays.starts[:, si], axis=0).astype(dtype),
-            (lo_l, hi_l, lo_s, hi_s),
-            max_steps,
-            ftol,
-            xtol,
-        )
+        shared_start = np.median(arrays.starts[:, si], axis=0).astype(dtype)
+        if chunk is None or chunk >= G:
+            y, m, s, local, lo_l, hi_l, *xs = _spread(per, devices)
+            st, E, S_inv, A_inv, chi_sets = pieces.run(
+                xs[0] if per_set else x,
+                y,
+                m,
+                s,
+                local,
+                shared_start,
+                (lo_l, hi_l, lo_s, hi_s),
+                max_steps,
+                ftol,
+                xtol,
+            )
+        else:
+            st, E, S_inv, A_inv, chi_sets = _in_chunks(
+                pieces, per, x, per_set, shared_start, (lo_s, hi_s), chunk, devices, (max_steps, ftol, xtol)
+            )
         st = st._replace(local=st.local[:G])
         E, A_inv, chi_sets = E[:G], A_inv[:G], chi_sets[:G]
     E, S_inv, A_inv = (np.asarray(a, np.float64) for a in (E, S_inv, A_inv))
@@ -459,3 +600,46 @@ def global_fit(
         _E=E,
         _S_inv=scale * S_inv,
     )
+
+
+def _in_chunks(
+    pieces: _Pieces,
+    per: tuple[np.ndarray, ...],
+    x: np.ndarray,
+    per_set: bool,
+    shared: np.ndarray,
+    shared_bounds: tuple[np.ndarray, np.ndarray],
+    chunk: int,
+    devices: int | None,
+    rules: tuple[int, float, float],
+) -> tuple[_State, Any, Any, Any, Any]:
+    """``per`` (the per-set arrays of ``global_fit``) in chunks of ``chunk`` data sets
+    (a multiple of the devices; the last padded with empty sets), streamed from host
+    memory at every step (``_streamed``): one compiled program for any number of sets."""
+    count = len(jax.local_devices()[: devices or None])
+    chunk = -(-chunk // count) * count
+    G = len(per[0])
+    pad = -G % chunk
+    if pad:
+        per = tuple(np.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1), mode="edge") for a in per)
+        per[1][G:] = False
+    rows = [slice(i, i + chunk) for i in range(0, G + pad, chunk)]
+    held = [_spread(tuple(a[r] for a in per[3:6]), devices) for r in rows]  # locals, bounds: stay
+    chunks = [_Data(per, r, x, per_set, devices) for r in rows]
+    bounds = ([h[1] for h in held], [h[2] for h in held], *shared_bounds)
+    return _streamed(pieces, chunks, [h[0] for h in held], shared, bounds, *rules)
+
+
+class _Data:
+    """One chunk's ``(x, y, m, s)`` in host memory, sent to the devices each time it is
+    iterated (``pieces.linearize(*chunk, …)``)."""
+
+    def __init__(
+        self, per: tuple[np.ndarray, ...], rows: slice, x: np.ndarray, per_set: bool, devices: int | None
+    ):
+        self.arrays = tuple(a[rows] for a in per[:3]) + ((per[6][rows],) if per_set else ())
+        self.x, self.per_set, self.devices = x, per_set, devices
+
+    def __iter__(self) -> Any:
+        y, m, s, *xs = _spread(self.arrays, self.devices)
+        return iter((xs[0] if self.per_set else self.x, y, m, s))

@@ -23,7 +23,8 @@ def fit_config(config: Config, devices: int | None = None) -> GlobalFit:
     Starts: a local per data set from the starts table (or the built-in model's guess),
     else ``params``; a shared one from ``params`` (the median of its column where the
     starts table gives it per set). ``train``'s ``ftol``/``xtol``, where set, replace
-    the global fit's own (1e-6 in float32, 1e-12 in float64)."""
+    the global fit's own (1e-6 in float32, 1e-12 in float64); ``block_size`` streams
+    the data sets in chunks of that many."""
     from jaxfit.curvefit_args import Arrays
     from jaxfit.globalfit import global_fit
     from jaxfit.lowering import batch_data
@@ -48,6 +49,7 @@ def fit_config(config: Config, devices: int | None = None) -> GlobalFit:
         xtol=train.xtol or None,
         frozen=frozen,
         devices=devices or config.devices,
+        chunk=config.block_size,
     )
 
 

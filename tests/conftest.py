@@ -8,6 +8,16 @@ from pathlib import Path
 
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if "JAXFIT_CACHE_DIR" not in os.environ:
+    # one persistent compilation cache for this session (made by the first process,
+    # inherited by xdist's workers and the processes tests start), not the user's own
+    import atexit
+    import shutil
+    import tempfile
+
+    _cache = tempfile.mkdtemp(prefix="jaxfit-tests-cache-")
+    os.environ["JAXFIT_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 sys.path.insert(0, str(Path(__file__).parent))
 
 ROOT = Path(__file__).resolve().parents[1]

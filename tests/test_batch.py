@@ -72,6 +72,7 @@ def test_one_compilation_serves_every_batch_size(compiles):  # noqa: F811
     assert compiles.count("backend_compile_duration") == 1
 
 
+@pytest.mark.slow
 def test_results_are_bit_identical_across_block_sizes_and_devices():
     cfg = {
         "train": {"trainable": ["w1", "b3"], "max_steps": 500},
@@ -117,6 +118,7 @@ def test_grid_is_a_cartesian_product():
     assert got == [(w, x, pytest.approx(lr)) for w, x, lr in want]
 
 
+@pytest.mark.slow
 def test_streamed_lanes_equal_blocks_bit_for_bit():
     # seven parameters from a wide normal: step counts vary widely, some fits hit
     # max_steps, some diverge; streamed lanes must give every fit exactly as blocks do

@@ -3,6 +3,7 @@
 import re
 
 import numpy as np
+import pytest
 import reference as ref
 from conftest import run_jaxfit
 
@@ -37,6 +38,7 @@ def test_lean_peers_match_the_reference():
             assert n == steps[i] and max(abs(p[k] - P[i, j]) for j, k in enumerate(ref.NAMES)) < 1e-9
 
 
+@pytest.mark.slow
 def test_quick_benchmark_prints_ratios():
     p = run_jaxfit("bench", "--quick", timeout=600)
     assert p.returncode == 0, p.stderr
@@ -74,6 +76,7 @@ def test_serve_benchmark_runs_both_servers_and_prints_the_ratio():
     assert bad.returncode == 2 and "--serve-rounds" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_the_model_interval_and_global_benches_run_at_small_sizes():
     from jaxfit.benchmarks import globalfits, intervals, models
 

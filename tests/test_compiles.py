@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import ENV, run_python
 
 from jaxfit.curvefit_args import bucket
@@ -51,6 +52,7 @@ print(json.dumps(counts))
 """
 
 
+@pytest.mark.slow
 def test_any_batch_size_one_compile_and_lengths_by_bucket():
     p = run_python(COUNTED, env={**ENV, "JAXFIT_CACHE_DIR": "off"}, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]

@@ -190,6 +190,25 @@ def test_one_device_and_four_give_the_same_global_fit():
     np.testing.assert_allclose(four.covariance(), one.covariance(), rtol=1e-8, atol=1e-16)
 
 
+@pytest.mark.parametrize("upper", [np.inf, 0.7])
+def test_data_sets_streamed_in_chunks_give_the_fit_of_all_at_once(upper):
+    """block_size=5 on 4 devices: chunks of 8 sets (23 padded to 24), each step a pass
+    over the three chunks from host memory: the same fit up to the sums' grouping."""
+    x, Y, sigma = _traces(G=23, seed=8, ragged=True)
+    bounds = ([-np.inf, 0.0, -np.inf], [np.inf, upper, np.inf])
+    kw = dict(
+        p0=[1.0, 0.5, 0.0], sigma=sigma, shared="k", precision="float64", nan_policy="omit", bounds=bounds
+    )
+    whole = jaxfit.curve_fit(decay, x, Y, **kw)
+    parts = jaxfit.curve_fit(decay, x, Y, block_size=5, **kw)
+    assert parts.steps == whole.steps and parts.status == whole.status == jaxfit.Status.CONVERGED
+    np.testing.assert_allclose(parts.shared, whole.shared, rtol=1e-10)
+    np.testing.assert_allclose(parts.local, whole.local, rtol=1e-10)
+    np.testing.assert_allclose(parts.covariance(), whole.covariance(), rtol=1e-8, atol=1e-16)
+    np.testing.assert_allclose(parts.chisqr_per_set, whole.chisqr_per_set, rtol=1e-10)
+    assert (whole.shared[0] == 0.7) == (upper == 0.7)
+
+
 def test_a_data_set_with_too_few_points_is_refused_in_one_line():
     x, Y, _ = _traces(G=4)
     Y[2, 1:] = np.nan  # one point left for two locals

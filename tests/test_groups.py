@@ -130,6 +130,7 @@ def test_groups_times_a_batch_of_starts(thousand):
     np.testing.assert_array_equal(r.init["k"][0:2], r.init["k"][2:4])  # the same draws for every group
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_identical_files(thousand, tmp_path):
     folder, _ = thousand
     args = ["--config", str(folder / "groups.yaml"), "--set", "batch.count=8", "--set", "block_size=8", "-q"]

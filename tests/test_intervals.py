@@ -150,6 +150,7 @@ def test_the_bootstrap_is_seeded_and_agrees_with_a_linear_models_covariance():
         np.testing.assert_allclose(pairs.covariance()[g], sandwich, rtol=0.15, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_profile_and_bootstrap_cover_the_truth_about_95_percent():
     rng = np.random.default_rng(8)
     truth = np.array([2.0, 0.7, 0.3])
@@ -209,6 +210,7 @@ def test_a_robust_loss_has_no_chi_square_profile():
         fit.profile()
 
 
+@pytest.mark.slow
 def test_derived_quantities_get_profile_and_bootstrap_intervals():
     from jaxfit.models import DoseResponse
 

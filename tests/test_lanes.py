@@ -75,6 +75,7 @@ def _grouped(folder):
     return jaxfit.load_config(path)
 
 
+@pytest.mark.slow
 def test_every_layout_of_the_lanes_gives_every_fit_the_same_bits(curves):
     folder, _ = curves
     plan = plan_batch(_grouped(folder))

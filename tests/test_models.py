@@ -213,6 +213,7 @@ def test_the_guess_alone_fits_a_thousand_single_peaks_as_well_as_the_truth():
     assert good.mean() >= 0.99, f"{good.mean():.3f} of the fits within 1.01x the true-start chi-square"
 
 
+@pytest.mark.slow
 def test_a_batch_of_models_in_float32_matches_float64():
     rng = np.random.default_rng(6)
     x = np.linspace(0, 10, 201)
@@ -280,6 +281,7 @@ def _two_peak_sets(groups, seed=7):
     return x, Y + rng.normal(0, 0.05, Y.shape), truth
 
 
+@pytest.mark.slow
 def test_sixteen_starts_reach_the_global_minimum_where_one_start_does_not():
     x, Y, truth = _two_peak_sets(200)
     model = models.Gaussian("p1_") + models.Gaussian("p2_")

@@ -51,6 +51,7 @@ def test_float64_fit_equals_numpy_gradient_descent(hidden, activation, trainable
     assert tuple(got.trainable) == tuple(train)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("hidden", "activation", "trainable", "lr", "tol"), CASES)
 def test_batch_of_starts_equals_per_fit_references(hidden, activation, trainable, lr, tol):
     names = ref.net_names(hidden)

@@ -83,6 +83,7 @@ def test_batch_of_starts_from_another_folder(project):
             assert float(r[f"final_{n}"]) == pytest.approx(want[n], abs=1e-8)
 
 
+@pytest.mark.slow
 def test_exported_and_reloaded_in_a_fresh_process(project, tmp_path):
     cfg = str(project / "fit" / "decay.yaml")
     out = tmp_path / "decay.jaxexport"
@@ -107,6 +108,7 @@ print(json.dumps({{"a": float(s.params["a"]), "steps": int(s.step), "many": r["s
     assert got["many"] == batch.steps.tolist()
 
 
+@pytest.mark.slow
 def test_one_and_four_devices_are_bit_identical(project):
     cfg = jaxfit.load_config(
         str(project / "fit" / "decay.yaml"),

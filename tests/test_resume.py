@@ -57,7 +57,14 @@ def assert_same_tables(a, b):
             np.testing.assert_array_equal(x[k], y[k], err_msg=k)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize(
+    "sig",
+    [
+        pytest.param(signal.SIGINT, marks=pytest.mark.slow),
+        pytest.param(signal.SIGTERM, marks=pytest.mark.slow),
+        signal.SIGKILL,
+    ],
+)
 def test_interrupt_then_resume_is_bit_identical(tmp_path, uninterrupted, sig):
     out = tmp_path / "run"
     code, err = interrupted(out, sig)

@@ -35,6 +35,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_on_loopback_equal_one_process(tmp_path):
     single = run([*SWEEP, "--output", str(tmp_path / "one"), "--format", "json"])
     assert single.returncode == 0, single.stderr
@@ -140,6 +141,7 @@ def test_cache_tightens_loose_permissions(tmp_path):
     assert stat.S_IMODE(os.stat(loose).st_mode) == 0o700
 
 
+@pytest.mark.slow
 def test_cli_runs_with_cache_and_without(tmp_path):
     env = {**ENV, "JAXFIT_CACHE_DIR": str(tmp_path / "c")}
     assert run([*SWEEP, "--format", "json"], env=env).returncode == 0
@@ -152,6 +154,7 @@ def test_cli_runs_with_cache_and_without(tmp_path):
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg", ["configs/b3.yaml", "configs/all_params.yaml"])
 def test_exported_step_loads_in_a_fresh_process(tmp_path, cfg):
     path = tmp_path / "step.jaxexport"
@@ -235,6 +238,7 @@ def _fit_json(env, *extra):
     return {k: v for k, v in out.items() if k not in ("compile_s", "run_s")}, out
 
 
+@pytest.mark.slow
 def test_warm_start_gives_the_same_result_and_recovers_from_a_broken_entry(tmp_path):
     env = {**ENV, "JAXFIT_CACHE_DIR": str(tmp_path / "cache")}
     cold, _ = _fit_json(env)

@@ -100,6 +100,7 @@ class TestCurveFit:
         assert_array_almost_equal(popt, [1.7989, 1.1642], decimal=4)
         assert_array_almost_equal(pcov, [[0.0852, -0.1260], [-0.1260, 0.1912]], decimal=4)
 
+    @pytest.mark.slow
     def test_regression_2639(self):
         # This test fails if epsfcn in leastsq is too large.
         x = [574.14200000000005, 574.154, 574.16499999999996, 574.17700000000002, 574.18799999999999,
@@ -467,6 +468,7 @@ class TestCurveFit:
         assert_allclose(res_opt, ref_opt, atol=1e-14)
         assert_allclose(res_cov, ref_cov, atol=1e-14)
 
+    @pytest.mark.slow
     def test_curvefit_simplecovariance(self):
         def func(x, a, b):
             return a * jnp.exp(-b * x)
@@ -495,6 +497,7 @@ class TestCurveFit:
                 assert_allclose(popt1, popt2, atol=1e-14)
                 assert_allclose(pcov1, pcov2, atol=1e-14)
 
+    @pytest.mark.slow
     def test_curvefit_covariance(self):
         def funcp(x, a, b):
             rotn = np.array(
@@ -586,6 +589,7 @@ class TestCurveFit:
                     assert np.isfinite(cov).all()
                     assert not np.allclose(p, 1)  # curve_fit's initial value
 
+    @pytest.mark.slow
     def test_dtypes2(self):
         # regression test for gh-7117: curve_fit fails if
         # both inputs are float32

@@ -124,6 +124,7 @@ def test_a_wrong_ydata_length_names_its_own_shape():
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_the_covariance_follows_the_condition_of_j_not_of_jtj():
     # a float64 polynomial whose JᵀJ is near singular (cond ~1e17), J itself (~1e8) is not
     x = np.linspace(0, 1, 60)
