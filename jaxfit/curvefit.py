@@ -765,9 +765,7 @@ def curve_fit(
     source, f, given = _built_in(f, p0)
     p0 = given if source is None else _model_fitting().array_p0(source, p0)
     max_steps = args.solver_options(max_steps, kwargs)
-    for name, value in (("ftol", ftol), ("xtol", xtol), ("gtol", gtol)):
-        if not 0 <= value < 1:
-            raise ValueError(f"{name}: must be in [0, 1), got {value}")
+    args.checked_rules(ftol, xtol, gtol, starts)
     args.checked_nan_policy(nan_policy)
     user_jac = args.checked_jac(jac)
     single = args.array(ydata, "ydata").ndim <= 1
@@ -781,8 +779,6 @@ def curve_fit(
     arrays = _feasible_starts(bounds, arrays, p0 is not None or source is not None)
     box = _checked_bounds(bounds, arrays.starts, arrays.names)
     args.checked_method(method, box is not None)
-    if not (isinstance(starts, (int, np.integer)) and starts >= 1):
-        raise ValueError(f"starts: the number of starts per data set must be an integer >= 1, got {starts!r}")
     if shared is not None:
         return _global(
             arrays, box, shared, single, loss, f_scale, starts, absolute_sigma, max_steps, devices, block_size

@@ -69,6 +69,15 @@ class Arrays(NamedTuple):
     single: bool
 
 
+def checked_rules(ftol: float, xtol: float, gtol: float, starts: Any) -> None:
+    """The stopping rules in ``[0, 1)`` and the starts per data set an integer ≥ 1."""
+    for name, value in (("ftol", ftol), ("xtol", xtol), ("gtol", gtol)):
+        if not 0 <= value < 1:
+            raise ValueError(f"{name}: must be in [0, 1), got {value}")
+    if not (isinstance(starts, (int, np.integer)) and starts >= 1):
+        raise ValueError(f"starts: the number of starts per data set must be an integer >= 1, got {starts!r}")
+
+
 def bucket(n: int) -> int:
     """The points a data set of ``n`` is padded to: a multiple of an eighth of the next
     power of two (10, 12, 14, 16, 20, 24, 28, 32, 40, …): four sizes an octave, at most

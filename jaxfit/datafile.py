@@ -20,7 +20,7 @@ MAX_ROWS = 50_000_000
 MAX_BYTES = 1 << 30
 """Largest data file (1 GiB)."""
 MAX_GROUP_POINTS = 1 << 16
-"""Most points in one group (groups are padded to a power of two at least this long)."""
+"""Most points in one group (groups are padded to ``padded_groups``' lengths)."""
 
 
 class Table(NamedTuple):
@@ -140,11 +140,16 @@ def _numbers(path: Path, column: str, values: list[str], omit: bool = False) -> 
 
 def padded_groups(table: Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """``(x, y, mask, sigma)``, each ``(groups, length)``: group ``g``'s points in file
-    order, padded to ``length`` (the next power of two, at least 4) with ``mask`` False
-    (sigma 1; None without a sigma column)."""
+    order, padded to ``length`` with ``mask`` False (sigma 1; None without a sigma
+    column). ``length``: the largest group's, rounded up to the next power of two (at
+    least 4) up to 8 points, above that to ``curvefit_args.bucket``'s sizes (a multiple
+    of an eighth of the next power of two: 25 points take 28, not 32)."""
+    from jaxfit.curvefit_args import bucket
+
     assert table.group is not None
     counts = np.bincount(table.group, minlength=len(table.labels))
-    length = max(4, 1 << int(counts.max() - 1).bit_length())
+    most = int(counts.max())
+    length = max(4, 1 << (most - 1).bit_length()) if most <= 8 else bucket(most)
     order = np.argsort(table.group, kind="stable")
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     slot = np.arange(len(order)) - np.repeat(starts, counts)

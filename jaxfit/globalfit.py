@@ -511,16 +511,8 @@ def global_fit(
     blocks, the sums over sets are one reduction across them. ``chunk``: more data
     sets than this are kept in host memory and streamed to the devices in chunks of
     this many at every step (one compiled program for any number of sets)."""
-    names = arrays.names
-    shared = tuple(shared)
-    unknown = [n for n in shared if n not in names]
-    if unknown:
-        raise ValueError(
-            f"shared: {', '.join(map(repr, unknown))} is not a parameter of the model; expected some of {', '.join(names)}"
-        )
-    if not shared or len(shared) == len(names):
-        raise ValueError("shared: name at least one parameter, and leave at least one local to each data set")
-    local_names = tuple(n for n in names if n not in shared)
+    names, shared = arrays.names, tuple(shared)
+    local_names = _checked_names(names, shared)
     li, si = tuple(names.index(n) for n in local_names), tuple(names.index(n) for n in shared)
     dtype = arrays.dtype
     f64 = dtype == np.float64
@@ -529,12 +521,7 @@ def global_fit(
     G, n = arrays.y.shape
     mask = np.isfinite(arrays.y) if arrays.mask is None else arrays.mask & np.isfinite(arrays.y)
     points = mask.sum(axis=1)
-    if (few := np.flatnonzero(points < len(li))).size:
-        g = int(few[0])
-        raise ValueError(
-            f"data set {g} has {int(points[g])} points, fewer than its {len(li)} local parameters: "
-            "each data set needs at least as many points as it has locals"
-        )
+    _check_points(points, len(li))
     sigma = np.ones((G, n)) if arrays.sigma is None else np.asarray(arrays.sigma)
     per_set = arrays.x.ndim == (3 if arrays.model.dims else 2)
     frozen_items = tuple(sorted((frozen or {}).items()))
@@ -572,17 +559,56 @@ def global_fit(
             )
         st = st._replace(local=st.local[:G])
         E, A_inv, chi_sets = E[:G], A_inv[:G], chi_sets[:G]
+    scale_one = absolute_sigma or loss[0] == "poisson"
+    return _result(st, E, S_inv, A_inv, chi_sets, points, (names, shared, local_names), scale_one)
+
+
+def _checked_names(names: tuple[str, ...], shared: tuple[str, ...]) -> tuple[str, ...]:
+    """The local parameters' names; a ``ValueError`` line for a bad ``shared``."""
+    unknown = [n for n in shared if n not in names]
+    if unknown:
+        raise ValueError(
+            f"shared: {', '.join(map(repr, unknown))} is not a parameter of the model; expected some of {', '.join(names)}"
+        )
+    if not shared or len(shared) == len(names):
+        raise ValueError("shared: name at least one parameter, and leave at least one local to each data set")
+    return tuple(n for n in names if n not in shared)
+
+
+def _check_points(points: np.ndarray, locals_: int) -> None:
+    """Every data set needs at least as many real points as it has locals."""
+    if (few := np.flatnonzero(points < locals_)).size:
+        g = int(few[0])
+        raise ValueError(
+            f"data set {g} has {int(points[g])} points, fewer than its {locals_} local parameters: "
+            "each data set needs at least as many points as it has locals"
+        )
+
+
+def _result(
+    st: _State,
+    E: Any,
+    S_inv: Any,
+    A_inv: Any,
+    chi_sets: Any,
+    points: np.ndarray,
+    names: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]],
+    scale_one: bool,
+) -> GlobalFit:
+    """The ``GlobalFit`` of a finished fit: its joint covariance from the factors
+    (times χ²/dof unless ``scale_one``)."""
     E, S_inv, A_inv = (np.asarray(a, np.float64) for a in (E, S_inv, A_inv))
+    G, n_l = E.shape[:2]
     chisqr = float(np.asarray(st.chisqr))
-    dof = int(points.sum()) - G * len(li) - len(si)
-    scale = 1.0 if absolute_sigma or loss[0] == "poisson" else (chisqr / dof if dof > 0 else np.inf)
+    dof = int(points.sum()) - G * n_l - len(names[1])
+    scale = 1.0 if scale_one else (chisqr / dof if dof > 0 else np.inf)
     ES = np.einsum("gij,jk->gik", E, S_inv)
     cov_local = scale * (A_inv + np.einsum("gik,gjk->gij", ES, E))
     cov_shared = scale * S_inv
     return GlobalFit(
-        names=names,
-        shared_names=shared,
-        local_names=local_names,
+        names=names[0],
+        shared_names=names[1],
+        local_names=names[2],
         shared=np.asarray(st.shared, np.float64),
         shared_err=np.sqrt(np.diag(cov_shared)),
         local=np.asarray(st.local, np.float64),

@@ -309,9 +309,7 @@ def batch_data(config: Config) -> tuple[Data, np.ndarray | None]:
         x, y, sigma, mask = _single_data(config)
         sigma = None if sigma is None else np.asarray(sigma, dtype)
         return Data(np.asarray(x, dtype), np.asarray(y, dtype), mask, sigma), None
-    from jaxfit.datafile import padded_groups
-
-    x, y, mask, sigma = padded_groups(config.data.table)
+    x, y, mask, sigma = config.data.padded()
     if sigma is None and config.data.sigma is not None:  # one number for every point
         sigma = np.full(x.shape, config.data.sigma)
     sigma = None if sigma is None else sigma.astype(dtype)

@@ -311,11 +311,18 @@ def test_a_global_config_it_cannot_run_is_one_error_line(tmp_path, change, messa
     assert "\n" not in str(err.value)
 
 
-def test_a_global_config_refuses_resume_with_one_line_and_exit_2(tmp_path):
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--resume", "--resume: a global fit (shared:) is one fit; run it whole"),
+        ("--plot", "--plot: a global fit (shared:) draws no pictures yet"),
+    ],
+)
+def test_a_global_config_refuses_what_it_cannot_do_with_one_line_and_exit_2(tmp_path, flag, message):
     x, Y, _ = _traces(G=3)
     path = _config_files(tmp_path, x, Y)
-    done = run_jaxfit("--config", str(path), "--output", str(tmp_path / "run"), "--resume")
+    extra = [flag, str(tmp_path / "pics")] if flag == "--plot" else [flag]
+    done = run_jaxfit("--config", str(path), "--output", str(tmp_path / "run"), *extra)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        "jaxfit: error: --resume: a global fit (shared:) is one fit; run it whole"
-    ]
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"jaxfit: error: {message}")

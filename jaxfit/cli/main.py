@@ -383,6 +383,10 @@ def run(argv: Sequence[str]) -> int:
         raise UsageError(
             f"--{'resume' if args.resume else 'distributed'}: a global fit (shared:) is one fit; run it whole"
         )
+    if config.shared and args.plot:
+        raise UsageError(
+            "--plot: a global fit (shared:) draws no pictures yet; its fits.csv has every data set's values"
+        )
     if args.resume and not config.is_batch:
         raise UsageError("--resume applies to batch runs (a config with a batch: section)")
     if args.distributed and (not config.is_batch or not args.output):

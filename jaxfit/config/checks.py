@@ -143,7 +143,6 @@ def loss_errors(config: Config) -> list:
 def run_guess(config: Config, source: str, text: str | None) -> None:
     """Run ``model.guess`` on every data set (one error line if it fails)."""
     from jaxfit import functions
-    from jaxfit.datafile import padded_groups
 
     where = [(["model", "guess"])]
     if not config.data.grouped or config.starts is not None:
@@ -153,7 +152,7 @@ def run_guess(config: Config, source: str, text: str | None) -> None:
         refuse(source, text, [(where[0], why)])
     try:
         guess = functions.load_callable(config.model.guess)
-        x, y, mask, _ = padded_groups(config.data.table)
+        x, y, mask, _ = config.data.padded()
         config._starts = functions.guess_starts(
             guess, x, y, mask, tuple(config.train.trainable), config.model.guess, config.precision
         )
@@ -168,14 +167,13 @@ def guess_builtin(config: Config, given: set[str], source: str, text: str | None
     import numpy as np
 
     from jaxfit import functions
-    from jaxfit.datafile import padded_groups
 
     model = config.model.built_in()
     wanted = [n for n in config.train.trainable if n not in given]
     if not wanted:
         return
     if config.data.grouped:
-        x, y, mask, _ = padded_groups(config.data.table)
+        x, y, mask, _ = config.data.padded()
     else:
         x, y = (np.asarray(a, np.float64)[None] for a in config.data.arrays())
         mask = np.isfinite(y) & (np.isfinite(x).all(axis=-1) if x.ndim == 3 else np.isfinite(x))

@@ -103,6 +103,7 @@ class DataConfig(Strict):
     """Each point's standard deviation (residuals are divided by it): one number for
     every point, an inline list as long as ``y``, or (with ``file``) a column name."""
     _table: Any = PrivateAttr(default=None)
+    _padded: Any = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -216,3 +217,16 @@ class DataConfig(Strict):
     def table(self) -> Any:
         """The file's ``datafile.Table`` (None for inline data)."""
         return self.read()
+
+    def padded(self) -> tuple[Any, Any, Any, Any]:
+        """Grouped data as ``datafile.padded_groups`` arrays, made once (read-only:
+        every run of this config shares them)."""
+        if self._padded is None:
+            from jaxfit.datafile import padded_groups
+
+            arrays = padded_groups(self.read())
+            for a in arrays:
+                if a is not None:
+                    a.flags.writeable = False
+            self._padded = arrays
+        return self._padded
