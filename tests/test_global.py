@@ -82,6 +82,20 @@ def test_a_shared_rate_equals_scipy_on_the_concatenated_problem(case):
     assert fit.popt.shape == (len(Y), 3) and (fit.popt[:, 1] == fit.shared[0]).all()
 
 
+@pytest.mark.parametrize("p0", [[1.0, 5.0, 0.0], [10.0, 0.05, 3.0], [0.1, 3.0, -2.0]])
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_from_far_starts_a_converged_global_fit_is_at_scipys_minimum(p0, precision):
+    """A rate start 6x too high or 16x too low, amplitudes and baselines far off: the fit
+    says converged only where scipy's least_squares (from its own start) has its minimum."""
+    x, Y, _ = _traces(G=20, seed=0)
+    want, _, chisqr = _scipy(x, Y)
+    fit = jaxfit.curve_fit(decay, x, Y.astype(precision), p0=p0, shared="k", precision=precision)
+    assert fit.status == jaxfit.Status.CONVERGED
+    rtol = 1e-9 if precision == "float64" else 1e-5
+    assert fit.chisqr == pytest.approx(chisqr, rel=rtol)
+    assert fit.shared[0] == pytest.approx(want[-1], rel=1e-8 if precision == "float64" else 1e-5)
+
+
 @pytest.mark.parametrize("upper", [0.7, 2.0])
 def test_a_bound_on_the_shared_rate_equals_scipys_trf(upper):
     x, Y, _ = _traces(G=8, seed=3)
