@@ -41,6 +41,8 @@ _EXPORTS = {
     "make_problem": "jaxfit.single",
     "fit_batch": "jaxfit.batch",
     "curve_fit": "jaxfit.curvefit",
+    "fit_global": "jaxfit.globalrun",
+    "GlobalFit": "jaxfit.globalfit",
     "clear_caches": "jaxfit.caches",
     "CurveFit": "jaxfit.curvefit",
     "OptimizeWarning": "jaxfit.curvefit",
@@ -73,6 +75,7 @@ __all__ = [
     "Data",
     "FitResult",
     "FitState",
+    "GlobalFit",
     "Hyper",
     "PARAM_NAMES",
     "Problem",
@@ -84,6 +87,7 @@ __all__ = [
     "fit",
     "export_config",
     "fit_batch",
+    "fit_global",
     "load_config",
     "load_exported",
     "make_problem",
@@ -105,6 +109,8 @@ if TYPE_CHECKING:
     from jaxfit.curvefit import CurveFit, OptimizeWarning, curve_fit
     from jaxfit.errors import ConfigError, ExportError, JaxfitError, ResourceError, RunDirError
     from jaxfit.export import export_config, load_exported
+    from jaxfit.globalfit import GlobalFit
+    from jaxfit.globalrun import fit_global
     from jaxfit.results import BatchResult, FitResult
     from jaxfit.single import fit, make_problem, make_state, make_step
 

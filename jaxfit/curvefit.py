@@ -780,8 +780,20 @@ def curve_fit(
     box = _checked_bounds(bounds, arrays.starts, arrays.names)
     args.checked_method(method, box is not None)
     if shared is not None:
+        rules = (tolerance, ftol, xtol, gtol)
         return _global(
-            arrays, box, shared, single, loss, f_scale, starts, absolute_sigma, max_steps, devices, block_size
+            arrays,
+            box,
+            shared,
+            single,
+            loss,
+            f_scale,
+            starts,
+            absolute_sigma,
+            max_steps,
+            devices,
+            block_size,
+            rules,
         )
     fitted, fitted_box = arrays, box  # the data sets as given (the batch may hold each several times)
     if starts > 1:
@@ -821,19 +833,36 @@ def _global(
     max_steps: int,
     devices: int | None,
     block_size: int | None,
+    rules: tuple[float | None, float, float, float],
 ) -> Any:
-    """``shared=``: the data sets as one problem (``jaxfit.globalfit``)."""
+    """``shared=``: the data sets as one problem (``jaxfit.globalfit``); it stops by
+    ``ftol`` and ``xtol`` (0: its own, 1e-6 in float32, 1e-12 in float64)."""
     from jaxfit.globalfit import global_fit
 
     if single:
         raise ValueError("shared: a global fit needs several data sets (ydata of shape (G, n))")
     if starts > 1:
         raise ValueError("shared: many starts are not supported in a global fit yet")
+    tolerance, ftol, xtol, gtol = rules
+    if tolerance is not None or gtol:
+        raise ValueError("shared: a global fit stops by ftol and xtol; tolerance and gtol do not apply")
     names = [shared] if isinstance(shared, str) else list(shared)
     kind = _checked_loss(loss, f_scale, arrays.y, arrays.sigma)
     if kind == "poisson":
         _check_positive(arrays)
-    return global_fit(arrays, names, absolute_sigma, max_steps, box, (kind, float(f_scale)), devices=devices)
+    loss_ = (kind, float(f_scale))
+    return global_fit(
+        arrays,
+        names,
+        absolute_sigma,
+        max_steps,
+        box,
+        loss_,
+        ftol or None,
+        xtol or None,
+        devices=devices,
+        chunk=block_size,
+    )
 
 
 class Options(NamedTuple):

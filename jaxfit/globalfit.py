@@ -68,6 +68,8 @@ class GlobalFit:
     steps: int
     scale: float
     """The covariance's factor: ``χ²/dof``, or 1 with ``absolute_sigma``."""
+    chunks: int = 1
+    """Chunks of data sets streamed from host memory at each step (1: all at once)."""
     _E: np.ndarray = dataclasses.field(repr=False, default=None)  # type: ignore[assignment]
     _S_inv: np.ndarray = dataclasses.field(repr=False, default=None)  # type: ignore[assignment]
 
@@ -403,11 +405,14 @@ def _streamed(
     chunk's blocks, locals and ``E`` stay on the devices between passes (a few numbers
     per set). The same arithmetic as ``run``, the sums grouped by chunk."""
     lo_l, hi_l, lo_s, hi_s = bounds
+    # one program at a time: on XLA:CPU, two programs in flight whose collectives (the
+    # sums across devices) interleave wait for each other for ever
+    synced = jax.block_until_ready
 
     def linearized(locals_: list[Any], shared_: Any, final: bool = False) -> tuple[list, Any, list]:
-        out = [pieces.linearize(*c, loc, shared_, final=final) for c, loc in zip(chunks, locals_)]
-        normals, chis = [o[0] for o in out], [o[1] for o in out]
-        return normals, sum(ch.sum() for ch in chis), chis
+        out = [synced(pieces.linearize(*c, loc, shared_, final=final)) for c, loc in zip(chunks, locals_)]
+        normals, chis = [o[0] for o in out], [np.asarray(o[1]) for o in out]
+        return normals, sum(ch.sum(dtype=ch.dtype) for ch in chis), chis
 
     normals, chi, _ = linearized(local, shared)
     lam, steps, status = jnp.asarray(1e-3, shared.dtype), 0, int(Status.RUNNING)
@@ -415,12 +420,14 @@ def _streamed(
         C, gs = (sum(nm[1][i] for nm in normals) for i in (0, 1))
         fs = _free(shared, gs, lo_s, hi_s)
         parts = [
-            pieces.reduce(*nm[0], loc, lo, hi, fs, lam) for nm, loc, lo, hi in zip(normals, local, lo_l, hi_l)
+            synced(pieces.reduce(*nm[0], loc, lo, hi, fs, lam))
+            for nm, loc, lo, hi in zip(normals, local, lo_l, hi_l)
         ]
         d_s = _shared_step(C, gs, fs, sum(p[2] for p in parts), sum(p[3] for p in parts), lam)
         new_s = jnp.clip(shared + d_s, lo_s, hi_s)
         moved = [
-            pieces.advance(p[0], p[1], d_s, loc, lo, hi) for p, loc, lo, hi in zip(parts, local, lo_l, hi_l)
+            synced(pieces.advance(p[0], p[1], d_s, loc, lo, hi))
+            for p, loc, lo, hi in zip(parts, local, lo_l, hi_l)
         ]
         new_l = [m[0] for m in moved]
         new_normals, new_chi, _ = linearized(new_l, new_s)
@@ -441,11 +448,14 @@ def _streamed(
             local, shared, chi, normals = new_l, new_s, new_chi, new_normals
         lam = _damping(lam, better)
     normals, _, chis = linearized(local, shared, final=True)
-    parts = [pieces.covariance(nm[0][0], nm[0][1]) for nm in normals]
+    parts = [synced(pieces.covariance(nm[0][0], nm[0][1])) for nm in normals]
     S = sum(nm[1][0] for nm in normals) - sum(p[2] for p in parts)
-    st = _State(jnp.concatenate(local), shared, chi, (), lam, jnp.asarray(steps), jnp.asarray(status))
-    cat = functools.partial(jnp.concatenate, axis=0)
-    return st, cat([p[0] for p in parts]), jnp.linalg.inv(S), cat([p[1] for p in parts]), cat(chis)
+
+    def cat(arrays: list[Any]) -> np.ndarray:  # on the host: no program across devices
+        return np.concatenate([np.asarray(a) for a in arrays])
+
+    st = _State(cat(local), shared, chi, (), lam, steps, status)
+    return st, cat([p[0] for p in parts]), np.linalg.inv(np.asarray(S)), cat([p[1] for p in parts]), cat(chis)
 
 
 def _bounds(
@@ -537,21 +547,24 @@ def global_fit(
         hi_l,
         *((x,) if per_set else ()),
     )
+    streamed = chunk is not None and chunk < G
     with jax.enable_x64(f64):
         shared_start = np.median(arrays.starts[:, si], axis=0).astype(dtype)
-        if chunk is None or chunk >= G:
+        if not streamed:
             y, m, s, local, lo_l, hi_l, *xs = _spread(per, devices)
-            st, E, S_inv, A_inv, chi_sets = pieces.run(
-                xs[0] if per_set else x,
-                y,
-                m,
-                s,
-                local,
-                shared_start,
-                (lo_l, hi_l, lo_s, hi_s),
-                max_steps,
-                ftol,
-                xtol,
+            st, E, S_inv, A_inv, chi_sets = _on_host(
+                pieces.run(
+                    xs[0] if per_set else x,
+                    y,
+                    m,
+                    s,
+                    local,
+                    shared_start,
+                    (lo_l, hi_l, lo_s, hi_s),
+                    max_steps,
+                    ftol,
+                    xtol,
+                )
             )
         else:
             st, E, S_inv, A_inv, chi_sets = _in_chunks(
@@ -560,7 +573,20 @@ def global_fit(
         st = st._replace(local=st.local[:G])
         E, A_inv, chi_sets = E[:G], A_inv[:G], chi_sets[:G]
     scale_one = absolute_sigma or loss[0] == "poisson"
-    return _result(st, E, S_inv, A_inv, chi_sets, points, (names, shared, local_names), scale_one)
+    fit = _result(st, E, S_inv, A_inv, chi_sets, points, (names, shared, local_names), scale_one)
+    return dataclasses.replace(fit, chunks=-(-G // _chunk_rows(chunk, devices)) if streamed else 1)
+
+
+def _on_host(out: Any) -> Any:
+    """A finished program's outputs as host arrays (waiting for it first: slicing them
+    on the devices would start programs across devices while it may still run)."""
+    return jax.tree.map(np.asarray, jax.block_until_ready(out))
+
+
+def _chunk_rows(chunk: int, devices: int | None) -> int:
+    """Data sets per streamed chunk: ``chunk`` rounded up to a multiple of the devices."""
+    count = len(jax.local_devices()[: devices or None])
+    return -(-chunk // count) * count
 
 
 def _checked_names(names: tuple[str, ...], shared: tuple[str, ...]) -> tuple[str, ...]:
@@ -642,8 +668,7 @@ def _in_chunks(
     """``per`` (the per-set arrays of ``global_fit``) in chunks of ``chunk`` data sets
     (a multiple of the devices; the last padded with empty sets), streamed from host
     memory at every step (``_streamed``): one compiled program for any number of sets."""
-    count = len(jax.local_devices()[: devices or None])
-    chunk = -(-chunk // count) * count
+    chunk = _chunk_rows(chunk, devices)
     G = len(per[0])
     pad = -G % chunk
     if pad:

@@ -14,8 +14,20 @@ from typing import Any
 
 import numpy as np
 
-from jaxfit.config import Config
+from jaxfit.config import Config, ConfigLike
+from jaxfit.errors import ConfigError
 from jaxfit.globalfit import GlobalFit
+
+
+def fit_global(config: ConfigLike, devices: int | None = None) -> GlobalFit:
+    """``jaxfit.fit_global``: a config with ``shared:`` (a ``Config``, a mapping or a
+    YAML file's path) fitted as one problem (``fit_config``)."""
+    from jaxfit.config import load_config
+
+    config = load_config(config)
+    if not config.shared:
+        raise ConfigError("shared: fit_global needs a config that names its shared parameters (shared: [k])")
+    return fit_config(config, devices)
 
 
 def fit_config(config: Config, devices: int | None = None) -> GlobalFit:

@@ -101,9 +101,20 @@ def stats_spec_of(config: Config, *, batch: bool) -> StatsSpec:
     return StatsSpec(config.train.absolute_sigma, covariance=not batch or config.report.covariance)
 
 
+def _not_global(config: Config) -> Config:
+    """A config with ``shared:`` is one problem over its data sets, not fits of its own:
+    refused here (one line) so that no front door fits it as independent fits."""
+    if config.shared:
+        raise ConfigError(
+            "shared: a global fit is one problem over every data set, not a batch of fits; "
+            "run it with jaxfit.fit_global(config) or python -m jaxfit --config FILE"
+        )
+    return config
+
+
 def plan_fit(config: ConfigLike) -> FitPlan:
     """Lower one fit (a config, a path or a dict) into a ``FitPlan``."""
-    config = load_config(config)
+    config = _not_global(load_config(config))
     with precision(config):
         params, problem = inputs(config)
     return FitPlan(
@@ -121,7 +132,7 @@ def plan_fit(config: ConfigLike) -> FitPlan:
 
 def plan_batch(config: ConfigLike, *, statistics: bool = True) -> BatchPlan:
     """Lower a config's batch (one fit if it has none) into a ``BatchPlan``."""
-    config = load_config(config)
+    config = _not_global(load_config(config))
     plan, tables = plan_of(config)
     dtype = dtype_of(config)
     data, per_group = batch_data(config)
