@@ -779,22 +779,11 @@ def curve_fit(
     arrays = _feasible_starts(bounds, arrays, p0 is not None or source is not None)
     box = _checked_bounds(bounds, arrays.starts, arrays.names)
     args.checked_method(method, box is not None)
+    given = Options(
+        absolute_sigma, tolerance, max_steps, ftol, xtol, gtol, loss, f_scale, devices, block_size
+    )
     if shared is not None:
-        rules = (tolerance, ftol, xtol, gtol)
-        return _global(
-            arrays,
-            box,
-            shared,
-            single,
-            loss,
-            f_scale,
-            starts,
-            absolute_sigma,
-            max_steps,
-            devices,
-            block_size,
-            rules,
-        )
+        return _global(arrays, box, shared, single, starts, given)
     fitted, fitted_box = arrays, box  # the data sets as given (the batch may hold each several times)
     if starts > 1:
         arrays, box = _many_starts(arrays, box, int(starts), seed)
@@ -802,9 +791,7 @@ def curve_fit(
     if kind == "poisson":
         _check_positive(arrays)
     tolerance = LM_TOLERANCE[arrays.dtype.name] if tolerance is None else tolerance
-    options = Options(
-        absolute_sigma, tolerance, max_steps, ftol, xtol, gtol, kind, f_scale, devices, block_size
-    )
+    options = given._replace(tolerance=tolerance, loss=kind)
     whitened = sigma is not None and np.ndim(sigma) == 2 and single  # the model sees L⁻¹ f
     fit = solve(arrays, box, options, getattr(f, "__name__", "f"), whitened)
     fit = dataclasses.replace(fit, source=source)
@@ -821,21 +808,9 @@ def curve_fit(
     return (fit.popt[0], fit.pcov[0]) if single else (fit.popt, fit.pcov)
 
 
-def _global(
-    arrays: Arrays,
-    box: Any,
-    shared: Any,
-    single: bool,
-    loss: str,
-    f_scale: float,
-    starts: int,
-    absolute_sigma: bool,
-    max_steps: int,
-    devices: int | None,
-    block_size: int | None,
-    rules: tuple[float | None, float, float, float],
-) -> Any:
-    """``shared=``: the data sets as one problem (``jaxfit.globalfit``); it stops by
+def _global(arrays: Arrays, box: Any, shared: Any, single: bool, starts: int, given: Options) -> Any:
+    """``shared=``: the data sets as one problem (``jaxfit.globalfit``), with the call's
+    options as given (``loss`` scipy's name, ``tolerance`` None unless set); it stops by
     ``ftol`` and ``xtol`` (0: its own, 1e-6 in float32, 1e-12 in float64)."""
     from jaxfit.globalfit import global_fit
 
@@ -843,25 +818,23 @@ def _global(
         raise ValueError("shared: a global fit needs several data sets (ydata of shape (G, n))")
     if starts > 1:
         raise ValueError("shared: many starts are not supported in a global fit yet")
-    tolerance, ftol, xtol, gtol = rules
-    if tolerance is not None or gtol:
+    if given.tolerance is not None or given.gtol:
         raise ValueError("shared: a global fit stops by ftol and xtol; tolerance and gtol do not apply")
     names = [shared] if isinstance(shared, str) else list(shared)
-    kind = _checked_loss(loss, f_scale, arrays.y, arrays.sigma)
+    kind = _checked_loss(given.loss, given.f_scale, arrays.y, arrays.sigma)
     if kind == "poisson":
         _check_positive(arrays)
-    loss_ = (kind, float(f_scale))
     return global_fit(
         arrays,
         names,
-        absolute_sigma,
-        max_steps,
+        given.absolute_sigma,
+        given.max_steps,
         box,
-        loss_,
-        ftol or None,
-        xtol or None,
-        devices=devices,
-        chunk=block_size,
+        (kind, float(given.f_scale)),
+        given.ftol or None,
+        given.xtol or None,
+        devices=given.devices,
+        chunk=given.block_size,
     )
 
 

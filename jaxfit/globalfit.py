@@ -153,47 +153,31 @@ def _blocks(
 ) -> tuple:
     """One data set's ``A``, ``B``, ``C`` blocks and gradients from its loss's
     least-squares form ``(r̃, J̃)`` (``core.losses.linearized``), each entry a dot
-    product of two columns (under ``vmap``: elementwise work across the data sets,
-    where a batched matrix product runs set by set). A padding set (``real`` False: no
-    points) gets ``A = I`` (its locals stay put, nothing is shared)."""
-    Jl, Js = [cols[i] for i in li], [cols[i] for i in si]
-    A = _gram(Jl, Jl, symmetric=True)
-    A = jnp.where(real, A, jnp.eye(len(li), dtype=r.dtype))
-    gl = jnp.stack([jnp.sum(u * r) for u in Jl])
-    gs = jnp.stack([jnp.sum(u * r) for u in Js])
-    return A, _gram(Jl, Js), _gram(Js, Js, symmetric=True), gl, gs
-
-
-def _gram(U: list[jax.Array], V: list[jax.Array], symmetric: bool = False) -> jax.Array:
-    """``[[uᵢ·vⱼ]]`` (each product once where symmetric)."""
-    dots: dict[tuple[int, int], jax.Array] = {}
-    for i, u in enumerate(U):
-        for j, v in enumerate(V):
-            dots[i, j] = dots[j, i] if symmetric and j < i else jnp.sum(u * v)
-    return jnp.stack([jnp.stack([dots[i, j] for j in range(len(V))]) for i in range(len(U))])
+    product of two columns by ``jnp.sum`` (under ``vmap``: elementwise work across the
+    data sets, then one reduction over the points; ``core.lm.gram``'s chain of adds,
+    made for fits on the lanes, runs twice as slow here). A padding set (``real``
+    False: no points) gets ``A = I`` (its locals stay put, nothing is shared)."""
+    J = [cols[i] for i in li + si]
+    k, n_l = len(J), len(li)
+    M = [[None] * k for _ in range(k)]
+    for i in range(k):
+        for j in range(i + 1):
+            M[i][j] = M[j][i] = jnp.sum(J[i] * J[j])
+    M = jnp.stack([jnp.stack(row) for row in M])
+    g = jnp.stack([jnp.sum(c * r) for c in J])
+    A = jnp.where(real, M[:n_l, :n_l], jnp.eye(n_l, dtype=r.dtype))
+    return A, M[:n_l, n_l:], M[n_l:, n_l:], g[:n_l], g[n_l:]
 
 
 def _spd_inverse(A: jax.Array) -> jax.Array:
-    """The inverses of many small symmetric positive-definite matrices ``(G, n, n)``:
-    Cholesky and its triangular inverse unrolled entry by entry, each operation across
-    all ``G`` (vector work; XLA:CPU's batched LU runs matrix by matrix). ``n > 8``:
-    ``jnp.linalg.inv``."""
-    n = A.shape[-1]
-    if n > 8:
-        return jnp.linalg.inv(A)
-    a = [[A[..., i, j] for j in range(n)] for i in range(n)]
-    L: list[list[Any]] = [[None] * n for _ in range(n)]
-    for j in range(n):
-        L[j][j] = jnp.sqrt(a[j][j] - sum(L[j][k] ** 2 for k in range(j)))
-        for i in range(j + 1, n):
-            L[i][j] = (a[i][j] - sum(L[i][k] * L[j][k] for k in range(j))) / L[j][j]
-    M: list[list[Any]] = [[None] * n for _ in range(n)]  # M = L⁻¹, lower triangular
-    for i in range(n):
-        M[i][i] = 1 / L[i][i]
-        for j in range(i):
-            M[i][j] = -sum(L[i][k] * M[k][j] for k in range(j, i)) / L[i][i]
-    inv = [[sum(M[k][i] * M[k][j] for k in range(max(i, j), n)) for j in range(n)] for i in range(n)]
-    return jnp.stack([jnp.stack(row, axis=-1) for row in inv], axis=-2)
+    """The inverses of many small symmetric positive-definite matrices ``(G, n, n)``
+    (``core.stats.inverse_spd`` across the sets: its unrolled Cholesky is elementwise
+    work over them, where XLA:CPU's batched LU runs matrix by matrix); inf where one is
+    singular."""
+    from jaxfit.core.stats import inverse_spd
+
+    inv, singular = jax.vmap(inverse_spd)(A)
+    return jnp.where(singular[:, None, None], jnp.inf, inv)
 
 
 def _free(p: jax.Array, g: jax.Array, lower: jax.Array, upper: jax.Array) -> jax.Array:
@@ -226,7 +210,7 @@ def _reduce(
     return (
         E,
         Ag,
-        jnp.sum(B[:, :, :, None] * E[:, :, None, :], axis=(0, 1)),
+        _summed_bt(B, E),
         jnp.sum(B * Ag[:, :, None], axis=(0, 1)),
     )
 
@@ -234,6 +218,11 @@ def _reduce(
 def _times(A: jax.Array, B: jax.Array) -> jax.Array:
     """``A_g B_g`` for every set (written out elementwise: tiny matrices, many sets)."""
     return jnp.sum(A[:, :, :, None] * B[:, None, :, :], axis=2)
+
+
+def _summed_bt(B: jax.Array, E: jax.Array) -> jax.Array:
+    """``Σ_g B_gᵀ E_g`` (written out elementwise)."""
+    return jnp.sum(B[:, :, :, None] * E[:, :, None, :], axis=(0, 1))
 
 
 def _shared_step(
@@ -281,7 +270,7 @@ def _covariance_part(A: jax.Array, B: jax.Array) -> tuple[jax.Array, jax.Array, 
     """At the optimum (no damping): a part's ``E_g``, ``A_g⁻¹`` and ``Σ B_gᵀE_g``."""
     A_inv = _spd_inverse(A)
     E = _times(A_inv, B)
-    return E, A_inv, jnp.sum(B[:, :, :, None] * E[:, :, None, :], axis=(0, 1))
+    return E, A_inv, _summed_bt(B, E)
 
 
 class _Pieces(NamedTuple):

@@ -357,7 +357,8 @@ def test_fit_global_takes_the_config_and_fit_batch_refuses_it_in_one_line(tmp_pa
     x, Y, _ = _traces(G=5, seed=9)
     path = _config_files(tmp_path, x, Y)
     fit = jaxfit.fit_global(path)
-    ref = jaxfit.curve_fit(decay, x, Y, p0=[1.0, 0.5, 0.0], shared="k", precision="float64", xtol=1e-15)
+    kw = dict(shared="k", precision="float64", ftol=1e-15, xtol=1e-15)  # the config's stopping rules
+    ref = jaxfit.curve_fit(decay, x, Y, p0=[1.0, 0.5, 0.0], **kw)
     np.testing.assert_allclose(fit.shared, ref.shared, rtol=1e-9)
     np.testing.assert_allclose(fit.local, ref.local, rtol=1e-9)
     for front_door in (jaxfit.fit_batch, jaxfit.fit):
