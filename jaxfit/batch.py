@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from jaxfit import hostmem, lowering, memory
-from jaxfit.chunks import Chunk, Layout, Timing, default_layout, run_chunks
+from jaxfit.batching import Chunk, Layout, Timing, default_layout, run_chunks
 from jaxfit.core.status import Status
 from jaxfit.errors import ResourceError
 from jaxfit.plans import BatchPlan

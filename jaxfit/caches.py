@@ -107,9 +107,8 @@ def clear_caches() -> None:
         single = modules["jaxfit.single"]
         for fn in (single._compiled_step, single._compiled_init, single.compiled_fit):
             fn.cache_clear()
-    if "jaxfit.chunks" in modules:
-        chunks = modules["jaxfit.chunks"]
-        chunks.compiled_chunk.cache_clear()
-        chunks._SPARE.clear()
+    if "jaxfit.batching.pipeline" in modules:
+        modules["jaxfit.batching.sharded"].compiled_chunk.cache_clear()
+        modules["jaxfit.batching.pipeline"]._SPARE.clear()
     if "jaxfit.hostmem" in modules:
         modules["jaxfit.hostmem"].clear()

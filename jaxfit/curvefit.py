@@ -496,7 +496,7 @@ def plan_arrays(
 ) -> Any:
     """A ``plans.BatchPlan`` of one LM fit per data set (row of ``arrays.y``), with
     the ``bounds`` ``(lower, upper)`` ``(G, k)``."""
-    from jaxfit.chunks import Inputs, Program
+    from jaxfit.batching import Inputs, Program
     from jaxfit.core.engine import Spec
     from jaxfit.core.model import Data
     from jaxfit.core.optim import Hyper, OptimizerKind

@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxfit.chunks import Inputs, Program
+from jaxfit.batching import Inputs, Program
 from jaxfit.config import (
     LM,
     Adam,

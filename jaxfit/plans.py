@@ -13,7 +13,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jaxfit.chunks import Inputs, Program, varying_of, x_shared
+from jaxfit.batching import Inputs, Program, varying_of, x_shared
 from jaxfit.core.engine import Problem, Spec
 from jaxfit.core.model import Data, Params
 from jaxfit.core.stats import StatsSpec

@@ -506,7 +506,7 @@ def new_point_variance(redchi: float, absolute_sigma: bool, weighted: bool) -> f
 
 def batch_sets(plan: BatchPlan, result: BatchResult, fits: np.ndarray) -> list[DataSet]:
     """The data sets of ``fits`` (indices into the batch) with their fits, real points only."""
-    from jaxfit.chunks import x_shared
+    from jaxfit.batching import x_shared
 
     data, names = plan.inputs.data, plan.names
     shared = x_shared(data, plan.program.spec.model)

@@ -12,7 +12,7 @@ import pytest
 from conftest import ENV, JAXFIT, run_jaxfit
 
 import jaxfit
-from jaxfit.chunks import Inputs, Layout, Program, run_chunks
+from jaxfit.batching import Inputs, Layout, Program, run_chunks
 from jaxfit.datafile import padded_groups
 from jaxfit.lowering import batch_data, hyper_of, plan_of, precision, spec_of
 from jaxfit.sweep import tables_as

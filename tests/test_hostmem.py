@@ -61,13 +61,14 @@ def test_a_kept_result_is_never_written_over_by_the_next_batch():
 
 def test_clear_caches_releases_programs_buffers_and_pooled_memory():
     import jaxfit
-    from jaxfit import aot, chunks, hostmem
+    from jaxfit import aot, hostmem
+    from jaxfit.batching import pipeline, sharded
 
     r = jaxfit.fit_batch({"batch": {"init": {"b3": {"linspace": [-1, 1, 64]}}}})
     del r
-    assert aot._CACHE and chunks._SPARE and chunks.compiled_chunk.cache_info().currsize
+    assert aot._CACHE and pipeline._SPARE and sharded.compiled_chunk.cache_info().currsize
     jaxfit.clear_caches()
-    assert not aot._CACHE and not chunks._SPARE and chunks.compiled_chunk.cache_info().currsize == 0
+    assert not aot._CACHE and not pipeline._SPARE and sharded.compiled_chunk.cache_info().currsize == 0
     assert hostmem.pooled() == 0
     again = jaxfit.fit_batch({"batch": {"init": {"b3": {"linspace": [-1, 1, 64]}}}})
     assert again.status_counts()["converged"] == 64

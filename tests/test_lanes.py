@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import jaxfit
-from jaxfit.chunks import Layout, run_chunks
+from jaxfit.batching import Layout, run_chunks
 from jaxfit.lowering import plan_batch
 
 MODEL = "import jax.numpy as jnp\n\n\ndef predict(x, a, k, c):\n    return a * jnp.exp(-k * x) + c\n"

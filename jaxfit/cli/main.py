@@ -18,7 +18,7 @@ from jaxfit.errors import JaxfitError
 from jaxfit.jsonout import dumps
 
 if TYPE_CHECKING:  # imported lazily at run time: start-up cost
-    from jaxfit.chunks import Chunk
+    from jaxfit.batching import Chunk
     from jaxfit.config import Config
     from jaxfit.plans import BatchPlan
     from jaxfit.results import FitResult

@@ -7,6 +7,10 @@
     run_traced_many(spec, states, problems, trace_limit)  the same for a batch
     begin / advance / conclude        the batch loops' lean form of init_state / step
                                       (a LeanState: no loss or gradient carried; same results)
+    start / loop_step / finish        a batch loop's body: the lean form where it serves
+                                      (``lean``), else the full one carrying only what
+                                      its steps read (``carried``); ``admitted`` marks
+                                      the fits that take no step
 
 The engine runs the spec's solver (``core.solvers``: sgd, momentum and adam through
 optax, and Levenberg–Marquardt, peers behind one interface) and names none; it
@@ -226,6 +230,52 @@ def conclude(spec: Spec, state: LeanState, problem: Problem) -> FitState:
     status = jnp.where(_all_finite(loss, grad, state.params), state.status, Status.DIVERGED)
     zeros = jax.tree.map(jnp.zeros_like, state.params)
     return FitState(state.params, state.opt_state, loss, grad, zeros, steps, status.astype(jnp.int32))
+
+
+Carry = FitState | LeanState
+"""What a batch loop carries of each fit: a ``LeanState`` for ``lean`` specs, else a
+``FitState`` without what only a trace reads (``carried``)."""
+
+
+def carried(spec: Spec, state: FitState) -> FitState:
+    """What a batch loop keeps of a full state: not the step size (only a trace reads
+    it), nor the gradient for a solver that needs none (Levenberg–Marquardt then
+    evaluates only the loss of its trials: no reverse pass)."""
+    keep_grad = solver_of(spec.optimizer).needs_gradient
+    return state._replace(step_size=None, grad=state.grad if keep_grad else None)
+
+
+def start(spec: Spec, params: Params, problem: Problem) -> Carry:
+    """The state a batch loop starts a fit from (``begin`` for ``lean`` specs)."""
+    if lean(spec):
+        return begin(spec, params, problem)
+    return carried(spec, init_state(spec, params, problem))
+
+
+def loop_step(spec: Spec, state: Carry, problem: Problem) -> Carry:
+    """One step of a batch loop (``advance`` for ``lean`` specs, else ``step``), which
+    carries only what the next step reads."""
+    if lean(spec):
+        return advance(spec, state, problem)
+    return carried(spec, step(spec, state, problem))
+
+
+def finish(spec: Spec, state: Carry, problem: Problem) -> FitState:
+    """The end of a batch loop's fit (``conclude`` for ``lean`` specs; a full state
+    is already complete but for what ``carried`` dropped)."""
+    return conclude(spec, state, problem) if lean(spec) else state
+
+
+def admitted(spec: Spec, state: Carry, taken: jax.Array, data: Data | None) -> Carry:
+    """``state`` (a batch's, leading axis = fits) with no step for the fits not
+    ``taken`` (padding past the end of a batch: ``PADDING``) nor for those whose own
+    data (``data``: one set per fit, or None) has fewer real points than trainable
+    parameters (``TOO_FEW_POINTS``)."""
+    status = jnp.where(taken, state.status, Status.PADDING)
+    if data is not None and data.mask is not None:
+        real = jnp.sum(data.mask, axis=-1, dtype=jnp.int32)
+        status = jnp.where(real < len(spec.trainable), Status.TOO_FEW_POINTS, status)
+    return state._replace(status=status)
 
 
 def _running(state: FitState) -> jax.Array:

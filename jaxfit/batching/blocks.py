@@ -1,0 +1,45 @@
+"""The blocks layout: a device's share of a call's fits runs in blocks one after
+another, each until its slowest fit stops."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxfit.batching.fits import Chunk, Inputs, Program, Stepping
+from jaxfit.batching.layout import Layout
+from jaxfit.core.status import Status
+
+
+def fit_block(stepping: Stepping, program: Program, inputs: Inputs, index: jax.Array) -> Chunk:
+    """Fits ``index`` (shape (B,)) stepped together until the last one stops; fits at
+    ``index < 0`` take no step."""
+    fits = stepping.start(program, inputs, index)
+    step = stepping.stepper(program, inputs, fits)
+    state = lax.while_loop(lambda s: jnp.any(s.status == Status.RUNNING), step, fits.state)
+    fits = fits._replace(state=state)
+    chunk = stepping.finish(program, inputs, fits)
+    return chunk._replace(stats=stepping.stats(program, inputs, fits, chunk.params))
+
+
+def run(
+    stepping: Stepping,
+    program: Program,
+    inputs: Inputs,
+    layout: Layout,
+    first: jax.Array,
+    count: jax.Array,
+    out: Chunk,
+) -> Chunk:
+    """Fits ``first .. first + count`` (``count`` at most ``blocks * block_size``) in
+    ``layout.blocks`` blocks, written over ``out`` from its start."""
+    offsets = jnp.arange(layout.block_size, dtype=jnp.int32)
+
+    def block(k: jax.Array, out: Chunk) -> Chunk:
+        j = k * layout.block_size + offsets
+        done = fit_block(stepping, program, inputs, jnp.where(j < count, first + j, -1))
+        at = k * layout.block_size
+        return jax.tree.map(lambda buf, v: lax.dynamic_update_slice_in_dim(buf, v, at, 0), out, done)
+
+    return lax.fori_loop(0, layout.blocks, block, out)
