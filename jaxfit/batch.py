@@ -140,11 +140,7 @@ def empty_store(plan: BatchPlan, *, filled: bool = True) -> dict[str, np.ndarray
         "status": (np.int8, Status.NOT_RUN),
     }
     if plan.program.stats is not None:
-        kinds |= {f"stderr.{p}": (dtype, np.nan) for p in trainable}
-        kinds |= {f: (dtype, np.nan) for f in STAT_FLOATS} | {
-            "dof": (np.int32, 0),
-            "singular": (np.bool_, False),
-        }
+        kinds |= {f"stderr.{p}": (dtype, np.nan) for p in trainable} | {"singular": (np.bool_, False)}
     store = {name: hostmem.empty(n, kind) for name, (kind, _) in kinds.items()}
     if filled:
         for name, (_, fill) in kinds.items():
@@ -152,11 +148,6 @@ def empty_store(plan: BatchPlan, *, filled: bool = True) -> dict[str, np.ndarray
     if plan.covariance:
         store["covariance"] = np.full((n, len(trainable), len(trainable)), np.nan, dtype)
     return store
-
-
-STAT_FLOATS = ("chisqr", "rsquared")
-"""The per-fit statistics stored as floats (besides standard errors, dof and the flag);
-``BatchResult`` derives the reduced χ², AIC and BIC from χ² and dof when asked."""
 
 
 def chunk_columns(chunk: Chunk) -> dict[str, np.ndarray]:
@@ -171,7 +162,7 @@ def chunk_columns(chunk: Chunk) -> dict[str, np.ndarray]:
     stats = chunk.stats
     if stats is not None:
         columns |= {f"stderr.{p}": v for p, v in stats.stderr.items()}
-        columns |= {f: getattr(stats, f) for f in (*STAT_FLOATS, "dof", "singular")}
+        columns["singular"] = stats.singular
         if stats.covariance is not None:
             columns["covariance"] = stats.covariance
     return columns
@@ -223,7 +214,9 @@ def assemble(plan: BatchPlan, store: Mapping[str, np.ndarray], facts: RunFacts) 
         precision=plan.precision,
         group=None if plan.labels is None else plan.labels[np.arange(n) // plan.per_group],
         stderr={p: store[f"stderr.{p}"] for p in trainable if f"stderr.{p}" in store},
-        **{f: store.get(f) for f in (*STAT_FLOATS, "dof", "singular")},
+        data=plan.inputs.data,
+        per_group=plan.per_group,
+        singular=store.get("singular"),
         covariance=store.get("covariance"),
         confidence=plan.confidence,
         loss_kind=plan.program.spec.loss,

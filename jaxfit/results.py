@@ -232,6 +232,30 @@ def correlation(covariance: np.ndarray) -> np.ndarray:
         return c / (d[..., :, None] * d[..., None, :])
 
 
+class DataSets(NamedTuple):
+    """What a batch's statistics need of its data sets (one entry each, or one for a
+    batch whose fits share one data set)."""
+
+    points: np.ndarray
+    """Real points (NaN and padding left out)."""
+    total: np.ndarray
+    """``Σ w (y − ȳ)²`` over the real points, ``w = 1/σ²`` (1 without σ), ȳ the
+    w-weighted mean: the denominator of R² (float64)."""
+
+    @classmethod
+    def of(cls, y: Any, sigma: Any = None, mask: Any = None) -> DataSets:
+        """From a batch's data (points on the last axis; data sets on the first, or none)."""
+        y = np.atleast_2d(np.asarray(y, np.float64))
+        real = np.ones(y.shape, bool) if mask is None else np.broadcast_to(np.asarray(mask, bool), y.shape)
+        w = real.astype(np.float64)
+        if sigma is not None:
+            w = w / np.where(real, np.broadcast_to(np.asarray(sigma, np.float64), y.shape), 1) ** 2
+        y = np.where(real, y, 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = np.sum(w * y, axis=-1, keepdims=True) / np.sum(w, axis=-1, keepdims=True)
+        return cls(np.sum(real, axis=-1), np.sum(w * (y - mean) ** 2, axis=-1))
+
+
 @dataclasses.dataclass
 class BatchResult:
     """Per-fit arrays of a batch (index ``i`` is fit ``i``) plus run facts.
@@ -262,10 +286,12 @@ class BatchResult:
     """With grouped data: each fit's data-set label (None: every fit had the same data)."""
     stderr: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     """Standard error of each trainable parameter, per fit (inf where ``singular``)."""
-    chisqr: np.ndarray | None = None
-    """χ² per fit (the SSR of the weighted residuals; the loss for ``ssr``)."""
-    dof: np.ndarray | None = None
-    rsquared: np.ndarray | None = None
+    data: Any = None
+    """The data the batch fitted (host arrays ``y``, ``sigma``, ``mask``: data sets on
+    the first axis, or none; points on the last), for the statistics that follow from
+    each fit's loss and its data set (``data_sets``)."""
+    per_group: int = 1
+    """Fits per data set: fit ``i`` fitted data set ``i // per_group``."""
     singular: np.ndarray | None = None
     """bool per fit: JᵀJ singular (or dof ≤ 0); its standard errors are infinite."""
     covariance: np.ndarray | None = None
@@ -288,8 +314,44 @@ class BatchResult:
     def fits(self) -> int:
         return int(self.loss.shape[0])
 
-    # χ² and dof come from the device; what follows from them alone is derived here,
-    # on first use (a batch that writes no report pays nothing for it)
+    # The device gives each fit's loss, standard errors and flag; what follows from the
+    # loss and its data set alone is derived here, on first use (a batch that writes
+    # no report pays nothing for it)
+
+    @functools.cached_property
+    def data_sets(self) -> DataSets | None:
+        """What the statistics need of each data set (None: run without statistics)."""
+        if self.singular is None or self.data is None:
+            return None
+        return DataSets.of(self.data.y, self.data.sigma, self.data.mask)
+
+    @property
+    def chisqr(self) -> np.ndarray | None:
+        """χ² per fit: the loss (for ``ssr`` the SSR of the weighted residuals ``(y -
+        f)/σ``; for the other losses their value, which their statistics take for χ²)."""
+        return None if self.singular is None else self.loss
+
+    def _per_fit(self, per_set: np.ndarray) -> np.ndarray:
+        """A value per data set as one per fit (a read-only view for one data set)."""
+        if per_set.shape[0] == 1:
+            return np.broadcast_to(per_set[0], (self.fits,))
+        return per_set[np.arange(self.fits) // self.per_group]
+
+    @functools.cached_property
+    def dof(self) -> np.ndarray | None:
+        """Degrees of freedom per fit: its data set's real points minus the trained
+        parameters."""
+        if self.data_sets is None:
+            return None
+        return self._per_fit((self.data_sets.points - len(self.trainable)).astype(np.int32))
+
+    @functools.cached_property
+    def rsquared(self) -> np.ndarray | None:
+        """R² per fit: ``1 − χ² / Σ w (y − ȳ)²`` over its data set (ȳ the σ-weighted mean)."""
+        if self.data_sets is None:
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (1 - self.loss / self._per_fit(self.data_sets.total)).astype(self.loss.dtype)
 
     @functools.cached_property
     def _information(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

@@ -96,7 +96,7 @@ def read_parts(path: Path, plan: BatchPlan, facts: RunFacts) -> BatchResult:
     store = empty_store(plan)
     for lo, hi in done_ranges(path):
         with np.load(path / "parts" / f"{lo:012d}-{hi:012d}.npz") as part:
-            put(store, lo, {k: part[k] for k in part.files})
+            put(store, lo, {k: part[k] for k in part.files if k in store})
     return assemble(plan, store, facts)
 
 
@@ -113,8 +113,6 @@ def read_finished(path: Path, plan: BatchPlan) -> BatchResult:
     renamed |= {f"stderr_{p}": f"stderr.{p}" for p in plan.trainable}
     with np.load(path / "fits.npz") as table:
         columns = {renamed.get(k, k): table[k] for k in table.files if renamed.get(k, k) in store}
-    if "chisqr" in store and "chisqr" not in columns:  # least squares: the loss is χ²
-        columns["chisqr"] = columns["loss"]
     if "covariance" not in store and "covariance" in columns:
         store["covariance"] = columns["covariance"]
     put(store, 0, columns)

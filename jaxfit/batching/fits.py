@@ -187,9 +187,11 @@ def drawn(program: Program, inputs: Inputs, index: jax.Array) -> tuple[Fits, Par
 
 
 def stored(stats: Stats) -> Stats:
-    """The statistics a batch keeps: those that follow from χ² and dof alone (the
-    reduced χ², AIC, BIC) are left to ``BatchResult`` (never computed on the device)."""
-    return stats._replace(redchi=None, aic=None, bic=None)
+    """The statistics a batch keeps of each fit: its standard errors, the ``singular``
+    flag and (if asked) its covariance. What follows from its loss and its data set
+    alone — χ² (the loss), dof, R², the reduced χ², AIC, BIC — ``BatchResult`` derives
+    on the host when asked (never copied from the device)."""
+    return stats._replace(chisqr=None, dof=None, redchi=None, aic=None, bic=None, rsquared=None)
 
 
 class Stepping(Protocol):
