@@ -606,10 +606,15 @@ def main(argv: Sequence[str]) -> int:
         return globalfits.main(args.quick)
     if args.poisson:
         return _print_poisson(poisson_bias(1_000 if args.quick else 10_000))
+    return _main_workloads(args.quick)
+
+
+def _main_workloads(quick: bool) -> int:
+    """W1, W2, W4 and W5 against their peers: the table, then what each row means."""
     n1, n2s, n4, rss_n = (
-        (20_000, (500,), 500, 100_000) if args.quick else (1_000_000, (2_000, 10_000), 10_000, 10_000_000)
+        (20_000, (500,), 500, 100_000) if quick else (1_000_000, (2_000, 10_000), 10_000, 10_000_000)
     )
-    n5, peer5 = (2_000, 500) if args.quick else (100_000, 5_000)
+    n5, peer5 = (2_000, 500) if quick else (100_000, 5_000)
     rows = [w1(n1), *[w2(n) for n in n2s], w4(n4), w5(n5, peer5)]
     print(_table(rows))
     r1, r4, r5 = rows[0], rows[-2], rows[-1]
@@ -623,7 +628,7 @@ def main(argv: Sequence[str]) -> int:
     )
     for r in rows[1:-2]:
         print(f"{r['workload']} agreement with NumPy (float32): same steps {100 * r['same_steps']:.2f}%")
-    agree = w2_float64_agreement(n2s[-1] if not args.quick else 200)
+    agree = w2_float64_agreement(n2s[-1] if not quick else 200)
     print(
         f"W2 agreement with NumPy (float64): same status {100 * agree['same_status']:.2f}%, same steps {100 * agree['same_steps']:.2f}%, max loss diff (converged in both) {agree['max_loss_diff_converged']:.2e}"
     )
