@@ -35,21 +35,21 @@ _EXPORTS = {
     "Config": "jaxfit.config",
     "load_config": "jaxfit.config",
     "Status": "jaxfit.core.status",
-    "fit": "jaxfit.single",
-    "make_step": "jaxfit.single",
-    "make_state": "jaxfit.single",
-    "make_problem": "jaxfit.single",
-    "fit_batch": "jaxfit.batch",
+    "fit": "jaxfit.run.single",
+    "make_step": "jaxfit.run.single",
+    "make_state": "jaxfit.run.single",
+    "make_problem": "jaxfit.run.single",
+    "fit_batch": "jaxfit.run.batch",
     "curve_fit": "jaxfit.curvefit",
-    "fit_global": "jaxfit.globalrun",
-    "GlobalFit": "jaxfit.globalfit",
-    "clear_caches": "jaxfit.caches",
+    "fit_global": "jaxfit.run.globalrun",
+    "GlobalFit": "jaxfit.run.globalfit",
+    "clear_caches": "jaxfit.run.caches",
     "CurveFit": "jaxfit.curvefit",
     "OptimizeWarning": "jaxfit.curvefit",
-    "FitResult": "jaxfit.results",
-    "load_exported": "jaxfit.export",
-    "export_config": "jaxfit.export",
-    "BatchResult": "jaxfit.results",
+    "FitResult": "jaxfit.output.results",
+    "load_exported": "jaxfit.run.export",
+    "export_config": "jaxfit.run.export",
+    "BatchResult": "jaxfit.output.results",
     "FitState": "jaxfit.core.engine",
     "Problem": "jaxfit.core.engine",
     "Spec": "jaxfit.core.engine",
@@ -98,8 +98,6 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from jaxfit.batch import fit_batch
-    from jaxfit.caches import clear_caches
     from jaxfit.config import Config, ConfigLike, load_config
     from jaxfit.core.engine import FitState, Problem, Spec
     from jaxfit.core.example import PARAM_NAMES, SEED_PARAMS
@@ -108,11 +106,13 @@ if TYPE_CHECKING:
     from jaxfit.core.status import Status
     from jaxfit.curvefit import CurveFit, OptimizeWarning, curve_fit
     from jaxfit.errors import ConfigError, ExportError, JaxfitError, ResourceError, RunDirError
-    from jaxfit.export import export_config, load_exported
-    from jaxfit.globalfit import GlobalFit
-    from jaxfit.globalrun import fit_global
-    from jaxfit.results import BatchResult, FitResult
-    from jaxfit.single import fit, make_problem, make_state, make_step
+    from jaxfit.output.results import BatchResult, FitResult
+    from jaxfit.run.batch import fit_batch
+    from jaxfit.run.caches import clear_caches
+    from jaxfit.run.export import export_config, load_exported
+    from jaxfit.run.globalfit import GlobalFit
+    from jaxfit.run.globalrun import fit_global
+    from jaxfit.run.single import fit, make_problem, make_state, make_step
 
 
 def use_every_core() -> bool:

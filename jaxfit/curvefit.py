@@ -25,7 +25,7 @@ import numpy as np
 
 from jaxfit.core.status import Status
 from jaxfit.curvefit_args import Arrays
-from jaxfit.results import BatchResult
+from jaxfit.output.results import BatchResult
 
 try:  # scipy's class, where scipy is installed, so that `except`/`filterwarnings` on it work
     from scipy.optimize import OptimizeWarning as _Warning
@@ -159,7 +159,7 @@ class CurveFit:
     def _student(self, confidence: float) -> np.ndarray:
         """Student's t of a two-sided ``confidence`` interval at each fit's dof (inf
         where the dof allow none)."""
-        from jaxfit.student import two_sided
+        from jaxfit.output.student import two_sided
 
         dof = np.asarray(self.dof)
         return np.where(dof > 0, two_sided(confidence, np.maximum(dof, 1)), np.inf)
@@ -168,8 +168,8 @@ class CurveFit:
         """Profile-likelihood intervals of every parameter of every fit (lmfit's
         ``conf_interval``: each side where the least χ² with the parameter pinned rises
         by the F-test's level, or by ``z²`` with ``absolute_sigma``), all at once; a
-        ``jaxfit.profile.Intervals`` (``low``, ``high`` and why each side is what it is)."""
-        from jaxfit import profile
+        ``jaxfit.run.profile.Intervals`` (``low``, ``high`` and why each side is what it is)."""
+        from jaxfit.run import profile
 
         got = profile.profile(
             self._problem("profile"),
@@ -189,7 +189,7 @@ class CurveFit:
         """The rise of the least χ² over the fit's, ``χ²ₚ − χ²``, with parameter ``name``
         pinned at each of ``values`` (data set ``g``): the curve a profile interval
         reads its ends from."""
-        from jaxfit import profile
+        from jaxfit.run import profile
 
         if name not in self.names:
             raise ValueError(
@@ -259,9 +259,9 @@ class CurveFit:
     def bootstrap(self, replicates: int = 1000, seed: int = 0, kind: str = "residual") -> Any:
         """``replicates`` resampled copies of every data set (``"residual"`` or
         ``"pairs"``), all refitted from ``popt`` as one batch (seeded); a
-        ``jaxfit.bootstrap.Bootstrap``: its ``intervals(confidence)`` (percentiles),
+        ``jaxfit.run.bootstrap.Bootstrap``: its ``intervals(confidence)`` (percentiles),
         ``covariance()`` and the ``samples``."""
-        from jaxfit import bootstrap
+        from jaxfit.run import bootstrap
 
         return bootstrap.bootstrap(
             self._problem("bootstrap"),
@@ -290,7 +290,7 @@ class CurveFit:
         intervals at ``confidence`` (``method``: Student's t ``"linear"``, ``"profile"``
         or ``"bootstrap"``, as ``intervals``), correlations of at least ``min_correl``,
         and the status in words."""
-        from jaxfit.report import fit_report
+        from jaxfit.output.report import fit_report
 
         row = self._row(g)
 
@@ -340,7 +340,7 @@ class CurveFit:
         import jax.numpy as jnp
 
         from jaxfit.core.stats import band
-        from jaxfit.student import two_sided
+        from jaxfit.output.student import two_sided
 
         if kind not in ("confidence", "prediction"):
             raise ValueError(f"kind: {kind!r} is not allowed; expected confidence or prediction")
@@ -376,7 +376,7 @@ class CurveFit:
         from the covariance by autodiff (Student's t of the fit's dof; inf where the
         covariance is)."""
         from jaxfit.models.fitting import component_bands
-        from jaxfit.student import two_sided
+        from jaxfit.output.student import two_sided
 
         if self.source is None:
             raise ValueError(
@@ -409,7 +409,7 @@ class CurveFit:
         the one data set, or the batch's ``rows`` (default: the ``count`` ``"worst"``
         by reduced χ², or a seeded ``"random"`` sample); a model of two coordinates as
         images. Saved to ``path`` when given (needs matplotlib)."""
-        from jaxfit import plots
+        from jaxfit.output import plots
 
         if self.function is None:
             raise ValueError("plot: not for a fit whose sigma was a covariance matrix (its model saw L⁻¹ f)")
@@ -496,13 +496,13 @@ def plan_arrays(
 ) -> Any:
     """A ``plans.BatchPlan`` of one LM fit per data set (row of ``arrays.y``), with
     the ``bounds`` ``(lower, upper)`` ``(G, k)``."""
-    from jaxfit.batching import Inputs, Program
     from jaxfit.core.engine import Spec
     from jaxfit.core.model import Data
     from jaxfit.core.optim import Hyper, OptimizerKind
     from jaxfit.core.stats import StatsSpec
-    from jaxfit.plans import BatchPlan
-    from jaxfit.sweep import HYPER_NAMES, fixed_plan
+    from jaxfit.plan.plans import BatchPlan
+    from jaxfit.plan.sweep import HYPER_NAMES, fixed_plan
+    from jaxfit.run.batching import Inputs, Program
 
     names, dtype, starts = arrays.names, arrays.dtype, arrays.starts
     base = {**dict(zip(names, map(float, starts[0]))), "learning_rate": 1.0, "tolerance": tolerance}
@@ -737,12 +737,12 @@ def curve_fit(
             mean the same here; default 200).
         devices, block_size: as ``fit_batch``.
         starts, seed: ``K > 1`` starts per data set — its own (``p0`` or the guess),
-            then ``K − 1`` from a Latin hypercube around it (``jaxfit.multistart``,
+            then ``K − 1`` from a Latin hypercube around it (``jaxfit.run.multistart``,
             seeded) —, all ``K·G`` fits in one batch; each data set keeps its best
             (``CurveFit.reached``: how many starts reached it).
         shared: names of parameters common to every data set (a global fit: one
             problem, the others local to each set, solved by the Schur complement;
-            ``jaxfit.globalfit``); returns a ``GlobalFit``. The shared start is the
+            ``jaxfit.run.globalfit``); returns a ``GlobalFit``. The shared start is the
             median of its ``p0`` column. ``block_size`` then streams the data sets
             from host memory in chunks of that many, a pass over them at each step.
 
@@ -796,7 +796,7 @@ def curve_fit(
     fit = solve(arrays, box, options, getattr(f, "__name__", "f"), whitened)
     fit = dataclasses.replace(fit, source=source)
     if starts > 1:
-        from jaxfit.multistart import best
+        from jaxfit.run.multistart import best
 
         fit = _rows(fit, *best(fit.chisqr, fit.converged, int(starts)))
     fit = dataclasses.replace(fit, problem=Problem(fitted, fitted_box, options))
@@ -809,10 +809,10 @@ def curve_fit(
 
 
 def _global(arrays: Arrays, box: Any, shared: Any, single: bool, starts: int, given: Options) -> Any:
-    """``shared=``: the data sets as one problem (``jaxfit.globalfit``), with the call's
+    """``shared=``: the data sets as one problem (``jaxfit.run.globalfit``), with the call's
     options as given (``loss`` scipy's name, ``tolerance`` None unless set); it stops by
     ``ftol`` and ``xtol`` (0: its own, 1e-6 in float32, 1e-12 in float64)."""
-    from jaxfit.globalfit import global_fit
+    from jaxfit.run.globalfit import global_fit
 
     if single:
         raise ValueError("shared: a global fit needs several data sets (ydata of shape (G, n))")
@@ -871,7 +871,7 @@ def solve(
 ) -> CurveFit:
     """Every data set of ``arrays`` fitted from its start, as one batch."""
     from jaxfit import curvefit_args as args
-    from jaxfit.batch import run_batch
+    from jaxfit.run.batch import run_batch
 
     o = options
     plan = plan_arrays(
@@ -894,7 +894,7 @@ def _many_starts(
     arrays: Arrays, box: tuple[np.ndarray, np.ndarray] | None, count: int, seed: int
 ) -> tuple[Arrays, tuple[np.ndarray, np.ndarray] | None]:
     """Every data set ``count`` times, each copy from its own start."""
-    from jaxfit import multistart
+    from jaxfit.run import multistart
 
     spread = multistart.spread(arrays.starts, arrays.names, arrays.x, arrays.model.dims, box, count, seed)
     tiled = None if box is None else tuple(np.tile(b, (count, 1)) for b in box)

@@ -50,9 +50,9 @@ def chunk_hlo(cfg: object, block_size: int = 256) -> str:
     import numpy as np
 
     import jaxfit
-    from jaxfit.batching import Inputs, Program, chunk_buffers, compiled_chunk, default_layout
-    from jaxfit.lowering import batch_data, hyper_of, plan_of, spec_of
-    from jaxfit.sweep import tables_as
+    from jaxfit.plan.lowering import batch_data, hyper_of, plan_of, spec_of
+    from jaxfit.plan.sweep import tables_as
+    from jaxfit.run.batching import Inputs, Program, chunk_buffers, compiled_chunk, default_layout
 
     config = jaxfit.load_config(cfg)
     plan, tables = plan_of(config)

@@ -122,9 +122,9 @@ def test_grid_is_a_cartesian_product():
 def test_streamed_lanes_equal_blocks_bit_for_bit():
     # seven parameters from a wide normal: step counts vary widely, some fits hit
     # max_steps, some diverge; streamed lanes must give every fit exactly as blocks do
-    from jaxfit.batching import Inputs, Layout, Program, run_chunks
-    from jaxfit.lowering import dtype_of, hyper_of, plan_of, precision, problem_of, spec_of
-    from jaxfit.sweep import tables_as
+    from jaxfit.plan.lowering import dtype_of, hyper_of, plan_of, precision, problem_of, spec_of
+    from jaxfit.plan.sweep import tables_as
+    from jaxfit.run.batching import Inputs, Layout, Program, run_chunks
 
     cfg = jaxfit.load_config(
         {

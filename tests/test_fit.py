@@ -6,9 +6,9 @@ import reference as ref
 
 import jaxfit
 from jaxfit import Status
-from jaxfit.lowering import plan_fit
-from jaxfit.results import fit_result
-from jaxfit.single import fit_and_executable
+from jaxfit.output.results import fit_result
+from jaxfit.plan.lowering import plan_fit
+from jaxfit.run.single import fit_and_executable
 
 ALL = list(ref.NAMES)
 
@@ -103,7 +103,7 @@ def test_other_optimizers_reach_the_minimum(opt):
 
 def test_long_trace_is_thinned_and_says_so():
     r = jaxfit.fit({"train": {"learning_rate": 1e-4, "max_steps": 1500, "tolerance": 1e-9}})
-    assert r.steps == 1500 and len(r.trace_rows()) == jaxfit.single.TRACE_LIMIT
+    assert r.steps == 1500 and len(r.trace_rows()) == jaxfit.run.single.TRACE_LIMIT
     assert r.to_dict()["trace_complete"] is False
 
 
@@ -193,8 +193,8 @@ def test_larger_data_sets_match_numpy_reference():
 def test_fit_many_equals_solo_fits_row_by_row():
     # one batch mixing early and late convergence, divergence, max_steps and a run
     # longer than the trace: each row must be the solo fit of that config
-    from jaxfit.lowering import spec_of
-    from jaxfit.single import compiled_fit, compiled_fit_many, fit_inputs, fit_inputs_many
+    from jaxfit.plan.lowering import spec_of
+    from jaxfit.run.single import compiled_fit, compiled_fit_many, fit_inputs, fit_inputs_many
 
     limit = 16
     overrides = [
@@ -227,7 +227,7 @@ def test_fit_many_equals_solo_fits_row_by_row():
 
 
 def test_stacked_inputs_rows_equal_single_inputs():
-    from jaxfit.single import fit_inputs, fit_inputs_many
+    from jaxfit.run.single import fit_inputs, fit_inputs_many
 
     configs = [
         jaxfit.load_config(

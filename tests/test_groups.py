@@ -12,10 +12,10 @@ import pytest
 from conftest import ENV, JAXFIT, run_jaxfit
 
 import jaxfit
-from jaxfit.batching import Inputs, Layout, Program, run_chunks
-from jaxfit.datafile import padded_groups
-from jaxfit.lowering import batch_data, hyper_of, plan_of, precision, spec_of
-from jaxfit.sweep import tables_as
+from jaxfit.plan.datafile import padded_groups
+from jaxfit.plan.lowering import batch_data, hyper_of, plan_of, precision, spec_of
+from jaxfit.plan.sweep import tables_as
+from jaxfit.run.batching import Inputs, Layout, Program, run_chunks
 
 MODEL = "import jax.numpy as jnp\ndef predict(x, a=1.0, k=0.3, c=0.0):\n    return a * jnp.exp(-k * x) + c\n"
 
@@ -201,7 +201,7 @@ def test_bad_data_files_exit_2_with_one_line_nothing_written(tmp_path, text, csv
 
 
 def test_sizes_over_the_limit_are_refused_before_anything_runs(tmp_path, monkeypatch):
-    from jaxfit import datafile
+    from jaxfit.plan import datafile
 
     (tmp_path / "d.csv").write_text("t,v,g\n" + "".join(f"{i},{i},a\n" for i in range(20)))
     monkeypatch.setattr(datafile, "MAX_GROUP_POINTS", 10)

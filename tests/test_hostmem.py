@@ -5,7 +5,7 @@ import gc
 import numpy as np
 
 import jaxfit
-from jaxfit import hostmem
+from jaxfit.run import hostmem
 
 
 def _address(a: np.ndarray) -> int:
@@ -61,8 +61,8 @@ def test_a_kept_result_is_never_written_over_by_the_next_batch():
 
 def test_clear_caches_releases_programs_buffers_and_pooled_memory():
     import jaxfit
-    from jaxfit import aot, hostmem
-    from jaxfit.batching import pipeline, sharded
+    from jaxfit.run import aot, hostmem
+    from jaxfit.run.batching import pipeline, sharded
 
     r = jaxfit.fit_batch({"batch": {"init": {"b3": {"linspace": [-1, 1, 64]}}}})
     del r

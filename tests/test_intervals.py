@@ -11,7 +11,7 @@ from scipy import stats
 from scipy.special import erf
 
 import jaxfit
-from jaxfit.profile import AT_BOUND, FOUND, UNBOUNDED
+from jaxfit.run.profile import AT_BOUND, FOUND, UNBOUNDED
 
 lmfit = pytest.importorskip("lmfit")
 EXACT = {"xtol": 1e-13, "ftol": 1e-13, "epsfcn": float(np.finfo(float).eps)}

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 import jaxfit
-from jaxfit.batching import Layout, run_chunks
-from jaxfit.lowering import plan_batch
+from jaxfit.plan.lowering import plan_batch
+from jaxfit.run.batching import Layout, run_chunks
 
 MODEL = "import jax.numpy as jnp\n\n\ndef predict(x, a, k, c):\n    return a * jnp.exp(-k * x) + c\n"
 

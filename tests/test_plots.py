@@ -10,8 +10,8 @@ import reference as ref
 
 import jaxfit
 from jaxfit.cli import main
-from jaxfit.lowering import plan_fit
-from jaxfit.plots import batch_plots, fit_plots, ssr_along
+from jaxfit.output.plots import batch_plots, fit_plots, ssr_along
+from jaxfit.plan.lowering import plan_fit
 
 pytest.importorskip("matplotlib")
 
@@ -99,12 +99,12 @@ def test_a_grouped_run_of_a_users_model_draws_its_data_sets_and_plot_redraws_the
     assert "Best fit #" not in p.stdout  # losses of different data sets do not rank fits
     assert not (out / "best_trace.csv").exists()
 
-    import jaxfit.batch
+    import jaxfit.run.batch
 
     def no_fitting(*args, **kwargs):
         raise AssertionError("plot --run fitted again")
 
-    monkeypatch.setattr(jaxfit.batch, "run_batch", no_fitting)
+    monkeypatch.setattr(jaxfit.run.batch, "run_batch", no_fitting)
     again = tmp_path / "again"
     assert main(["plot", "--run", str(out), "-o", str(again), "--sets", "3"]) == 0
     assert sorted(f.name for f in again.iterdir()) == [
@@ -129,7 +129,7 @@ def test_a_single_fit_of_a_users_model_draws_data_fit_band_and_residuals(tmp_pat
 
 
 def test_worst_fits_by_reduced_chi_square_and_a_seeded_sample():
-    from jaxfit.plots import pick_sets
+    from jaxfit.output.plots import pick_sets
 
     redchi = np.array([1.0, np.nan, 5.0, 0.5, 3.0])
     assert list(pick_sets(redchi, 3, "worst")) == [1, 2, 4]  # a failed fit (NaN) first
@@ -142,7 +142,7 @@ def test_a_model_of_two_coordinates_is_drawn_as_images(tmp_path):
     import jax.numpy as jnp
 
     from jaxfit.core.model import Function
-    from jaxfit.plots import DataSet, _save, data_fit_figure
+    from jaxfit.output.plots import DataSet, _save, data_fit_figure
 
     def spot(xy, a, x0, y0, w):
         return a * jnp.exp(-((xy[0] - x0) ** 2 + (xy[1] - y0) ** 2) / (2 * w**2))

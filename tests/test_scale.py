@@ -80,7 +80,7 @@ def test_two_processes_on_loopback_equal_one_process(tmp_path):
 
 
 def test_share_covers_every_fit_once():
-    from jaxfit.rundir import share
+    from jaxfit.output.rundir import share
 
     n = 1001
     for processes in (1, 2, 3, 7):
@@ -103,7 +103,7 @@ def test_merge_command_refuses_incomplete_and_merges(tmp_path):
 
 CACHE_PROBE = """
 import sys, jax, jax.monitoring as m
-from jaxfit import caches as cache
+from jaxfit.run import caches as cache
 hits = []
 m.register_event_listener(lambda name, **kw: hits.append(name) if name.endswith("cache_hits") else None)
 cache.enable()
@@ -132,7 +132,7 @@ def test_compilation_cache_is_private_and_reused(tmp_path):
 
 
 def test_cache_tightens_loose_permissions(tmp_path):
-    from jaxfit import caches as cache
+    from jaxfit.run import caches as cache
 
     loose = tmp_path / "loose"
     loose.mkdir(mode=0o777)

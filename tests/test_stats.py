@@ -12,7 +12,7 @@ from scipy import stats as scipy_stats
 from scipy.optimize import curve_fit
 
 import jaxfit
-from jaxfit.student import t_quantile
+from jaxfit.output.student import t_quantile
 
 MODELS = {
     "decay": (

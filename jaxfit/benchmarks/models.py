@@ -122,7 +122,7 @@ def run(count: int = 10_000, lmfit_sample: int = 200) -> list[dict[str, Any]]:
 
 
 def main(quick: bool = False) -> int:
-    from jaxfit.report import table
+    from jaxfit.output.report import table
 
     count, sample = (500, 50) if quick else (10_000, 200)
     rows = run(count, sample)

@@ -175,7 +175,7 @@ def run(max_steps: int = 10_000) -> list[dict[str, Any]]:
 
 
 def main() -> int:
-    from jaxfit.report import table
+    from jaxfit.output.report import table
 
     rows = run()
     print("NIST StRD nonlinear regression, float64, certified digits (LRE) of the worst parameter:")

@@ -120,7 +120,7 @@ def _median(values: list[float]) -> float | None:
 
 
 def _print_rows(rows: list[tuple]) -> None:
-    from jaxfit.report import table
+    from jaxfit.output.report import table
 
     headers = ["server", "requests/s", "p50 ms", "p99 ms", "mean batch", "failures", "server CPU us/request"]
     cells = [

@@ -147,8 +147,8 @@ def _row(
 
 
 def w1(n: int) -> dict[str, Any]:
-    from jaxfit.batch import fit_batch
-    from jaxfit.lowering import load_config
+    from jaxfit.plan.lowering import load_config
+    from jaxfit.run.batch import fit_batch
 
     config = load_config(w1_config(n))
     first = fit_batch(config)
@@ -173,7 +173,7 @@ def w1(n: int) -> dict[str, Any]:
 
 
 def w2(n: int) -> dict[str, Any]:
-    from jaxfit.batch import fit_batch
+    from jaxfit.run.batch import fit_batch
 
     first = fit_batch(w2_config(n))
     t_jax, res = _timed(lambda: fit_batch(w2_config(n)), repeat=5)
@@ -191,8 +191,8 @@ def w2(n: int) -> dict[str, Any]:
 
 
 def w4(groups: int, peer: bool = True) -> dict[str, Any]:
-    from jaxfit.batch import fit_batch
-    from jaxfit.lowering import load_config
+    from jaxfit.plan.lowering import load_config
+    from jaxfit.run.batch import fit_batch
 
     with tempfile.TemporaryDirectory() as folder:
         t_read, cfg = _timed(lambda: load_config(w4_files(Path(folder), groups)), repeat=1)
@@ -307,9 +307,9 @@ def w5(n: int, peer_n: int) -> dict[str, Any]:
     """W5 through ``jaxfit.curve_fit`` (float32, at most 10 LM steps, ftol 1e-4)
     and through a config (a CSV and a starts table), against a scipy ``curve_fit`` loop
     over the first ``peer_n`` spots."""
-    from jaxfit.batch import fit_batch
     from jaxfit.curvefit import curve_fit
-    from jaxfit.lowering import load_config
+    from jaxfit.plan.lowering import load_config
+    from jaxfit.run.batch import fit_batch
 
     spots, starts = w5_data(n)
     options = {"tolerance": 1e-4, "ftol": 1e-4, "max_steps": 10, "result": True}
@@ -415,7 +415,7 @@ def w1_rss(n: int) -> float | None:
 
 
 def w2_float64_agreement(n: int) -> dict[str, float]:
-    from jaxfit.batch import fit_batch
+    from jaxfit.run.batch import fit_batch
 
     res = fit_batch(w2_config(n, "float64"))
     inits = {k: np.asarray(v) for k, v in res.init.items()}
@@ -503,7 +503,7 @@ def _print_poisson(r: dict[str, Any]) -> int:
             ("poisson (MLE)", r["poisson"]),
         )
     ]
-    from jaxfit.report import table
+    from jaxfit.output.report import table
 
     print(
         table(
@@ -526,7 +526,7 @@ def _num(v: float | None, fmt: str = "{:,.0f}") -> str:
 
 
 def _gpu() -> int:
-    from jaxfit.batch import fit_batch
+    from jaxfit.run.batch import fit_batch
 
     for name, cfg in (("W1", w1_config(100_000_000)), ("W2", w2_config(1_000_000))):
         first = fit_batch(cfg)
@@ -543,7 +543,7 @@ def _gpu() -> int:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    from jaxfit.report import table
+    from jaxfit.output.report import table
 
     headers = ["workload", "fits", "jaxfit s", "fits/s", "peer", "peer s", "jaxfit/peer", "compile s"]
     return table(

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jaxfit.errors import JaxfitError
-from jaxfit.jsonout import dumps
+from jaxfit.output.jsonout import dumps
 
 if TYPE_CHECKING:  # imported lazily at run time: start-up cost
-    from jaxfit.batching import Chunk
     from jaxfit.config import Config
-    from jaxfit.plans import BatchPlan
-    from jaxfit.results import FitResult
+    from jaxfit.output.results import FitResult
+    from jaxfit.plan.plans import BatchPlan
+    from jaxfit.run.batching import Chunk
 
 USER_ERROR, STRICT_FAILED, INTERRUPTED = 2, 1, 130
 
@@ -104,7 +104,7 @@ def _configure_jax(args: argparse.Namespace, batch: bool) -> None:
         from jaxfit import use_every_core
 
         use_every_core()
-    from jaxfit import caches as cache
+    from jaxfit.run import caches as cache
 
     if args.no_cache:
         cache.keep_off()  # nor the library's default
@@ -124,7 +124,7 @@ def _configure_jax(args: argparse.Namespace, batch: bool) -> None:
 
 def _print_fit(args: argparse.Namespace, result: FitResult, config: dict[str, Any], source: str) -> int:
     from jaxfit.core.status import Status
-    from jaxfit.report import fit_csv, fit_text
+    from jaxfit.output.report import fit_csv, fit_text
 
     if args.format == "json":
         print(dumps(result.to_dict()))
@@ -166,7 +166,7 @@ def _warm_fit(args: argparse.Namespace, digest: str | None, source: str) -> int 
 
 def _result_of(config: dict[str, Any], outputs: dict[str, Any]) -> FitResult:
     """A saved fit's result from its resolved config (a plain dict) and named outputs."""
-    from jaxfit.results import FitFacts, fit_result
+    from jaxfit.output.results import FitFacts, fit_result
 
     facts = FitFacts(
         tuple(config["train"]["trainable"]),
@@ -178,22 +178,22 @@ def _result_of(config: dict[str, Any], outputs: dict[str, Any]) -> FitResult:
 
 
 def _fit_single(args: argparse.Namespace, config: Config, source: str, digest: str | None) -> int:
-    from jaxfit.lowering import plan_fit
-    from jaxfit.report import fit_csv
-    from jaxfit.single import fit_and_executable
+    from jaxfit.output.report import fit_csv
+    from jaxfit.plan.lowering import plan_fit
+    from jaxfit.run.single import fit_and_executable
 
     plan = plan_fit(config)
     result, compiled, inputs, outputs = fit_and_executable(plan)
     plain = config.model_dump(mode="json")
     code = _print_fit(args, result, plain, source)
     if args.plot:
-        from jaxfit.plots import fit_plots
+        from jaxfit.output.plots import fit_plots
 
         _report_plots(fit_plots(result, plan, args.plot, args.plot_format))
     if args.output:
-        from jaxfit.atomic import write_atomic, write_json
         from jaxfit.config import dump_yaml
-        from jaxfit.rundir import environment
+        from jaxfit.output.atomic import write_atomic, write_json
+        from jaxfit.output.rundir import environment
 
         write_atomic(args.output / "config.yaml", dump_yaml(config))
         write_atomic(args.output / "trace.csv", fit_csv(result))
@@ -221,7 +221,7 @@ def _join_processes(args: argparse.Namespace, n: int) -> int | None:
     every part. Returns an exit code when this process is done, None to merge."""
     import jax
 
-    from jaxfit import rundir
+    from jaxfit.output import rundir
 
     me = jax.process_index()
     jax.distributed.shutdown()  # waits for every process to finish its slice
@@ -241,12 +241,12 @@ def _print_batch(args: argparse.Namespace, result: Any, summary: dict[str, Any],
     if args.format == "json":
         print(dumps(summary))
     elif args.format == "csv":
-        from jaxfit.report import csv_text
-        from jaxfit.rundir import per_fit_columns
+        from jaxfit.output.report import csv_text
+        from jaxfit.output.rundir import per_fit_columns
 
         sys.stdout.write(csv_text(per_fit_columns(result)))
     else:
-        from jaxfit.report import batch_text
+        from jaxfit.output.report import batch_text
 
         print(batch_text(result, source))
 
@@ -254,10 +254,10 @@ def _print_batch(args: argparse.Namespace, result: Any, summary: dict[str, Any],
 def _fit_batch(args: argparse.Namespace, config: Config, plan: BatchPlan, source: str) -> int:
     import time
 
-    from jaxfit import rundir
-    from jaxfit.batch import chunk_columns, facts_of, run_batch
     from jaxfit.cli.progress import Progress
-    from jaxfit.lowering import config_hash, dump_yaml
+    from jaxfit.output import rundir
+    from jaxfit.plan.lowering import config_hash, dump_yaml
+    from jaxfit.run.batch import chunk_columns, facts_of, run_batch
 
     t0 = time.perf_counter()
     n = plan.fits
@@ -301,7 +301,7 @@ def _fit_batch(args: argparse.Namespace, config: Config, plan: BatchPlan, source
         rundir.finish(args.output, plan, result, time.perf_counter() - t0)
     summary = result.summary()
     if args.plot:
-        from jaxfit.plots import batch_plots, fits_plots
+        from jaxfit.output.plots import batch_plots, fits_plots
 
         drawn = batch_plots(result, args.plot, args.plot_format)
         if plan.labels is not None:  # grouped data: the data sets and their fits
@@ -313,11 +313,11 @@ def _fit_batch(args: argparse.Namespace, config: Config, plan: BatchPlan, source
 
 
 def _fit_global(args: argparse.Namespace, config: Config, source: str) -> int:
-    """A config with ``shared:``: its data sets as one fit (``jaxfit.globalrun``)."""
+    """A config with ``shared:``: its data sets as one fit (``jaxfit.run.globalrun``)."""
     import time
 
-    from jaxfit import globalrun
     from jaxfit.core.status import Status
+    from jaxfit.run import globalrun
 
     t0 = time.perf_counter()
     fit = globalrun.fit_config(config, args.devices)
@@ -327,7 +327,7 @@ def _fit_global(args: argparse.Namespace, config: Config, source: str) -> int:
     if args.format == "json":
         print(dumps(globalrun.summary(fit, seconds)))
     elif args.format == "csv":
-        from jaxfit.report import csv_text
+        from jaxfit.output.report import csv_text
 
         sys.stdout.write(csv_text(globalrun.per_set_columns(fit, config)))
     else:
@@ -371,7 +371,7 @@ def run(argv: Sequence[str]) -> int:
     if args.devices is not None and args.devices < 1:
         raise UsageError("--devices: must be at least 1")
     if args.plot:
-        from jaxfit.plots import PlotError, require
+        from jaxfit.output.plots import PlotError, require
 
         try:
             require()
@@ -392,7 +392,7 @@ def run(argv: Sequence[str]) -> int:
     if args.distributed and (not config.is_batch or not args.output):
         raise UsageError("--distributed needs a batch config and a shared --output DIR")
     if args.output:
-        from jaxfit.rundir import check_output, prepare
+        from jaxfit.output.rundir import check_output, prepare
 
         check_output(args.output, args.overwrite, args.resume)
         if args.distributed:
@@ -408,8 +408,8 @@ def run(argv: Sequence[str]) -> int:
         if args.output and not args.distributed:
             prepare(args.output, args.overwrite, args.resume)
         return _fit_single(args, config, source, digest)
-    from jaxfit.batch import preflight
-    from jaxfit.lowering import plan_batch
+    from jaxfit.plan.lowering import plan_batch
+    from jaxfit.run.batch import preflight
 
     plan = plan_batch(config)
     preflight(plan, args.devices)  # devices and memory, before anything is written
@@ -442,13 +442,13 @@ def merge(argv: Sequence[str]) -> int:
     ap.add_argument("output", type=Path, help="the run directory")
     ap.add_argument("--format", choices=("text", "json"), default="text")
     args = ap.parse_args(argv)
-    from jaxfit import rundir
-    from jaxfit.batch import RunFacts
-    from jaxfit.report import batch_text
+    from jaxfit.output import rundir
+    from jaxfit.output.report import batch_text
+    from jaxfit.run.batch import RunFacts
 
     if not (args.output / "manifest.json").exists():
         raise UsageError(f"{args.output}: not a jaxfit batch run directory (no manifest.json)")
-    from jaxfit.lowering import load_config, plan_batch
+    from jaxfit.plan.lowering import load_config, plan_batch
 
     config = load_config(args.output / "config.yaml")
     n = config.fits
@@ -478,7 +478,7 @@ def export(argv: Sequence[str]) -> int:
     ap.add_argument("--output", "-o", type=Path, required=True, help="file to write, e.g. step.jaxexport")
     args = ap.parse_args(argv)
     from jaxfit.config import load_config
-    from jaxfit.export import export_config
+    from jaxfit.run.export import export_config
 
     config = load_config(args.config, args.overrides)
     if config.data.grouped:
@@ -523,10 +523,10 @@ def plot(argv: Sequence[str]) -> int:
 
 
 def _plot_run(args: argparse.Namespace) -> int:
-    from jaxfit import rundir
     from jaxfit.config import load_config
-    from jaxfit.lowering import plan_batch
-    from jaxfit.plots import PlotError, batch_plots, fits_plots, require
+    from jaxfit.output import rundir
+    from jaxfit.output.plots import PlotError, batch_plots, fits_plots, require
+    from jaxfit.plan.lowering import plan_batch
 
     if args.config or args.overrides:
         raise UsageError("plot: --run draws a finished run as it is; give no --config or --set with it")

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from jaxfit import __version__
-from jaxfit import caches as cache
+from jaxfit.run import caches as cache
 
 FORMAT = 1
 
@@ -59,7 +59,7 @@ def _entry(digest: str) -> Path | None:
 
 def _named_files(config: dict[str, Any]) -> dict[str, str]:
     """The digests of the files a resolved config (a plain dict) names."""
-    from jaxfit.functions import named_sources
+    from jaxfit.plan.functions import named_sources
 
     return named_sources(config["data"].get("file"), config["model"].get("function"))
 
@@ -116,7 +116,7 @@ def save(
             return False
     except Exception:  # e.g. an executable that came from JAX's cache cannot be re-serialised
         return False
-    from jaxfit.atomic import write_atomic
+    from jaxfit.output.atomic import write_atomic
 
     cache.private_dir(entry.parent)
     cache.private_dir(entry)

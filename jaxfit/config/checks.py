@@ -142,7 +142,7 @@ def loss_errors(config: Config) -> list:
 
 def run_guess(config: Config, source: str, text: str | None) -> None:
     """Run ``model.guess`` on every data set (one error line if it fails)."""
-    from jaxfit import functions
+    from jaxfit.plan import functions
 
     where = [(["model", "guess"])]
     if not config.data.grouped or config.starts is not None:
@@ -166,7 +166,7 @@ def guess_builtin(config: Config, given: set[str], source: str, text: str | None
     import jax.numpy as jnp
     import numpy as np
 
-    from jaxfit import functions
+    from jaxfit.plan import functions
 
     model = config.model.built_in()
     wanted = [n for n in config.train.trainable if n not in given]

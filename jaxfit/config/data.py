@@ -162,7 +162,7 @@ class DataConfig(Strict):
         """Read the data file once (``ValueError`` naming what is wrong); ``load_config``
         calls it right after validation, so a loaded config holds its table."""
         if self.file is not None and self._table is None:
-            from jaxfit.datafile import read_table
+            from jaxfit.plan.datafile import read_table
 
             column = self.sigma if isinstance(self.sigma, str) else None
             self._table = read_table(
@@ -222,7 +222,7 @@ class DataConfig(Strict):
         """Grouped data as ``datafile.padded_groups`` arrays, made once (read-only:
         every run of this config shares them)."""
         if self._padded is None:
-            from jaxfit.datafile import padded_groups
+            from jaxfit.plan.datafile import padded_groups
 
             arrays = padded_groups(self.read())
             for a in arrays:

@@ -72,7 +72,7 @@ def _model_names(raw: dict[str, Any], base_dir: Path | None, source: str, text: 
         return _builtin_names(raw, model, source, text)
     if model.function is None:
         return _Names(network_names(model.hidden), network_defaults(model.hidden))
-    from jaxfit import functions
+    from jaxfit.plan import functions
 
     try:
         resolved = functions.resolve(model.function, base_dir)
@@ -208,8 +208,8 @@ def validate(
     except ValueError as err:
         refuse(source, text, [(["data"], str(err))])
     if function is not None:
-        from jaxfit import functions
         from jaxfit.core.model import Function
+        from jaxfit.plan import functions
 
         fn, label = function
         dims = config.data.dims

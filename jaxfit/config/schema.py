@@ -35,7 +35,7 @@ class Config(Strict):
     each step is projected into the box."""
     shared: list[ParamName] = Field(default_factory=list)
     """Trained parameters common to every data set of grouped data: a global fit, one
-    problem whose other trained parameters are local to each set (``jaxfit.globalrun``)."""
+    problem whose other trained parameters are local to each set (``jaxfit.run.globalrun``)."""
     batch: BatchConfig | None = None
     """Absent: a single fit with a step-by-step trace. Present: many fits."""
     devices: Annotated[StrictInt, Field(ge=1)] | None = None

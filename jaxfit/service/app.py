@@ -79,7 +79,7 @@ def create_app(
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from jaxfit.lowering import plan_fit
+    from jaxfit.plan.lowering import plan_fit
     from jaxfit.service import guard, handlers
     from jaxfit.service.batcher import FitBatcher
     from jaxfit.service.metrics import Metrics

@@ -23,9 +23,9 @@ from typing import Any
 import jax
 import orjson
 
-from jaxfit.plans import FitPlan
-from jaxfit.results import fit_result
-from jaxfit.single import TRACE_LIMIT, compiled_fit_many, fit_inputs_many
+from jaxfit.output.results import fit_result
+from jaxfit.plan.plans import FitPlan
+from jaxfit.run.single import TRACE_LIMIT, compiled_fit_many, fit_inputs_many
 
 
 class QueueFull(Exception):

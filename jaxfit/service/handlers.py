@@ -16,15 +16,15 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
-from jaxfit.batch import fit_batch as run_batch
 from jaxfit.config import Config, json_schema, load_config
 from jaxfit.core.engine import opt_state_tree, state_from_dict, state_to_dict
-from jaxfit.jsonout import plain
-from jaxfit.lowering import dtype_of, plan_fit, precision, problem_of, spec_of
+from jaxfit.output.jsonout import plain
+from jaxfit.plan.lowering import dtype_of, plan_fit, precision, problem_of, spec_of
+from jaxfit.run.batch import fit_batch as run_batch
+from jaxfit.run.single import make_state, make_step
 from jaxfit.service.batcher import FitBatcher
 from jaxfit.service.guard import HTTPError, Limits, encode, read_json, within
 from jaxfit.service.metrics import Metrics
-from jaxfit.single import make_state, make_step
 
 
 @dataclass
@@ -46,7 +46,7 @@ def register_models(specs: list[str]) -> dict[str, str]:
     then ``sys.path``); ``ValueError`` naming the first that is not a model."""
     from pathlib import Path
 
-    from jaxfit import functions
+    from jaxfit.plan import functions
 
     models = {}
     for spec in specs:
@@ -143,7 +143,7 @@ def curve_of(plan: Any, fitted: dict, points: int) -> dict | None:
     """The fitted curve at ``points`` values of ``x`` across the data, with its
     confidence band's half-width (null where the covariance is unknown); None for a
     model of several coordinates."""
-    from jaxfit.plots import DataSet, curve_and_band
+    from jaxfit.output.plots import DataSet, curve_and_band
 
     if plan.dims:
         return None
@@ -173,7 +173,7 @@ def curve_of(plan: Any, fitted: dict, points: int) -> dict | None:
 
 async def models(state: State, request: Request) -> Response:
     """GET /v1/models -> the models requests may name, with their parameters."""
-    from jaxfit import functions
+    from jaxfit.plan import functions
 
     out = []
     for name, resolved in state.models.items():

@@ -17,15 +17,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfit import lowering
-from jaxfit.aot import executable, jit
 from jaxfit.core import engine, lanes
 from jaxfit.core.engine import FitState, Problem, Spec
 from jaxfit.core.model import Params
 from jaxfit.core.stats import Stats, StatsSpec, fits_first, statistics
-from jaxfit.lowering import ConfigLike
-from jaxfit.plans import FitPlan
-from jaxfit.results import FitResult, fit_result
+from jaxfit.output.results import FitResult, fit_result
+from jaxfit.plan import lowering
+from jaxfit.plan.lowering import ConfigLike
+from jaxfit.plan.plans import FitPlan
+from jaxfit.run.aot import executable, jit
 
 TRACE_LIMIT = 1000
 """Steps recorded in a single fit's trace (longer runs are marked as thinned)."""
@@ -238,7 +238,7 @@ def fit_and_executable(
         run_s = time.perf_counter() - t0
     result = fit_result(plan.facts, outputs, compile_s, run_s)
     if plan.intervals == "profile":
-        from jaxfit.profile import of_plan
+        from jaxfit.run.profile import of_plan
 
         result = dataclasses.replace(result, profile=of_plan(plan, result))
     return result, compiled, inputs, outputs

@@ -29,8 +29,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfit import lowering
-from jaxfit.aot import jit
 from jaxfit.core.engine import FitState, Problem, Spec, opt_state_tree, state_from_dict, state_to_dict
 from jaxfit.core.engine import init_state as _init_state
 from jaxfit.core.engine import run as _run
@@ -38,7 +36,9 @@ from jaxfit.core.engine import step as _step
 from jaxfit.core.model import Data
 from jaxfit.core.optim import Hyper
 from jaxfit.errors import ExportError
-from jaxfit.plans import FitPlan
+from jaxfit.plan import lowering
+from jaxfit.plan.plans import FitPlan
+from jaxfit.run.aot import jit
 
 PLATFORMS = ("cpu", "cuda")
 FORMAT = 1
@@ -123,7 +123,7 @@ def export_config(config: lowering.ConfigLike, path: Path) -> int:
         z.writestr("manifest.json", json.dumps(manifest, indent=2))
         for name, blob in blobs.items():
             z.writestr(f"{name}.bin", bytes(blob))
-    from jaxfit.atomic import write_atomic
+    from jaxfit.output.atomic import write_atomic
 
     write_atomic(Path(path), buf.getvalue())
     return len(buf.getvalue())

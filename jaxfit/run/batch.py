@@ -9,12 +9,13 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jaxfit import hostmem, lowering, memory
-from jaxfit.batching import Chunk, Layout, Timing, default_layout, run_chunks
 from jaxfit.core.status import Status
 from jaxfit.errors import ResourceError
-from jaxfit.plans import BatchPlan
-from jaxfit.results import BatchResult
+from jaxfit.output.results import BatchResult
+from jaxfit.plan import lowering
+from jaxfit.plan.plans import BatchPlan
+from jaxfit.run import hostmem, memory
+from jaxfit.run.batching import Chunk, Layout, Timing, default_layout, run_chunks
 
 
 def select_devices(plan: BatchPlan, devices: int | None = None) -> list[jax.Device]:

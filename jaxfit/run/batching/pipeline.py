@@ -12,10 +12,10 @@ import jax
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from jaxfit.aot import executable, signature
-from jaxfit.batching.fits import Chunk, Inputs, Program, bounds_per_set, x_shared
-from jaxfit.batching.layout import Layout
-from jaxfit.batching.sharded import block_share, chunk_buffers, compiled_chunk, mesh_of
+from jaxfit.run.aot import executable, signature
+from jaxfit.run.batching.fits import Chunk, Inputs, Program, bounds_per_set, x_shared
+from jaxfit.run.batching.layout import Layout
+from jaxfit.run.batching.sharded import block_share, chunk_buffers, compiled_chunk, mesh_of
 
 WINDOW_BYTES = 1 << 24
 """Host bytes of per-data-set inputs one call takes (at least ``MIN_ROWS`` data sets,

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxfit.results import BatchResult, FitResult
+from jaxfit.output.results import BatchResult, FitResult
 
 
 def num(value: float, digits: int = 6) -> str:

@@ -23,10 +23,10 @@ Every fit stops on its own with the same arithmetic in every layout (results are
 equal bit for bit), and fits past the end of the batch take no step.
 """
 
-from jaxfit.batching.fits import Chunk, Inputs, Program, varying_of, x_shared
-from jaxfit.batching.layout import Layout, default_layout
-from jaxfit.batching.pipeline import Timing, run_chunks
-from jaxfit.batching.sharded import chunk_buffers, compiled_chunk
+from jaxfit.run.batching.fits import Chunk, Inputs, Program, varying_of, x_shared
+from jaxfit.run.batching.layout import Layout, default_layout
+from jaxfit.run.batching.pipeline import Timing, run_chunks
+from jaxfit.run.batching.sharded import chunk_buffers, compiled_chunk
 
 __all__ = [
     "Chunk",

@@ -9,13 +9,13 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxfit.batching import fits as fits_
-from jaxfit.batching.fits import Chunk, Fits, Inputs, Program
 from jaxfit.core import engine, lanes
 from jaxfit.core.engine import Carry, Problem, Spec
 from jaxfit.core.model import Data, Params
 from jaxfit.core.stats import Stats, fits_first, statistics
 from jaxfit.core.status import Status
+from jaxfit.run.batching import fits as fits_
+from jaxfit.run.batching.fits import Chunk, Fits, Inputs, Program
 
 
 def _drawn(program: Program, inputs: Inputs, index: jax.Array) -> tuple[Fits, Params, Data | None]:

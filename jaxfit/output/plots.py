@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from jaxfit.atomic import write_atomic
 from jaxfit.core.status import Status
-from jaxfit.results import BatchResult, FitResult
+from jaxfit.output.atomic import write_atomic
+from jaxfit.output.results import BatchResult, FitResult
 
 if TYPE_CHECKING:
-    from jaxfit.plans import BatchPlan, FitPlan
+    from jaxfit.plan.plans import BatchPlan, FitPlan
 
 PINK, BLUE, ORANGE, GREEN = "#e377c2", "#1f77b4", "#ff7f0e", "#2ca02c"
 INSTALL_HINT = 'plotting needs matplotlib: pip install "jaxfit[plot]" (or pip install matplotlib)'
@@ -121,7 +121,7 @@ def confidence_band(result: FitResult, x: np.ndarray, model: Any = None) -> np.n
 
     from jaxfit.core.model import SEED_MODEL
     from jaxfit.core.stats import band
-    from jaxfit.student import two_sided
+    from jaxfit.output.student import two_sided
 
     with jax.enable_x64(True):
         p = {n: jnp.float64(v) for n, v in result.params.items()}
@@ -334,7 +334,7 @@ def curve_and_band(
     import jax.numpy as jnp
 
     from jaxfit.core.stats import band
-    from jaxfit.student import two_sided
+    from jaxfit.output.student import two_sided
 
     curve = predicted(data.params, x, model)
     cov = data.covariance
@@ -367,7 +367,7 @@ def _draw_set(
                 label=f"{100 * confidence:g}% confidence band",
             )
             if data.noise is not None and data.dof > 0:
-                from jaxfit.student import two_sided
+                from jaxfit.output.student import two_sided
 
                 t = float(two_sided(confidence, data.dof))
                 wide = np.sqrt(half**2 + t * t * data.noise)
@@ -506,7 +506,7 @@ def new_point_variance(redchi: float, absolute_sigma: bool, weighted: bool) -> f
 
 def batch_sets(plan: BatchPlan, result: BatchResult, fits: np.ndarray) -> list[DataSet]:
     """The data sets of ``fits`` (indices into the batch) with their fits, real points only."""
-    from jaxfit.batching import x_shared
+    from jaxfit.run.batching import x_shared
 
     data, names = plan.inputs.data, plan.names
     shared = x_shared(data, plan.program.spec.model)

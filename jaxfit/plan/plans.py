@@ -1,5 +1,5 @@
 """Run plans: a config (or a call with arrays) lowered once into plain, frozen values
-(``jaxfit.lowering`` builds them). Everything that runs fits or reports them takes a
+(``jaxfit.plan.lowering`` builds them). Everything that runs fits or reports them takes a
 plan, never a ``Config``.
 
     FitPlan     one traced fit (``jaxfit.fit``, the service, a batch's best fit again)
@@ -13,11 +13,11 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jaxfit.batching import Inputs, Program, varying_of, x_shared
 from jaxfit.core.engine import Problem, Spec
 from jaxfit.core.model import Data, Params
 from jaxfit.core.stats import StatsSpec
-from jaxfit.results import FitFacts
+from jaxfit.output.results import FitFacts
+from jaxfit.run.batching import Inputs, Program, varying_of, x_shared
 
 
 class FitPlan(NamedTuple):

@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxfit.batching.fits import Chunk, Inputs, Program, Stepping
-from jaxfit.batching.layout import Layout
 from jaxfit.core.status import Status
+from jaxfit.run.batching.fits import Chunk, Inputs, Program, Stepping
+from jaxfit.run.batching.layout import Layout
 
 
 def fit_block(stepping: Stepping, program: Program, inputs: Inputs, index: jax.Array) -> Chunk:

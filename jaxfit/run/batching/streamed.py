@@ -9,11 +9,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxfit.batching.fits import Chunk, Fits, Inputs, Program, Stepping
 from jaxfit.core.engine import Carry
 from jaxfit.core.model import Params
 from jaxfit.core.stats import Stats
 from jaxfit.core.status import Status
+from jaxfit.run.batching.fits import Chunk, Fits, Inputs, Program, Stepping
 
 
 def fit_stream(

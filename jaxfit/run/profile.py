@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfit.student import two_sided
+from jaxfit.output.student import two_sided
 
 FOUND, AT_BOUND, UNBOUNDED, FAILED = 0, 1, 2, 3
 WHY = {

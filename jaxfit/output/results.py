@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxfit.core.stats import information
 from jaxfit.core.status import Status
-from jaxfit.student import two_sided
+from jaxfit.output.student import two_sided
 
 
 class FitFacts(NamedTuple):

@@ -1,5 +1,5 @@
 """A config's global fit (``shared: [k]``): its data sets as one problem
-(``jaxfit.globalfit``), its report and its run directory, both levels in each.
+(``jaxfit.run.globalfit``), its report and its run directory, both levels in each.
 
 Run directory: ``config.yaml``; ``result.json`` (the shared parameters ± standard
 errors, their covariance, χ², dof, status); ``fits.csv`` (a row per data set: its
@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxfit.config import Config, ConfigLike
 from jaxfit.errors import ConfigError
-from jaxfit.globalfit import GlobalFit
+from jaxfit.run.globalfit import GlobalFit
 
 
 def fit_global(config: ConfigLike, devices: int | None = None) -> GlobalFit:
@@ -38,8 +38,8 @@ def fit_config(config: Config, devices: int | None = None) -> GlobalFit:
     the global fit's own (1e-6 in float32, 1e-12 in float64); ``block_size`` streams
     the data sets in chunks of that many."""
     from jaxfit.curvefit_args import Arrays
-    from jaxfit.globalfit import global_fit
-    from jaxfit.lowering import batch_data
+    from jaxfit.plan.lowering import batch_data
+    from jaxfit.run.globalfit import global_fit
 
     data, _ = batch_data(config)
     dtype = np.dtype(config.precision)
@@ -110,10 +110,10 @@ def summary(fit: GlobalFit, seconds: float | None = None) -> dict[str, Any]:
 
 def write(path: Path, config: Config, fit: GlobalFit, seconds: float) -> None:
     """The run directory of a global fit (the module docstring)."""
-    from jaxfit.atomic import write_atomic, write_json
     from jaxfit.config import dump_yaml
-    from jaxfit.report import csv_text
-    from jaxfit.rundir import environment
+    from jaxfit.output.atomic import write_atomic, write_json
+    from jaxfit.output.report import csv_text
+    from jaxfit.output.rundir import environment
 
     write_atomic(path / "config.yaml", dump_yaml(config))
     write_atomic(path / "fits.csv", csv_text(per_set_columns(fit, config)))

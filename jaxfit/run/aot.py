@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxfit import caches
+from jaxfit.run import caches
 
 _CACHE: collections.OrderedDict[tuple, tuple[jax.stages.Compiled, float]] = collections.OrderedDict()
 LIMIT = 64

@@ -1,4 +1,4 @@
-"""The lowering: a validated ``Config`` turned, once, into a plan (``jaxfit.plans``):
+"""The lowering: a validated ``Config`` turned, once, into a plan (``jaxfit.plan.plans``):
 a static ``Spec`` and arrays (NumPy, so building them compiles nothing). The front
 doors (``fit``, ``fit_batch``, ``make_step``, export, the service's requests, the
 command line) call it; nothing past it sees a ``Config`` or pydantic."""
@@ -12,7 +12,6 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxfit.batching import Inputs, Program
 from jaxfit.config import (
     LM,
     Adam,
@@ -32,8 +31,9 @@ from jaxfit.core.model import Data, Params
 from jaxfit.core.optim import Hyper, OptimizerKind
 from jaxfit.core.stats import StatsSpec
 from jaxfit.errors import ConfigError
-from jaxfit.plans import BatchPlan, FitPlan
-from jaxfit.sweep import FIXED, HYPER_NAMES, LINSPACE, NORMAL, UNIFORM, VALUES, Plan, Tables, tables_as
+from jaxfit.plan.plans import BatchPlan, FitPlan
+from jaxfit.plan.sweep import FIXED, HYPER_NAMES, LINSPACE, NORMAL, UNIFORM, VALUES, Plan, Tables, tables_as
+from jaxfit.run.batching import Inputs, Program
 
 __all__ = ["ConfigLike", "config_hash", "dump_yaml", "load_config", "plan_batch", "plan_fit", "stacked"]
 
@@ -169,7 +169,7 @@ def config_hash(config: Config) -> str:
     import hashlib
     import json
 
-    from jaxfit.functions import named_sources
+    from jaxfit.plan.functions import named_sources
 
     h = hashlib.sha256(
         json.dumps(config.model_dump(mode="json", exclude=RESULTS_AFFECTING), sort_keys=True).encode()

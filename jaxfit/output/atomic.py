@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxfit.jsonout import dumps
-from jaxfit.report import csv_text
+from jaxfit.output.jsonout import dumps
+from jaxfit.output.report import csv_text
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -101,14 +101,14 @@ def clear_caches() -> None:
     """Release every compiled program, kept device buffer and pooled host memory (a
     module not imported yet holds nothing, and is not imported here)."""
     modules = sys.modules
-    if "jaxfit.aot" in modules:
-        modules["jaxfit.aot"]._CACHE.clear()
-    if "jaxfit.single" in modules:
-        single = modules["jaxfit.single"]
+    if "jaxfit.run.aot" in modules:
+        modules["jaxfit.run.aot"]._CACHE.clear()
+    if "jaxfit.run.single" in modules:
+        single = modules["jaxfit.run.single"]
         for fn in (single._compiled_step, single._compiled_init, single.compiled_fit):
             fn.cache_clear()
-    if "jaxfit.batching.pipeline" in modules:
-        modules["jaxfit.batching.sharded"].compiled_chunk.cache_clear()
-        modules["jaxfit.batching.pipeline"]._SPARE.clear()
-    if "jaxfit.hostmem" in modules:
-        modules["jaxfit.hostmem"].clear()
+    if "jaxfit.run.batching.pipeline" in modules:
+        modules["jaxfit.run.batching.sharded"].compiled_chunk.cache_clear()
+        modules["jaxfit.run.batching.pipeline"]._SPARE.clear()
+    if "jaxfit.run.hostmem" in modules:
+        modules["jaxfit.run.hostmem"].clear()

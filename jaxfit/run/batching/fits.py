@@ -14,7 +14,7 @@ from jaxfit.core.engine import Carry, Problem, Spec
 from jaxfit.core.model import Data, Params
 from jaxfit.core.optim import Hyper
 from jaxfit.core.stats import Stats, StatsSpec
-from jaxfit.sweep import FIXED, Plan, Tables, draw
+from jaxfit.plan.sweep import FIXED, Plan, Tables, draw
 
 
 class Program(NamedTuple):

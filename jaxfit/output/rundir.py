@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jaxfit.errors import RunDirError
-from jaxfit.report import fit_csv
-from jaxfit.results import BatchResult, FitResult
+from jaxfit.output.report import fit_csv
+from jaxfit.output.results import BatchResult, FitResult
 
 if TYPE_CHECKING:
-    from jaxfit.batch import RunFacts
-    from jaxfit.plans import BatchPlan
-from jaxfit.atomic import write_atomic, write_columns, write_csv, write_json
+    from jaxfit.plan.plans import BatchPlan
+    from jaxfit.run.batch import RunFacts
 from jaxfit.core.status import Status
+from jaxfit.output.atomic import write_atomic, write_columns, write_csv, write_json
 
 CSV_LIMIT = 100_000
 """Batches up to this many fits also get ``fits.csv`` (all get ``fits.npz``)."""
@@ -91,7 +91,7 @@ def write_part(path: Path, first: int, columns: dict[str, np.ndarray]) -> None:
 
 def read_parts(path: Path, plan: BatchPlan, facts: RunFacts) -> BatchResult:
     """The batch as its finished parts hold it (``facts``: how the last run went)."""
-    from jaxfit.batch import assemble, empty_store, put
+    from jaxfit.run.batch import assemble, empty_store, put
 
     store = empty_store(plan)
     for lo, hi in done_ranges(path):
@@ -103,7 +103,7 @@ def read_parts(path: Path, plan: BatchPlan, facts: RunFacts) -> BatchResult:
 def read_finished(path: Path, plan: BatchPlan) -> BatchResult:
     """A finished run's batch as its ``fits.npz`` holds it (``plan``: its config,
     lowered); nothing is fitted again."""
-    from jaxfit.batch import RunFacts, assemble, empty_store, put
+    from jaxfit.run.batch import RunFacts, assemble, empty_store, put
 
     if not (path / "summary.json").is_file() or not (path / "fits.npz").is_file():
         raise RunDirError(f"{path}: not a finished batch run (no summary.json or fits.npz)")
@@ -206,8 +206,8 @@ def finish(path: Path, plan: BatchPlan, result: BatchResult, wall_s: float) -> N
 
 def best_fit(plan: BatchPlan, result: BatchResult, index: int) -> FitResult:
     """Fit ``index`` of a batch again on its own, with its step-by-step trace."""
-    from jaxfit.plans import fit_of
-    from jaxfit.single import fit_and_executable
+    from jaxfit.plan.plans import fit_of
+    from jaxfit.run.single import fit_and_executable
 
     hyper = {
         "learning_rate": result.learning_rate,

@@ -110,7 +110,7 @@ class GlobalFit:
         """The shared parameters, each data set's locals (± joint standard errors) and
         the fit's statistics, as text: the first ``rows`` data sets (by ``labels``, else
         their index) and, with more, how many were left out."""
-        from jaxfit.report import num, table
+        from jaxfit.output.report import num, table
 
         labels = range(len(self.local)) if labels is None else labels
         shown = min(rows, len(self.local))

@@ -13,10 +13,10 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from jaxfit.aot import jit
-from jaxfit.batching import blocks, streamed, vector, vmapped
-from jaxfit.batching.fits import Chunk, Inputs, Program, Stepping
-from jaxfit.batching.layout import Layout
+from jaxfit.run.aot import jit
+from jaxfit.run.batching import blocks, streamed, vector, vmapped
+from jaxfit.run.batching.fits import Chunk, Inputs, Program, Stepping
+from jaxfit.run.batching.layout import Layout
 
 AXIS = "fits"
 
