@@ -89,7 +89,7 @@ class BatchPlan(NamedTuple):
         return self.program.spec.trainable
 
     def varying(self) -> tuple[str, ...]:
-        """The quantities that differ between fits (``chunks.varying_of``)."""
+        """The quantities that differ between fits (``run.batching.varying_of``)."""
         return varying_of(self.program, self.inputs)
 
 

@@ -1,8 +1,8 @@
 """What jaxfit keeps between calls to run the next one faster, and ``clear_caches``.
 
 Kept, each bounded: compiled programs (``aot``, and the jitted functions of
-``single`` and ``chunks``, 64 of each kind, least recently used first out), the
-output buffers of the last batch on the devices (``chunks``: the next batch of the
+``single`` and ``batching.sharded``, 64 of each kind, least recently used first out), the
+output buffers of the last batch on the devices (``batching.pipeline``: the next batch of the
 same program writes into them) and up to 256 MB of recycled host memory for result
 columns (``hostmem``). They pay in a loop of batches, the service and repeated CLI
 runs; a library user who is done with jaxfit calls ``clear_caches()``.
