@@ -368,3 +368,45 @@ def test_a_batch_may_skip_its_statistics():
     assert r.dof is None and r.stderr == {} and r.status_counts()["converged"] == 2
     assert "stderr" not in r.fit_row(0) and jaxfit.fit_batch(config, statistics=True).dof is None
     assert jaxfit.fit_batch({**config, "report": {}}).dof.tolist() == [2, 2]
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_a_ragged_weighted_batchs_chisqr_dof_and_rsquared_equal_numpy(tmp_path, precision):
+    """χ² (the loss), dof and R² of a batch follow on the host from each fit's loss and
+    its data set: ragged sets (padded and masked), a NaN point left out, σ per point —
+    each equals float64 NumPy at that fit's own parameters."""
+    rng = np.random.default_rng(3)
+    rows, sets = ["set,x,y,s"], {}
+    for g, n in enumerate([7, 19, 12, 25]):
+        x = np.linspace(0, 6, n)
+        s = 0.02 + 0.05 * rng.random(n)
+        y = MODELS["decay"][1](x, 3.0 - 0.3 * g, 0.7, 0.8) + s * rng.standard_normal(n)
+        if g == 2:
+            y[4] = np.nan  # omitted, as scipy's nan_policy="omit"
+        sets[f"g{g}"] = (x, y, s)
+        rows += [f"g{g},{a},{b},{c}" for a, b, c in zip(x, y, s)]
+    (tmp_path / "sets.csv").write_text("\n".join(rows) + "\n")
+    config = {
+        "model": {"function": _write(tmp_path, "decay")},
+        "data": {"file": str(tmp_path / "sets.csv"), "x": "x", "y": "y", "sigma": "s", "group": "set"}
+        | {"nan_policy": "omit"},
+        "params": MODELS["decay"][2],
+        "train": LM,
+        "precision": precision,
+    }
+    with jax.enable_x64(precision == "float64"):
+        got = jaxfit.fit_batch(config)
+    tol = 1e-9 if precision == "float64" else 2e-4
+    for i, label in enumerate(got.group):
+        x, y, s = sets[str(label)]
+        real = ~np.isnan(y)
+        p = [float(got.params[name][i]) for name in "akc"]
+        r = (y[real] - MODELS["decay"][1](x[real], *p)) / s[real]
+        w = 1 / s[real] ** 2
+        mean = np.sum(w * y[real]) / np.sum(w)
+        chisqr = np.sum(r * r)
+        assert got.chisqr[i] == pytest.approx(chisqr, rel=tol)
+        assert got.dof[i] == real.sum() - 3
+        assert got.rsquared[i] == pytest.approx(1 - chisqr / np.sum(w * (y[real] - mean) ** 2), rel=tol)
+        assert got.redchi[i] == pytest.approx(chisqr / (real.sum() - 3), rel=tol)
+    assert got.dof.dtype == np.int32 and got.rsquared.dtype == np.dtype(precision)
