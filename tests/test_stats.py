@@ -396,6 +396,7 @@ def test_a_ragged_weighted_batchs_chisqr_dof_and_rsquared_equal_numpy(tmp_path, 
     }
     with jax.enable_x64(precision == "float64"):
         got = jaxfit.fit_batch(config)
+    assert (got.status == jaxfit.Status.CONVERGED).all()  # from the model's rough defaults
     tol = 1e-9 if precision == "float64" else 2e-4
     for i, label in enumerate(got.group):
         x, y, s = sets[str(label)]

@@ -232,6 +232,16 @@ def correlation(covariance: np.ndarray) -> np.ndarray:
         return c / (d[..., :, None] * d[..., None, :])
 
 
+def per_fit(per_set: Any, fits: int, per_group: int) -> np.ndarray:
+    """A value per data set as one per fit (fit ``i`` fitted data set ``i //
+    per_group``); one value for every data set (0-d, or a single row) as a read-only
+    view."""
+    per_set = np.asarray(per_set)
+    if per_set.size == 1:
+        return np.broadcast_to(per_set.reshape(()), (fits,))
+    return per_set[np.arange(fits) // per_group]
+
+
 class DataSets(NamedTuple):
     """What a batch's statistics need of its data sets (one entry each, or one for a
     batch whose fits share one data set)."""
@@ -332,10 +342,7 @@ class BatchResult:
         return None if self.singular is None else self.loss
 
     def _per_fit(self, per_set: np.ndarray) -> np.ndarray:
-        """A value per data set as one per fit (a read-only view for one data set)."""
-        if per_set.shape[0] == 1:
-            return np.broadcast_to(per_set[0], (self.fits,))
-        return per_set[np.arange(self.fits) // self.per_group]
+        return per_fit(per_set, self.fits, self.per_group)
 
     @functools.cached_property
     def dof(self) -> np.ndarray | None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxfit.core.status import Status
 from jaxfit.errors import ResourceError
-from jaxfit.output.results import BatchResult
+from jaxfit.output.results import BatchResult, per_fit
 from jaxfit.plan import lowering
 from jaxfit.plan.plans import BatchPlan
 from jaxfit.run import hostmem, memory
@@ -213,7 +213,7 @@ def assemble(plan: BatchPlan, store: Mapping[str, np.ndarray], facts: RunFacts) 
         max_steps=column("init.max_steps", "max_steps", np.int32),
         trainable=trainable,
         precision=plan.precision,
-        group=None if plan.labels is None else plan.labels[np.arange(n) // plan.per_group],
+        group=None if plan.labels is None else per_fit(plan.labels, n, plan.per_group),
         stderr={p: store[f"stderr.{p}"] for p in trainable if f"stderr.{p}" in store},
         data=plan.inputs.data,
         per_group=plan.per_group,
@@ -231,11 +231,9 @@ def at_bound(plan: BatchPlan, params: Mapping[str, np.ndarray], n: int) -> dict[
     bounds = plan.inputs.bounds
     if bounds is None:
         return {}
-    per_group = np.ndim(next(iter(bounds[0].values()))) > 0
-    rows = np.arange(n) // plan.per_group
-
-    def per_fit(a: np.ndarray) -> np.ndarray:
-        return np.asarray(a)[rows] if per_group else np.asarray(a)
-
     lower, upper = bounds
-    return {p: (params[p] <= per_fit(lower[p])) | (params[p] >= per_fit(upper[p])) for p in lower}
+
+    def side(a: np.ndarray) -> np.ndarray:
+        return per_fit(a, n, plan.per_group)
+
+    return {p: (params[p] <= side(lower[p])) | (params[p] >= side(upper[p])) for p in lower}

@@ -5,6 +5,8 @@ widely)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -90,7 +92,7 @@ def _stats(
     stepping: Stepping,
     program: Program,
     inputs: Inputs,
-    index: object,
+    index: Callable[[jax.Array], jax.Array],
     width: int,
     count: jax.Array,
     params: Params,
