@@ -374,7 +374,8 @@ def test_a_batch_may_skip_its_statistics():
 def test_a_ragged_weighted_batchs_chisqr_dof_and_rsquared_equal_numpy(tmp_path, precision):
     """χ² (the loss), dof and R² of a batch follow on the host from each fit's loss and
     its data set: ragged sets (padded and masked), a NaN point left out, σ per point —
-    each equals float64 NumPy at that fit's own parameters."""
+    each equals float64 NumPy at that fit's own parameters; so do the standard errors
+    (float32: from the normal equations the fit carries, no pass over its data)."""
     rng = np.random.default_rng(3)
     rows, sets = ["set,x,y,s"], {}
     for g, n in enumerate([7, 19, 12, 25]):
@@ -410,4 +411,10 @@ def test_a_ragged_weighted_batchs_chisqr_dof_and_rsquared_equal_numpy(tmp_path, 
         assert got.dof[i] == real.sum() - 3
         assert got.rsquared[i] == pytest.approx(1 - chisqr / np.sum(w * (y[real] - mean) ** 2), rel=tol)
         assert got.redchi[i] == pytest.approx(chisqr / (real.sum() - 3), rel=tol)
+        a, k, _ = p
+        e = np.exp(-k * x[real])
+        J = np.stack([e, -a * x[real] * e, np.ones_like(e)], axis=1) / s[real][:, None]
+        stderr = np.sqrt(np.diag(np.linalg.inv(J.T @ J)) * chisqr / (real.sum() - 3))
+        got_stderr = [float(got.stderr[name][i]) for name in "akc"]
+        assert got_stderr == pytest.approx(stderr, rel=1e-9 if precision == "float64" else 2e-3)
     assert got.dof.dtype == np.int32 and got.rsquared.dtype == np.dtype(precision)

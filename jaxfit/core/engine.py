@@ -38,6 +38,7 @@ from jax import lax
 
 from jaxfit.core import losses
 from jaxfit.core.lanes import Lanes
+from jaxfit.core.lm import LMState
 from jaxfit.core.model import SEED_MODEL, Data, Model, Params
 from jaxfit.core.optim import Hyper, OptimizerKind
 from jaxfit.core.solvers import Objective, all_of, small, solver_of
@@ -120,12 +121,21 @@ def objective(spec: Spec, problem: Problem) -> Objective:
             spec.loss, spec.model, names, trainable, problem.frozen, problem.data, f_scale, majorize=True
         )
 
-    return Objective(value_and_grad, loss, linearized, problem.bounds if spec.bounded else None)
+    bounds = problem.bounds if spec.bounded else None
+    return Objective(value_and_grad, loss, linearized, bounds, least_squares=spec.loss == "ssr")
 
 
 def _all_finite(*trees: object) -> jax.Array:
-    """Per fit: every leaf is one value per fit."""
-    return all_of([jnp.isfinite(leaf) for leaf in jax.tree.leaves(trees)])
+    """Per fit: every leaf is one value per fit, or (packed values, as Levenberg–Marquardt's
+    normal equations) one row per fit, reduced over its last axis."""
+
+    flags = []
+    for tree in trees:
+        if isinstance(tree, LMState) and tree.normal is not None:
+            flags.append(jnp.all(jnp.isfinite(tree.normal), axis=-1))
+            tree = tree._replace(normal=None)
+        flags += [jnp.isfinite(leaf) for leaf in jax.tree.leaves(tree)]
+    return all_of(flags)
 
 
 def decide(
@@ -143,19 +153,25 @@ def decide(
     return jnp.where(finite, jnp.where(converged, Status.CONVERGED, going), Status.DIVERGED).astype(jnp.int32)
 
 
-def init_state(spec: Spec, params: Params, problem: Problem) -> FitState:
-    """The state before the first step, from the trainable ``params`` (by name)."""
+def init_state(spec: Spec, params: Params, problem: Problem, gradient: bool = True) -> FitState:
+    """The state before the first step, from the trainable ``params`` (by name).
+    ``gradient=False``: no gradient (``grad`` None; for a loop whose solver needs
+    none), so no reverse pass."""
     params = {name: jnp.asarray(params[name]) for name in spec.trainable}
-    loss, grad = objective(spec, problem).value_and_grad(params)
+    fn = objective(spec, problem)
+    loss, grad = fn.value_and_grad(params) if gradient else (fn.value(params), None)
+    opt_state = solver_of(spec.optimizer).init(fn, params, problem.hyper)
     zero = jnp.zeros(jnp.shape(loss), jnp.int32)  # (fits,) under core.lanes
+    # the solver's state too: Levenberg–Marquardt's carries the Jacobian's normal equations
+    finite = _all_finite(loss, grad, params, opt_state)
     return FitState(
         params=params,
-        opt_state=solver_of(spec.optimizer).init(params, problem.hyper),
+        opt_state=opt_state,
         loss=loss,
         grad=grad,
         step_size=jax.tree.map(jnp.zeros_like, params),
         step=zero,
-        status=decide(_all_finite(loss, grad, params), False, zero, problem.hyper.max_steps),
+        status=decide(finite, False, zero, problem.hyper.max_steps),
     )
 
 
@@ -196,7 +212,7 @@ def begin(spec: Spec, params: Params, problem: Problem) -> LeanState:
     gradient, and checks them, at its first step)."""
     params = {name: jnp.asarray(params[name]) for name in spec.trainable}
     zero = jnp.zeros((), jnp.int32)
-    opt_state = solver_of(spec.optimizer).init(params, problem.hyper)
+    opt_state = solver_of(spec.optimizer).init(objective(spec, problem), params, problem.hyper)
     return LeanState(params, opt_state, zero, decide(True, False, zero, problem.hyper.max_steps))
 
 
@@ -249,7 +265,7 @@ def start(spec: Spec, params: Params, problem: Problem) -> Carry:
     """The state a batch loop starts a fit from (``begin`` for ``lean`` specs)."""
     if lean(spec):
         return begin(spec, params, problem)
-    return carried(spec, init_state(spec, params, problem))
+    return carried(spec, init_state(spec, params, problem, solver_of(spec.optimizer).needs_gradient))
 
 
 def loop_step(spec: Spec, state: Carry, problem: Problem) -> Carry:
@@ -353,10 +369,14 @@ def state_to_dict(state: FitState) -> dict[str, object]:
 
 
 def opt_state_tree(spec: Spec, dtype: object) -> jax.tree_util.PyTreeDef:
-    """The optimizer state's structure for ``spec`` (built from zeros: no model is traced)."""
+    """The optimizer state's structure for ``spec`` (its shapes only: no model is
+    traced; a linearization, where the state carries one, is of one zero point)."""
     zeros = {n: jnp.zeros((), dtype) for n in spec.trainable}
     hyper = Hyper(*(jnp.zeros((), jnp.int32 if f == "max_steps" else dtype) for f in Hyper._fields))
-    return jax.tree.structure(solver_of(spec.optimizer).init(zeros, hyper))
+    point = jnp.zeros((1,), dtype)
+    shape_only = Objective(None, None, lambda p: (point, tuple(point for _ in p)))
+    init = functools.partial(solver_of(spec.optimizer).init, shape_only)
+    return jax.tree.structure(jax.eval_shape(init, zeros, hyper))
 
 
 def state_from_dict(d: dict, opt_tree: jax.tree_util.PyTreeDef) -> FitState:

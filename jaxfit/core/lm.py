@@ -14,6 +14,14 @@ so ``new = old - step_size`` holds as for every optimizer. A fit converges when 
 accepted step has every ``|δ| < tolerance``, or (with ``ftol > 0``) changes the SSR by
 less than ``max(ftol, ftol·SSR)``: a rejected step is never convergence.
 The damping ``λ`` is the optimizer state (``LMState``), starting at ``hyper.damping``.
+
+In float32, for up to ``UNROLLED`` parameters, the state also carries the normal
+equations ``(JᵀJ, Jᵀr, ‖r‖²)`` of the current point (``normal_of``; ``carries``): a step
+linearizes its *trial* only — the SSR comes with it — and keeps the trial's normal
+equations when it accepts the trial; so a step is one linearization where it was one
+plus a loss, and a finished fit holds ``JᵀJ`` at its optimum (its covariance is an
+inverse: ``stats.of_normal``). Float64 linearizes the current point at each step:
+its step is refined from ``J`` itself (``refined``).
 """
 
 from __future__ import annotations
@@ -30,6 +38,41 @@ LOWEST, HIGHEST = 1e-12, 1e12
 """Bounds of the damping."""
 
 
+def ordered(params: Params) -> Params:
+    """``params`` by sorted name: the order of a step's columns of ``J`` and of a
+    ``Normal`` (a dict's pytree order, so it survives every ``jit`` and loop)."""
+    return {n: params[n] for n in sorted(params)}
+
+
+def carries(dtype: object, k: int) -> bool:
+    """Whether a fit of ``k`` parameters in ``dtype`` carries its ``Normal`` (the
+    module docstring)."""
+    return jnp.dtype(dtype) == jnp.float32 and k <= UNROLLED
+
+
+def normal_of(J: tuple[jax.Array, ...], r: jax.Array) -> jax.Array:
+    """The normal equations of residuals ``r`` and Jacobian columns ``J`` (``gram``'s
+    sums) packed in one array, ``(..., m)``: ``JᵀJ``'s upper triangle row by row, then
+    ``Jᵀr``, then ``‖r‖²`` (``m = k(k+1)/2 + k + 1``; the fits, where there are several,
+    come first, so a batch selects and moves them like every other leaf of a fit's
+    state). The parameters in sorted order (``ordered``)."""
+    A, g = gram(J, r)
+    k = len(J)
+    entries = [A[i, j] for i in range(k) for j in range(i, k)] + [g[i] for i in range(k)]
+    return jnp.stack([*entries, sum_points(r * r)], axis=-1)
+
+
+def unpacked(normal: jax.Array, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(JᵀJ, Jᵀr, ‖r‖²)`` of ``normal_of``'s array: ``(k, k, ...)``, ``(k, ...)``, ``(...)``."""
+    entry = [normal[..., i] for i in range(normal.shape[-1])]
+    rows, at = [[None] * k for _ in range(k)], 0
+    for i in range(k):
+        for j in range(i, k):
+            rows[i][j] = rows[j][i] = entry[at]
+            at += 1
+    return jnp.stack([jnp.stack(row) for row in rows]), jnp.stack(entry[at : at + k]), entry[-1]
+
+
 class LMState(NamedTuple):
     damping: jax.Array
     """λ: 0 is Gauss–Newton, large is a short gradient step."""
@@ -38,35 +81,45 @@ class LMState(NamedTuple):
     scale: tuple[jax.Array, ...]
     """MINPACK's column scaling, one per parameter: the largest ``diag(JᵀJ)`` seen so
     far (a tuple, so that every leaf of the state is one value per fit)."""
+    normal: jax.Array | None = None
+    """The normal equations at the current parameters (``normal_of``), where carried
+    (``carries``)."""
 
 
 def proposal(
     names: tuple[str, ...],
-    r: jax.Array,
-    J: tuple[jax.Array, ...],
+    A: jax.Array,
+    g: jax.Array,
     damping: jax.Array,
     held: jax.Array | None = None,
     seen: tuple[jax.Array, ...] | None = None,
+    refine: tuple[jax.Array, tuple[jax.Array, ...]] | None = None,
 ) -> tuple[Params, tuple[jax.Array, ...], jax.Array, jax.Array]:
-    """The damped Gauss–Newton step ``δ`` (by name) for residuals ``r`` (n,) and
-    their Jacobian's columns ``J`` (each (n,)) in the order of ``names``; ``held`` (bool,
-    (k,)): parameters the step leaves where they are (``δ = 0``), the others stepping
-    as if those were frozen. Also returns the column scaling seen so far, and ``Jᵀr``
-    and ``diag(JᵀJ)`` (each (k,)) for ``stationary``. Under ``core.lanes`` every one of
-    these has a trailing axis of fits."""
+    """The damped Gauss–Newton step ``δ`` (by name) for the normal equations ``A =
+    JᵀJ`` (k, k) and ``g = Jᵀr`` (k,) in the order of ``names``; ``held`` (bool, (k,)):
+    parameters the step leaves where they are (``δ = 0``), the others stepping as if
+    those were frozen; ``refine``: ``(r, J)`` to correct the step once from ``J``
+    itself (``refined``). Also returns the column scaling seen so far, and ``Jᵀr`` and
+    ``diag(JᵀJ)`` (each (k,), held columns zeroed) for ``stationary``. Under
+    ``core.lanes`` every one of these has a trailing axis of fits."""
+    k = len(names)
     if held is not None:
-        J = tuple(jnp.where(held[i], 0, c) for i, c in enumerate(J))
-    A, g = gram(J, r)
-    if held is not None:
+        A = jnp.stack(
+            [jnp.stack([jnp.where(held[i] | held[j], 0, A[i, j]) for j in range(k)]) for i in range(k)]
+        )
+        g = jnp.where(held, 0, g)
         A = _plus_diagonal(A, held.astype(A.dtype))
     here = diagonal(A)
     d = here if seen is None else jnp.maximum(here, jnp.stack(seen))
     scale = jnp.maximum(d, 1e-12 * jnp.max(d, axis=0) + jnp.finfo(d.dtype).tiny)
     M = _plus_diagonal(A, damping * scale)
     delta = solve_spd(M, -g)
-    if r.dtype == jnp.float64:  # one step of refinement from J itself (CSNE), see `refined`
+    if refine is not None:
+        r, J = refine
+        if held is not None:
+            J = tuple(jnp.where(held[i], 0, c) for i, c in enumerate(J))
         delta = refined(M, J, r, damping * scale, delta)
-    return {n: delta[i] for i, n in enumerate(names)}, tuple(d[i] for i in range(len(names))), g, here
+    return {n: delta[i] for i, n in enumerate(names)}, tuple(d[i] for i in range(k)), g, here
 
 
 def refined(
@@ -184,13 +237,25 @@ def predicted(names: tuple[str, ...], r: jax.Array, J: tuple[jax.Array, ...], de
     return -sum_points(Jd * (2 * r + Jd))
 
 
+def predicted_normal(A: jax.Array, g: jax.Array, delta: jax.Array) -> jax.Array:
+    """``predicted`` from the normal equations: ``−(2gᵀδ + δᵀAδ)`` for ``δ`` (k,)."""
+    k = delta.shape[0]
+    Ad = [sum(A[i, j] * delta[j] for j in range(k)) for i in range(k)]
+    return -sum(delta[i] * (2 * g[i] + Ad[i]) for i in range(k))
+
+
 def next_state(
-    state: LMState, accepted: jax.Array, ratio: jax.Array, scale: tuple[jax.Array, ...]
+    state: LMState,
+    accepted: jax.Array,
+    ratio: jax.Array,
+    scale: tuple[jax.Array, ...],
+    normal: jax.Array | None = None,
 ) -> LMState:
     """Nielsen's damping update (Madsen, Nielsen & Tingleff 2004): after an accepted
     step ``λ·max(1/3, 1 − (2ρ − 1)³)`` with ``ρ`` the actual over the predicted
-    reduction, ``ν = 2``; after a rejected one ``λ·ν`` and ``ν`` doubles."""
-    damping, growth, _ = state
+    reduction, ``ν = 2``; after a rejected one ``λ·ν`` and ``ν`` doubles. ``normal``:
+    the trial's normal equations, kept where it was accepted (where they are carried)."""
+    damping, growth = state.damping, state.growth
     shrink = jnp.maximum(1 / 3, 1 - (2 * ratio - 1) ** 3)
     damping = jnp.where(accepted, damping * shrink, damping * growth)
     growth = jnp.where(accepted, 2.0, 2 * growth)
@@ -198,4 +263,5 @@ def next_state(
         jnp.clip(damping, LOWEST, HIGHEST).astype(state.damping.dtype),
         jnp.minimum(growth, 2.0**30).astype(state.growth.dtype),
         scale,
+        None if normal is None else jnp.where(accepted[..., None], normal, state.normal),
     )

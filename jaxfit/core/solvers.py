@@ -3,7 +3,7 @@
 optimistix's ``init / step``).
 
     solver = solver_of(kind)
-    opt_state = solver.init(params, hyper)
+    opt_state = solver.init(objective, params, hyper)
     move = solver.step(objective, params, opt_state, loss, grad, hyper)   -> Move
 
 A solver sees the fit's loss only through an ``Objective``: its value and gradient
@@ -41,6 +41,8 @@ class Objective(NamedTuple):
     trainable order."""
     bounds: tuple[Params, Params] | None = None
     """``(lower, upper)`` of the bounded parameters (None: none is)."""
+    least_squares: bool = False
+    """The value is ``‖r‖²`` of ``linearized`` (the SSR): a linearization gives it."""
 
 
 class Move(NamedTuple):
@@ -59,8 +61,8 @@ class Move(NamedTuple):
 
 
 class Solver(Protocol):
-    def init(self, params: Params, hyper: Hyper) -> Any:
-        """The solver's state before the first step."""
+    def init(self, objective: Objective, params: Params, hyper: Hyper) -> Any:
+        """The solver's state before the first step (at ``params``)."""
 
     def step(
         self,
@@ -118,7 +120,7 @@ class GradientDescent(NamedTuple):
         Adam's update compiled into another fusion may round differently (an ulp)."""
         return self.kind.name in ("sgd", "momentum")
 
-    def init(self, params: Params, hyper: Hyper) -> Any:
+    def init(self, objective: Objective, params: Params, hyper: Hyper) -> Any:
         return make_optimizer(self.kind, hyper).init(params)
 
     def update(self, grad: Params, opt_state: Any, params: Params, hyper: Hyper) -> tuple[Params, Any]:
@@ -156,11 +158,16 @@ class LevenbergMarquardt(NamedTuple):
     """It steps from ``(r, J)``: a loop may carry no gradient (``grad`` None), and then
     none is computed."""
 
-    def init(self, params: Params, hyper: Hyper) -> lm.LMState:
-        shape = jnp.shape(next(iter(params.values())))  # (fits,) under core.lanes
+    def init(self, objective: Objective, params: Params, hyper: Hyper) -> lm.LMState:
+        first = next(iter(params.values()))
+        shape = jnp.shape(first)  # (fits,) under core.lanes
         damping = jnp.broadcast_to(jnp.asarray(hyper.damping), shape)
         scale = tuple(jnp.zeros(shape, damping.dtype) for _ in params)
-        return lm.LMState(damping, jnp.full_like(damping, 2.0), scale)
+        normal = None
+        if lm.carries(jnp.result_type(first), len(params)):
+            r, J = objective.linearized(lm.ordered(params))
+            normal = lm.normal_of(J, r)
+        return lm.LMState(damping, jnp.full_like(damping, 2.0), scale, normal)
 
     @staticmethod
     def _step_threshold(params: Params, hyper: Hyper) -> jax.Array:
@@ -180,19 +187,35 @@ class LevenbergMarquardt(NamedTuple):
         grad: Params,
         hyper: Hyper,
     ) -> Move:
-        damping = opt_state.damping
-        r, J = objective.linearized(params)
-        held = None if objective.bounds is None else pinned(params, -lm.gram(J, r)[1], objective.bounds)
-        flat = hyper.gtol is not None and _gradient_small(r, J, hyper.gtol)
-        delta, scale, g, d = lm.proposal(tuple(params), r, J, damping, held, opt_state.scale)
+        damping, params = opt_state.damping, lm.ordered(params)
+        names = tuple(params)
+        if opt_state.normal is not None:  # carried from the step that reached `params`
+            A, g, rr = lm.unpacked(opt_state.normal, len(names))
+            refine = None
+        else:
+            r, J = objective.linearized(params)
+            (A, g), rr = lm.gram(J, r), sum_points(r * r)
+            refine = (r, J) if r.dtype == jnp.float64 else None
+        held = None if objective.bounds is None else pinned(params, -g, objective.bounds)
+        flat = hyper.gtol is not None and _gradient_small(g, lm.diagonal(A), rr, hyper.gtol)
+        delta, scale, g_held, d = lm.proposal(names, A, g, damping, held, opt_state.scale, refine)
         trial = jax.tree.map(jnp.add, params, delta)
         if objective.bounds is not None:  # the step that was taken: to the bound
             trial = project(trial, objective.bounds)
             delta = jax.tree.map(jnp.subtract, trial, params)
-        if grad is None:  # a loop that keeps no gradient: the loss alone (no reverse pass)
-            trial_loss, trial_grad = objective.value(trial), None
+        normal = None
+        if opt_state.normal is not None:  # the trial's linearization: its SSR comes with it
+            r_trial, J_trial = objective.linearized(trial)
+            normal = lm.normal_of(J_trial, r_trial)
+            trial_loss = normal[..., -1] if objective.least_squares else objective.value(trial)
+            trial_grad = None if grad is None else objective.value_and_grad(trial)[1]
+            predicted = lm.predicted_normal(A, g, jnp.stack([delta[n] for n in names]))
         else:
-            trial_loss, trial_grad = objective.value_and_grad(trial)
+            if grad is None:  # a loop that keeps no gradient: the loss alone (no reverse pass)
+                trial_loss, trial_grad = objective.value(trial), None
+            else:
+                trial_loss, trial_grad = objective.value_and_grad(trial)
+            predicted = lm.predicted(names, r, J, delta)
         accepted = trial_loss <= loss  # False for a NaN trial: rejected, not diverged
         if hyper.gtol is not None:  # already at a stationary point: no step
             accepted = accepted & ~flat
@@ -209,7 +232,7 @@ class LevenbergMarquardt(NamedTuple):
             size = jnp.sqrt(sum(d * d for d in jax.tree.leaves(delta)))
             norm = jnp.sqrt(sum(p * p for p in jax.tree.leaves(params)))
             converged = converged | (accepted & (hyper.xtol > 0) & (size < hyper.xtol * (hyper.xtol + norm)))
-        still = lm.stationary(loss, g, d, params, self._step_threshold(params, hyper), hyper.ftol)
+        still = lm.stationary(loss, g_held, d, params, self._step_threshold(params, hyper), hyper.ftol)
         stalled = converged & ~still
         converged = converged & still
         if hyper.gtol is not None:
@@ -217,9 +240,7 @@ class LevenbergMarquardt(NamedTuple):
             stalled = stalled & ~flat
         return Move(
             pick(trial, params),
-            lm.next_state(
-                opt_state, accepted, _gain(loss - trial_loss, lm.predicted(tuple(params), r, J, delta)), scale
-            ),
+            lm.next_state(opt_state, accepted, _gain(loss - trial_loss, predicted), scale, normal),
             pick(trial_loss, loss),
             pick(trial_grad, grad),
             step_size,
@@ -233,11 +254,10 @@ def _gain(actual: jax.Array, predicted: jax.Array) -> jax.Array:
     return jnp.where(predicted > 0, actual / jnp.where(predicted > 0, predicted, 1), 0)
 
 
-def _gradient_small(r: jax.Array, J: tuple[jax.Array, ...], gtol: jax.Array) -> jax.Array:
-    """MINPACK's ``gtol`` test: every ``|J_jᵀr| ≤ gtol·‖J_j‖·‖r‖`` (``gtol > 0``)."""
-    g = jnp.abs(lm.gram(J, r)[1])
-    scale = jnp.sqrt(jnp.stack([sum_points(c * c) for c in J])) * jnp.sqrt(sum_points(r * r))
-    return (gtol > 0) & jnp.all(g <= gtol * scale, axis=0)
+def _gradient_small(g: jax.Array, d: jax.Array, rr: jax.Array, gtol: jax.Array) -> jax.Array:
+    """MINPACK's ``gtol`` test: every ``|J_jᵀr| ≤ gtol·‖J_j‖·‖r‖`` (``gtol > 0``), from
+    ``g = Jᵀr``, ``d = diag(JᵀJ)`` and ``rr = ‖r‖²``."""
+    return (gtol > 0) & jnp.all(jnp.abs(g) <= gtol * (jnp.sqrt(d) * jnp.sqrt(rr)), axis=0)
 
 
 def solver_of(kind: OptimizerKind) -> GradientDescent | LevenbergMarquardt:

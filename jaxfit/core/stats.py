@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxfit.core import losses
-from jaxfit.core.lm import UNROLLED, diagonal, gram
+from jaxfit.core.lm import UNROLLED, diagonal, gram, unpacked
 from jaxfit.core.model import Data, Model, Params, sum_points
 from jaxfit.core.solvers import all_of
 
@@ -219,10 +219,7 @@ def statistics(
         inv, singular = inverse_qr(J)
     else:  # float32: JᵀJ, whose sums fuse into the fit's program (the batch layers' speed)
         inv, singular = inverse_spd(gram(J, r)[0])
-    singular = singular | (dof <= 0)
-    cov = inv if spec.absolute_sigma or loss == "poisson" else inv * redchi
-    cov = jnp.where(singular, jnp.inf, cov)
-    stderr = jnp.sqrt(diagonal(cov))
+    cov, stderr, singular = _errors(inv, singular, dof, redchi, spec.absolute_sigma or loss == "poisson")
     # R²: against the best constant (the σ-weighted mean), in the same metric
     w = jnp.where(real, 1.0, 0.0).astype(dtype)
     if data.sigma is not None:
@@ -238,6 +235,44 @@ def statistics(
         aic=aic,
         bic=bic,
         rsquared=1 - chisqr / total,
+        singular=singular,
+        covariance=cov if spec.covariance else None,
+    )
+
+
+def _errors(
+    inv: jax.Array, singular: jax.Array, dof: jax.Array, redchi: jax.Array, absolute: bool
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(covariance, stderr, singular)`` from ``(JᵀJ)⁻¹`` (scaled by ``redchi`` unless
+    ``absolute``); inf wherever the fit is singular or has no degrees of freedom."""
+    singular = singular | (dof <= 0)
+    cov = inv if absolute else inv * redchi
+    cov = jnp.where(singular, jnp.inf, cov)
+    return cov, jnp.sqrt(diagonal(cov)), singular
+
+
+def of_normal(normal: jax.Array, names: tuple[str, ...], points: jax.Array, spec: StatsSpec) -> Stats:
+    """The statistics of least-squares fits (the SSR loss) from the normal equations
+    their Levenberg–Marquardt states carry at the final parameters (``lm.normal_of``,
+    ``(..., m)``), over ``points`` real points each: the same ``JᵀJ`` that
+    ``statistics`` inverts in float32, with no pass over the data. Elementwise over
+    the leading axes (a batch's fits: its leaves end with that axis, as on the lanes).
+    R² needs the data itself (None: a batch derives it on the host)."""
+    k = len(names)
+    A, _, chisqr = unpacked(normal, k)
+    at = {n: i for i, n in enumerate(sorted(names))}  # the normal's order (``lm.ordered``)
+    A = jnp.stack([jnp.stack([A[at[a], at[b]] for b in names]) for a in names])
+    dof = (points - k).astype(jnp.int32)
+    redchi, aic, bic = information(chisqr, dof, k)
+    cov, stderr, singular = _errors(*inverse_spd(A), dof, redchi, spec.absolute_sigma)
+    return Stats(
+        stderr={name: stderr[i] for i, name in enumerate(names)},
+        chisqr=chisqr,
+        dof=dof,
+        redchi=redchi,
+        aic=aic,
+        bic=bic,
+        rsquared=None,
         singular=singular,
         covariance=cov if spec.covariance else None,
     )

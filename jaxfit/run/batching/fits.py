@@ -10,10 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxfit.core import lm
 from jaxfit.core.engine import Carry, Problem, Spec
 from jaxfit.core.model import Data, Params
 from jaxfit.core.optim import Hyper
-from jaxfit.core.stats import Stats, StatsSpec
+from jaxfit.core.stats import Stats, StatsSpec, fits_first, of_normal
 from jaxfit.plan.sweep import FIXED, Plan, Tables, draw
 
 
@@ -194,6 +195,22 @@ def stored(stats: Stats) -> Stats:
     return stats._replace(chisqr=None, dof=None, redchi=None, aic=None, bic=None, rsquared=None)
 
 
+def carried_normal(program: Program, state: Carry) -> jax.Array | None:
+    """What each fit's statistics can come from without a pass over its data: the
+    normal equations a least-squares fit's Levenberg–Marquardt state carries
+    (``lm.normal_of``, ``(fits, m)``), where the program asks for statistics; else None."""
+    opt_state = state.opt_state
+    if program.stats is None or program.spec.loss != "ssr" or not isinstance(opt_state, lm.LMState):
+        return None
+    return opt_state.normal
+
+
+def stats_of_normal(program: Program, normal: jax.Array, points: jax.Array) -> Stats:
+    """Each fit's statistics (as ``stored``) from its carried normal equations
+    (``carried_normal``) and its count of real points (leading axis = fits)."""
+    return stored(fits_first(of_normal(normal, program.spec.trainable, points, program.stats)))
+
+
 class Stepping(Protocol):
     """How a block's fits step: the interface ``vmapped`` and ``vector`` share, which
     ``blocks`` and ``streamed`` run (each function of the block's ``index``, shape (B,):
@@ -211,8 +228,12 @@ class Stepping(Protocol):
     def finish(self, program: Program, inputs: Inputs, fits: Fits) -> Chunk:
         """What a chunk keeps of each fit (no statistics)."""
 
+    def points(self, program: Program, inputs: Inputs, fits: Fits) -> jax.Array:
+        """Each fit's count of real points, (B,) (for ``stats_of_normal``)."""
+
     def stats(self, program: Program, inputs: Inputs, fits: Fits, params: Params) -> Stats | None:
-        """Each fit's statistics at ``params`` (None: the program computes none)."""
+        """Each fit's statistics at ``params``, by a pass over its data (None: the
+        program computes none)."""
 
     def place(self, current: Fits, target: jax.Array, started: Fits) -> Fits:
         """``current`` with lanes ``target`` (out of range: dropped) holding ``started``."""

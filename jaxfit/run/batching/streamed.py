@@ -15,7 +15,7 @@ from jaxfit.core.engine import Carry
 from jaxfit.core.model import Params
 from jaxfit.core.stats import Stats
 from jaxfit.core.status import Status
-from jaxfit.run.batching.fits import Chunk, Fits, Inputs, Program, Stepping
+from jaxfit.run.batching.fits import Chunk, Fits, Inputs, Program, Stepping, carried_normal, stats_of_normal
 
 
 def fit_stream(
@@ -35,7 +35,8 @@ def fit_stream(
     returned. All lanes step together until ``group`` of them have stopped; those
     write their fits out and start the next ``group`` fits; and so on. A fit's
     arithmetic is the same as in a block (``blocks.fit_block``), so is its result, bit
-    for bit. The statistics of every fit follow at the end, in one pass over ``final``."""
+    for bit. The statistics of every fit follow at the end: from the normal equations
+    that finished fits leave (``fits.carried_normal``), else in one pass over ``final``."""
 
     def index(j: jax.Array) -> jax.Array:
         return first + j * stride
@@ -47,6 +48,13 @@ def fit_stream(
     current = current._replace(state=current.state._replace(status=jnp.full(width, Status.PADDING)))
     fit = jnp.full(width, -1, jnp.int32)  # which of this device's fits each lane holds
     slots = final.loss.shape[0]
+    # each finished fit's normal equations and real points, where its state carries them
+    normal = carried_normal(program, current.state)
+    kept = (
+        None
+        if normal is None
+        else (jnp.zeros((slots, normal.shape[-1]), normal.dtype), jnp.zeros(slots, jnp.int32))
+    )
 
     def run_until_idle(current: Fits, enough: jax.Array) -> Fits:
         """Step until ``enough`` lanes are idle, or none is running."""
@@ -59,7 +67,7 @@ def fit_stream(
         return current._replace(state=lax.while_loop(more, step, current.state))
 
     def round_(carry: tuple) -> tuple:
-        current, fit, taken, final = carry
+        current, fit, taken, final, kept = carry
         # while fits wait, refill every `group` idle lanes; then run the last ones out
         current = run_until_idle(current, jnp.where(taken < count, group, width + 1))
         idle = current.state.status != Status.RUNNING
@@ -67,6 +75,9 @@ def fit_stream(
         slot = jnp.where(done, fit, slots)  # out of range: dropped
         finished = stepping.finish(program, inputs, current)
         final = jax.tree.map(lambda buf, v: buf.at[slot].set(v, mode="drop"), final, finished)
+        if kept is not None:
+            left = (carried_normal(program, current.state), stepping.points(program, inputs, current))
+            kept = jax.tree.map(lambda buf, v: buf.at[slot].set(v, mode="drop"), kept, left)
         fit = jnp.where(done, -1, fit)
         # the next fits go to the first `group` idle lanes
         target = jnp.nonzero(idle, size=group, fill_value=width)[0].astype(jnp.int32)
@@ -76,15 +87,17 @@ def fit_stream(
         started = stepping.start(program, inputs, jnp.where(starts, index(following), -1))
         current = stepping.place(current, target, started)
         fit = fit.at[target].set(following, mode="drop")
-        return current, fit, taken + jnp.sum(starts, dtype=jnp.int32), final
+        return current, fit, taken + jnp.sum(starts, dtype=jnp.int32), final, kept
 
-    _, _, _, fits = lax.while_loop(
+    _, _, _, fits, kept = lax.while_loop(
         lambda carry: jnp.any(carry[1] >= 0) | (carry[2] < count),
         round_,
-        (current, fit, jnp.zeros((), jnp.int32), final._replace(stats=None)),
+        (current, fit, jnp.zeros((), jnp.int32), final._replace(stats=None), kept),
     )
     if program.stats is None:
         return fits
+    if kept is not None:
+        return fits._replace(stats=stats_of_normal(program, *kept))
     return fits._replace(stats=_stats(stepping, program, inputs, index, width, count, fits.params))
 
 

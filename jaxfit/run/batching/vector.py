@@ -63,6 +63,12 @@ def finish(program: Program, inputs: Inputs, fits: Fits) -> Chunk:
     return Chunk(state.params, fits.init, state.loss, state.step, state.status.astype(jnp.int8))
 
 
+def points(program: Program, inputs: Inputs, fits: Fits) -> jax.Array:
+    data = _problem(program, inputs, fits)[1].data  # points first
+    real = data.y.shape[0] if data.mask is None else jnp.sum(data.mask, axis=0, dtype=jnp.int32)
+    return jnp.broadcast_to(real, fits.state.status.shape)
+
+
 def stats(program: Program, inputs: Inputs, fits: Fits, params: Params) -> Stats | None:
     if program.stats is None:
         return None

@@ -48,6 +48,12 @@ def finish(program: Program, inputs: Inputs, fits: Fits) -> Chunk:
     return Chunk(state.params, fits.init, state.loss, state.step, state.status.astype(jnp.int8))
 
 
+def points(program: Program, inputs: Inputs, fits: Fits) -> jax.Array:
+    data = fits.problem_args(program, inputs)[0][3]
+    real = data.y.shape[-1] if data.mask is None else jnp.sum(data.mask, axis=-1, dtype=jnp.int32)
+    return jnp.broadcast_to(real, fits.state.status.shape)
+
+
 def stats(program: Program, inputs: Inputs, fits: Fits, params: Params) -> Stats | None:
     if program.stats is None:
         return None
