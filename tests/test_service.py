@@ -132,6 +132,26 @@ def test_step_walks_the_seed_path(server):
     assert seen == [1.57, 2.19, 2.44]
 
 
+def test_levenberg_marquardt_steps_through_the_service_as_make_step_takes_them(server):
+    """Its state carries the normal equations of the current point (a list per entry
+    in ``opt_state``): they round-trip, and each step equals the local one bit for bit."""
+    cfg = {"train": {"optimizer": "lm", "trainable": ["b3", "w3"]}}
+    problem = jaxfit.make_problem(cfg)
+    local, step = jaxfit.make_state(cfg, problem), jaxfit.make_step(cfg)
+    state = None
+    for _ in range(3):
+        r = post(server, "/v1/step", {"config": cfg, "state": state})
+        assert r.status_code == 200, r.text
+        state = r.json()["state"]
+        local = step(local, problem)
+        assert state["params"] == {n: float(v) for n, v in local.params.items()}
+        assert state["loss"] == float(local.loss)
+    assert any(isinstance(entry, list) for entry in state["opt_state"])
+    state["opt_state"] = [[1.0] if isinstance(e, list) else e for e in state["opt_state"]]
+    r = post(server, "/v1/step", {"config": cfg, "state": state})
+    assert r.status_code == 422 and r.json()["error"].startswith("state.opt_state["), r.text
+
+
 @pytest.mark.parametrize(
     ("edit", "field"),
     [

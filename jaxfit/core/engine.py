@@ -126,13 +126,13 @@ def objective(spec: Spec, problem: Problem) -> Objective:
 
 
 def _all_finite(*trees: object) -> jax.Array:
-    """Per fit: every leaf is one value per fit, or (packed values, as Levenberg–Marquardt's
-    normal equations) one row per fit, reduced over its last axis."""
+    """Per fit: every leaf is one value per fit, but Levenberg–Marquardt's packed
+    normal equations (``lm.normal_of``: their first axis is the entries)."""
 
     flags = []
     for tree in trees:
         if isinstance(tree, LMState) and tree.normal is not None:
-            flags.append(jnp.all(jnp.isfinite(tree.normal), axis=-1))
+            flags.append(jnp.all(jnp.isfinite(tree.normal), axis=0))
             tree = tree._replace(normal=None)
         flags += [jnp.isfinite(leaf) for leaf in jax.tree.leaves(tree)]
     return all_of(flags)
@@ -327,6 +327,12 @@ def select_fits(mask: jax.Array, new: object, old: object) -> object:
     )
 
 
+def select_lanes(mask: jax.Array, new: object, old: object) -> object:
+    """``select_fits`` on the vector lanes (``core.lanes``): the fits are every leaf's
+    last axis."""
+    return jax.tree.map(lambda n, o: jnp.where(mask, n, o), new, old)
+
+
 def run_traced_many(
     spec: Spec, state: FitState, problem: Problem, trace_limit: int
 ) -> tuple[FitState, Trace]:
@@ -342,14 +348,14 @@ def run_traced_many(
     nan = jnp.full((trace_limit, state.loss.shape[0]), jnp.nan, state.loss.dtype)
     by_name = {name: nan for name in spec.trainable}
     trace0 = Trace(by_name, nan, by_name, by_name)
-    step_all = functools.partial(step, spec)  # fits on the vector lanes step as one
+    step_all, select = functools.partial(step, spec), select_lanes  # fits on the lanes step as one
     if not isinstance(spec.model, Lanes):
-        step_all = jax.vmap(step_all)
+        step_all, select = jax.vmap(step_all), select_fits
 
     def body(carry: tuple[jax.Array, FitState, Trace]) -> tuple[jax.Array, FitState, Trace]:
         k, before, trace = carry
         running = _running(before)
-        after = select_fits(running, step_all(before, problem), before)
+        after = select(running, step_all(before, problem), before)
         row = Trace(before.params, before.loss, before.grad, after.step_size)
         row = jax.tree.map(lambda v: jnp.where(running, v, jnp.nan), row)
         # Rows past trace_limit are dropped by the scatter.
@@ -368,15 +374,20 @@ def state_to_dict(state: FitState) -> dict[str, object]:
     return {**state._asdict(), "opt_state": jax.tree.leaves(state.opt_state)}
 
 
-def opt_state_tree(spec: Spec, dtype: object) -> jax.tree_util.PyTreeDef:
-    """The optimizer state's structure for ``spec`` (its shapes only: no model is
+def opt_state_shapes(spec: Spec, dtype: object) -> object:
+    """The optimizer state's leaves for ``spec`` as shapes and dtypes (no model is
     traced; a linearization, where the state carries one, is of one zero point)."""
     zeros = {n: jnp.zeros((), dtype) for n in spec.trainable}
     hyper = Hyper(*(jnp.zeros((), jnp.int32 if f == "max_steps" else dtype) for f in Hyper._fields))
     point = jnp.zeros((1,), dtype)
     shape_only = Objective(None, None, lambda p: (point, tuple(point for _ in p)))
     init = functools.partial(solver_of(spec.optimizer).init, shape_only)
-    return jax.tree.structure(jax.eval_shape(init, zeros, hyper))
+    return jax.eval_shape(init, zeros, hyper)
+
+
+def opt_state_tree(spec: Spec, dtype: object) -> jax.tree_util.PyTreeDef:
+    """The optimizer state's structure for ``spec``."""
+    return jax.tree.structure(opt_state_shapes(spec, dtype))
 
 
 def state_from_dict(d: dict, opt_tree: jax.tree_util.PyTreeDef) -> FitState:

@@ -52,19 +52,18 @@ def carries(dtype: object, k: int) -> bool:
 
 def normal_of(J: tuple[jax.Array, ...], r: jax.Array) -> jax.Array:
     """The normal equations of residuals ``r`` and Jacobian columns ``J`` (``gram``'s
-    sums) packed in one array, ``(..., m)``: ``JᵀJ``'s upper triangle row by row, then
-    ``Jᵀr``, then ``‖r‖²`` (``m = k(k+1)/2 + k + 1``; the fits, where there are several,
-    come first, so a batch selects and moves them like every other leaf of a fit's
-    state). The parameters in sorted order (``ordered``)."""
+    sums) packed in one array, ``(m, ...)``: ``JᵀJ``'s upper triangle row by row, then
+    ``Jᵀr``, then ``‖r‖²`` (``m = k(k+1)/2 + k + 1``; on the lanes each a row of the
+    block's fits). The parameters in sorted order (``ordered``)."""
     A, g = gram(J, r)
     k = len(J)
     entries = [A[i, j] for i in range(k) for j in range(i, k)] + [g[i] for i in range(k)]
-    return jnp.stack([*entries, sum_points(r * r)], axis=-1)
+    return jnp.stack([*entries, sum_points(r * r)])
 
 
 def unpacked(normal: jax.Array, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``(JᵀJ, Jᵀr, ‖r‖²)`` of ``normal_of``'s array: ``(k, k, ...)``, ``(k, ...)``, ``(...)``."""
-    entry = [normal[..., i] for i in range(normal.shape[-1])]
+    entry = [normal[i] for i in range(normal.shape[0])]
     rows, at = [[None] * k for _ in range(k)], 0
     for i in range(k):
         for j in range(i, k):
@@ -263,5 +262,5 @@ def next_state(
         jnp.clip(damping, LOWEST, HIGHEST).astype(state.damping.dtype),
         jnp.minimum(growth, 2.0**30).astype(state.growth.dtype),
         scale,
-        None if normal is None else jnp.where(accepted[..., None], normal, state.normal),
+        None if normal is None else jnp.where(accepted, normal, state.normal),
     )

@@ -207,7 +207,7 @@ class LevenbergMarquardt(NamedTuple):
         if opt_state.normal is not None:  # the trial's linearization: its SSR comes with it
             r_trial, J_trial = objective.linearized(trial)
             normal = lm.normal_of(J_trial, r_trial)
-            trial_loss = normal[..., -1] if objective.least_squares else objective.value(trial)
+            trial_loss = normal[-1] if objective.least_squares else objective.value(trial)
             trial_grad = None if grad is None else objective.value_and_grad(trial)[1]
             predicted = lm.predicted_normal(A, g, jnp.stack([delta[n] for n in names]))
         else:

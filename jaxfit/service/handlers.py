@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
 from jaxfit.config import Config, json_schema, load_config
-from jaxfit.core.engine import opt_state_tree, state_from_dict, state_to_dict
+from jaxfit.core.engine import opt_state_shapes, state_from_dict, state_to_dict
 from jaxfit.output.jsonout import plain
 from jaxfit.plan.lowering import dtype_of, plan_fit, precision, problem_of, spec_of
 from jaxfit.run.batch import fit_batch as run_batch
@@ -222,13 +222,15 @@ async def fit_batch(state: State, request: Request) -> Response:
     return JSONResponse(body)
 
 
-def _scalar(raw: Any, field: str, dtype: Any) -> np.ndarray:
+def _scalar(raw: Any, field: str, dtype: Any, shape: tuple[int, ...] = ()) -> np.ndarray:
+    """``raw`` as a number (or, for ``shape`` (m,), a list of m numbers), else a 422."""
+    wanted = "a number" if shape == () else f"a list of {shape[0]} numbers"
     try:
         value = np.asarray(raw, dtype)
     except (TypeError, ValueError) as err:
-        raise HTTPError(422, f"state.{field}: expected a number ({err})") from None
-    if value.shape != ():
-        raise HTTPError(422, f"state.{field}: expected a number, got an array of shape {list(value.shape)}")
+        raise HTTPError(422, f"state.{field}: expected {wanted} ({err})") from None
+    if value.shape != shape:
+        raise HTTPError(422, f"state.{field}: expected {wanted}, got an array of shape {list(value.shape)}")
     return value
 
 
@@ -251,15 +253,16 @@ def state_of(config: Config, raw: Any) -> Any:
             )
         return {n: _scalar(values[n], f"{name}.{n}", dtype) for n in names}
 
-    opt_tree = opt_state_tree(spec_of(config), dtype)
+    shapes = opt_state_shapes(spec_of(config), dtype)
+    opt_tree, leaves = jax.tree.structure(shapes), jax.tree.leaves(shapes)
     opt = get("opt_state")
-    if not isinstance(opt, list) or len(opt) != opt_tree.num_leaves:
-        raise HTTPError(
-            422, f"state.opt_state: expected a list of {opt_tree.num_leaves} numbers for this optimizer"
-        )
+    if not isinstance(opt, list) or len(opt) != len(leaves):
+        raise HTTPError(422, f"state.opt_state: expected a list of {len(leaves)} entries for this optimizer")
     fields = {
         "params": by_name("params"),
-        "opt_state": [_scalar(v, f"opt_state[{i}]", None) for i, v in enumerate(opt)],
+        "opt_state": [
+            _scalar(v, f"opt_state[{i}]", s.dtype, s.shape) for i, (v, s) in enumerate(zip(opt, leaves))
+        ],
         "loss": _scalar(get("loss"), "loss", dtype),
         "grad": by_name("grad"),
         "step_size": by_name("step_size"),

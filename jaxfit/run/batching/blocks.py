@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxfit.core.status import Status
-from jaxfit.run.batching.fits import Chunk, Inputs, Program, Stepping, carried_normal, stats_of_normal
+from jaxfit.run.batching.fits import Chunk, Inputs, Program, Stepping, stats_of_normal
 from jaxfit.run.batching.layout import Layout
 
 
@@ -20,7 +20,7 @@ def fit_block(stepping: Stepping, program: Program, inputs: Inputs, index: jax.A
     state = lax.while_loop(lambda s: jnp.any(s.status == Status.RUNNING), step, fits.state)
     fits = fits._replace(state=state)
     chunk = stepping.finish(program, inputs, fits)
-    normal = carried_normal(program, fits.state)
+    normal = stepping.normal(program, fits)
     if normal is not None:  # what the fits carry: no pass over their data
         return chunk._replace(stats=stats_of_normal(program, normal, stepping.points(program, inputs, fits)))
     return chunk._replace(stats=stepping.stats(program, inputs, fits, chunk.params))

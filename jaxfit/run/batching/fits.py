@@ -198,7 +198,7 @@ def stored(stats: Stats) -> Stats:
 def carried_normal(program: Program, state: Carry) -> jax.Array | None:
     """What each fit's statistics can come from without a pass over its data: the
     normal equations a least-squares fit's Levenberg–Marquardt state carries
-    (``lm.normal_of``, ``(fits, m)``), where the program asks for statistics; else None."""
+    (``lm.normal_of``), where the program asks for statistics; else None."""
     opt_state = state.opt_state
     if program.stats is None or program.spec.loss != "ssr" or not isinstance(opt_state, lm.LMState):
         return None
@@ -207,7 +207,7 @@ def carried_normal(program: Program, state: Carry) -> jax.Array | None:
 
 def stats_of_normal(program: Program, normal: jax.Array, points: jax.Array) -> Stats:
     """Each fit's statistics (as ``stored``) from its carried normal equations
-    (``carried_normal``) and its count of real points (leading axis = fits)."""
+    (``Stepping.normal``, ``(m, fits)``) and its count of real points ``(fits,)``."""
     return stored(fits_first(of_normal(normal, program.spec.trainable, points, program.stats)))
 
 
@@ -227,6 +227,10 @@ class Stepping(Protocol):
 
     def finish(self, program: Program, inputs: Inputs, fits: Fits) -> Chunk:
         """What a chunk keeps of each fit (no statistics)."""
+
+    def normal(self, program: Program, fits: Fits) -> jax.Array | None:
+        """Each fit's carried normal equations ``(m, B)`` where its statistics can come
+        from them (``carried_normal``), else None."""
 
     def points(self, program: Program, inputs: Inputs, fits: Fits) -> jax.Array:
         """Each fit's count of real points, (B,) (for ``stats_of_normal``)."""

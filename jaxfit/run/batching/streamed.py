@@ -15,7 +15,7 @@ from jaxfit.core.engine import Carry
 from jaxfit.core.model import Params
 from jaxfit.core.stats import Stats
 from jaxfit.core.status import Status
-from jaxfit.run.batching.fits import Chunk, Fits, Inputs, Program, Stepping, carried_normal, stats_of_normal
+from jaxfit.run.batching.fits import Chunk, Fits, Inputs, Program, Stepping, stats_of_normal
 
 
 def fit_stream(
@@ -36,7 +36,7 @@ def fit_stream(
     write their fits out and start the next ``group`` fits; and so on. A fit's
     arithmetic is the same as in a block (``blocks.fit_block``), so is its result, bit
     for bit. The statistics of every fit follow at the end: from the normal equations
-    that finished fits leave (``fits.carried_normal``), else in one pass over ``final``."""
+    that finished fits leave (``Stepping.normal``), else in one pass over ``final``."""
 
     def index(j: jax.Array) -> jax.Array:
         return first + j * stride
@@ -49,11 +49,11 @@ def fit_stream(
     fit = jnp.full(width, -1, jnp.int32)  # which of this device's fits each lane holds
     slots = final.loss.shape[0]
     # each finished fit's normal equations and real points, where its state carries them
-    normal = carried_normal(program, current.state)
+    normal = stepping.normal(program, current)
     kept = (
         None
         if normal is None
-        else (jnp.zeros((slots, normal.shape[-1]), normal.dtype), jnp.zeros(slots, jnp.int32))
+        else (jnp.zeros((len(normal), slots), normal.dtype), jnp.zeros(slots, jnp.int32))
     )
 
     def run_until_idle(current: Fits, enough: jax.Array) -> Fits:
@@ -76,8 +76,8 @@ def fit_stream(
         finished = stepping.finish(program, inputs, current)
         final = jax.tree.map(lambda buf, v: buf.at[slot].set(v, mode="drop"), final, finished)
         if kept is not None:
-            left = (carried_normal(program, current.state), stepping.points(program, inputs, current))
-            kept = jax.tree.map(lambda buf, v: buf.at[slot].set(v, mode="drop"), kept, left)
+            left = (stepping.normal(program, current), stepping.points(program, inputs, current))
+            kept = jax.tree.map(lambda buf, v: buf.at[..., slot].set(v, mode="drop"), kept, left)
         fit = jnp.where(done, -1, fit)
         # the next fits go to the first `group` idle lanes
         target = jnp.nonzero(idle, size=group, fill_value=width)[0].astype(jnp.int32)

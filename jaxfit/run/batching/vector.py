@@ -51,8 +51,7 @@ def start(program: Program, inputs: Inputs, index: jax.Array) -> Fits:
 
 def stepper(program: Program, inputs: Inputs, fits: Fits) -> Callable[[Carry], Carry]:
     spec, problem = _problem(program, inputs, fits)
-    # every leaf of a lanes state is one value per fit: the selection is the vmapped one's
-    return lambda state: engine.select_fits(
+    return lambda state: engine.select_lanes(
         state.status == Status.RUNNING, engine.loop_step(spec, state, problem), state
     )
 
@@ -61,6 +60,10 @@ def finish(program: Program, inputs: Inputs, fits: Fits) -> Chunk:
     spec, problem = _problem(program, inputs, fits)
     state = engine.finish(spec, fits.state, problem)
     return Chunk(state.params, fits.init, state.loss, state.step, state.status.astype(jnp.int8))
+
+
+def normal(program: Program, fits: Fits) -> jax.Array | None:
+    return fits_.carried_normal(program, fits.state)  # (m, B) already
 
 
 def points(program: Program, inputs: Inputs, fits: Fits) -> jax.Array:
@@ -82,7 +85,7 @@ def stats(program: Program, inputs: Inputs, fits: Fits, params: Params) -> Stats
 
 def place(current: Fits, target: jax.Array, started: Fits) -> Fits:
     def put(buf: jax.Array, v: jax.Array) -> jax.Array:
-        return buf.at[target].set(v, mode="drop")
+        return buf.at[..., target].set(v, mode="drop")  # the fits are the last axis
 
     placed = jax.tree.map(put, current._replace(data=None), started._replace(data=None))
     if current.data is None:

@@ -48,6 +48,11 @@ def finish(program: Program, inputs: Inputs, fits: Fits) -> Chunk:
     return Chunk(state.params, fits.init, state.loss, state.step, state.status.astype(jnp.int8))
 
 
+def normal(program: Program, fits: Fits) -> jax.Array | None:
+    carried = fits_.carried_normal(program, fits.state)  # (B, m): vmapped
+    return None if carried is None else carried.T
+
+
 def points(program: Program, inputs: Inputs, fits: Fits) -> jax.Array:
     data = fits.problem_args(program, inputs)[0][3]
     real = data.y.shape[-1] if data.mask is None else jnp.sum(data.mask, axis=-1, dtype=jnp.int32)
