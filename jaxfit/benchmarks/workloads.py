@@ -10,7 +10,7 @@ its first, compiling call), end to end.
       a*exp(-k*x)+c from an import path, optimizer lm, float32, max 400 steps;
       peer: a Python loop of scipy's curve_fit (Levenberg-Marquardt) on the same
       data. Quality first: every data set's SSR must be <= 1.01 x scipy's + 1e-6.
-      Timed with and without the statistics pass (standard errors of every fit).
+      Timed with and without the statistics (standard errors of every fit).
   W5  Gpufit's own benchmark: 100,000 2-D Gaussian spots on 5x5 pixels (true values
       500, 2, 2, 1, 10 scaled per fit by U(0.9, 1.1), a start per fit around them,
       noise at SNR 10), float32, at most 10 LM steps, Gpufit's stop rule (ftol 1e-4:
@@ -636,7 +636,7 @@ def _main_workloads(quick: bool) -> int:
         f"W4 quality: {r4['worse']} of {r4['fits']:,} data sets worse than scipy's SSR x 1.01 + 1e-6; "
         f"steps mean {r4['mean_steps']:.1f}, max {r4['max_steps']}; reading the CSV took {r4['csv_s']:.3f} s (not timed above)"
     )
-    print("The statistics pass (standard errors, chi-square, AIC, BIC, R² of every fit), with / without:")
+    print("The statistics (standard errors, chi-square, AIC, BIC, R² of every fit), with / without:")
     for name, with_s, bare_s in (
         ("W1", r1["jaxfit_s"], r1["bare_s"]),
         ("W4", r4["jaxfit_s"], r4["bare_s"]),

@@ -214,12 +214,10 @@ def statistics(
     real = jnp.ones(r.shape, bool) if data.mask is None else jnp.broadcast_to(data.mask, r.shape)
     n = sum_points(real.astype(jnp.int32))
     dof = n - k
-    redchi, aic, bic = information(chisqr, dof, k)
     if r.dtype == jnp.float64:  # the condition of J (NIST's hardest need it), bit for bit across layouts
         inv, singular = inverse_qr(J)
     else:  # float32: JᵀJ, whose sums fuse into the fit's program (the batch layers' speed)
         inv, singular = inverse_spd(gram(J, r)[0])
-    cov, stderr, singular = _errors(inv, singular, dof, redchi, spec.absolute_sigma or loss == "poisson")
     # R²: against the best constant (the σ-weighted mean), in the same metric
     w = jnp.where(real, 1.0, 0.0).astype(dtype)
     if data.sigma is not None:
@@ -227,6 +225,27 @@ def statistics(
     y = jnp.where(real, data.y, 0)
     mean = sum_points(w * y) / sum_points(w)
     total = sum_points(w * (y - mean) ** 2)
+    absolute = spec.absolute_sigma or loss == "poisson"
+    return _assembled(names, chisqr, dof, inv, singular, absolute, spec, 1 - chisqr / total)
+
+
+def _assembled(
+    names: tuple[str, ...],
+    chisqr: jax.Array,
+    dof: jax.Array,
+    inv: jax.Array,
+    singular: jax.Array,
+    absolute: bool,
+    spec: StatsSpec,
+    rsquared: jax.Array | None,
+) -> Stats:
+    """The ``Stats`` of a fit from χ², its dof and ``(JᵀJ)⁻¹`` (the covariance scaled by
+    the reduced χ² unless ``absolute``; inf wherever the fit is singular or has no
+    degrees of freedom)."""
+    redchi, aic, bic = information(chisqr, dof, len(names))
+    singular = singular | (dof <= 0)
+    cov = jnp.where(singular, jnp.inf, inv if absolute else inv * redchi)
+    stderr = jnp.sqrt(diagonal(cov))
     return Stats(
         stderr={name: stderr[i] for i, name in enumerate(names)},
         chisqr=chisqr,
@@ -234,48 +253,25 @@ def statistics(
         redchi=redchi,
         aic=aic,
         bic=bic,
-        rsquared=1 - chisqr / total,
+        rsquared=rsquared,
         singular=singular,
         covariance=cov if spec.covariance else None,
     )
 
 
-def _errors(
-    inv: jax.Array, singular: jax.Array, dof: jax.Array, redchi: jax.Array, absolute: bool
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(covariance, stderr, singular)`` from ``(JᵀJ)⁻¹`` (scaled by ``redchi`` unless
-    ``absolute``); inf wherever the fit is singular or has no degrees of freedom."""
-    singular = singular | (dof <= 0)
-    cov = inv if absolute else inv * redchi
-    cov = jnp.where(singular, jnp.inf, cov)
-    return cov, jnp.sqrt(diagonal(cov)), singular
-
-
 def of_normal(normal: jax.Array, names: tuple[str, ...], points: jax.Array, spec: StatsSpec) -> Stats:
     """The statistics of least-squares fits (the SSR loss) from the normal equations
     their Levenberg–Marquardt states carry at the final parameters (``lm.normal_of``,
-    ``(..., m)``), over ``points`` real points each: the same ``JᵀJ`` that
+    ``(m, ...)``), over ``points`` real points each: the same ``JᵀJ`` that
     ``statistics`` inverts in float32, with no pass over the data. Elementwise over
-    the leading axes (a batch's fits: its leaves end with that axis, as on the lanes).
+    the trailing axes (a batch's fits: its leaves end with that axis, as on the lanes).
     R² needs the data itself (None: a batch derives it on the host)."""
     k = len(names)
     A, _, chisqr = unpacked(normal, k)
     at = {n: i for i, n in enumerate(sorted(names))}  # the normal's order (``lm.ordered``)
     A = jnp.stack([jnp.stack([A[at[a], at[b]] for b in names]) for a in names])
     dof = (points - k).astype(jnp.int32)
-    redchi, aic, bic = information(chisqr, dof, k)
-    cov, stderr, singular = _errors(*inverse_spd(A), dof, redchi, spec.absolute_sigma)
-    return Stats(
-        stderr={name: stderr[i] for i, name in enumerate(names)},
-        chisqr=chisqr,
-        dof=dof,
-        redchi=redchi,
-        aic=aic,
-        bic=bic,
-        rsquared=None,
-        singular=singular,
-        covariance=cov if spec.covariance else None,
-    )
+    return _assembled(names, chisqr, dof, *inverse_spd(A), spec.absolute_sigma, spec, None)
 
 
 def band(
