@@ -38,7 +38,6 @@ from jax import lax
 
 from jaxfit.core import losses
 from jaxfit.core.lanes import Lanes
-from jaxfit.core.lm import LMState
 from jaxfit.core.model import SEED_MODEL, Data, Model, Params
 from jaxfit.core.optim import Hyper, OptimizerKind
 from jaxfit.core.solvers import Objective, all_of, small, solver_of
@@ -125,17 +124,16 @@ def objective(spec: Spec, problem: Problem) -> Objective:
     return Objective(value_and_grad, loss, linearized, bounds, least_squares=spec.loss == "ssr")
 
 
-def _all_finite(*trees: object) -> jax.Array:
-    """Per fit: every leaf is one value per fit, but Levenberg–Marquardt's packed
-    normal equations (``lm.normal_of``: their first axis is the entries)."""
+def _all_finite(loss: jax.Array, *trees: object) -> jax.Array:
+    """Per fit (``loss``'s shape): every leaf is finite. A leaf with leading axes of its
+    own (a solver's packed values, e.g. Levenberg–Marquardt's normal equations) is
+    finite where all of its entries are."""
 
-    flags = []
-    for tree in trees:
-        if isinstance(tree, LMState) and tree.normal is not None:
-            flags.append(jnp.all(jnp.isfinite(tree.normal), axis=0))
-            tree = tree._replace(normal=None)
-        flags += [jnp.isfinite(leaf) for leaf in jax.tree.leaves(tree)]
-    return all_of(flags)
+    def per_fit(leaf: jax.Array) -> jax.Array:
+        extra = jnp.ndim(leaf) - jnp.ndim(loss)
+        return jnp.all(jnp.isfinite(leaf), axis=tuple(range(extra))) if extra > 0 else jnp.isfinite(leaf)
+
+    return all_of([per_fit(leaf) for leaf in jax.tree.leaves((loss, trees))])
 
 
 def decide(
@@ -162,7 +160,7 @@ def init_state(spec: Spec, params: Params, problem: Problem, gradient: bool = Tr
     loss, grad = fn.value_and_grad(params) if gradient else (fn.value(params), None)
     opt_state = solver_of(spec.optimizer).init(fn, params, problem.hyper)
     zero = jnp.zeros(jnp.shape(loss), jnp.int32)  # (fits,) under core.lanes
-    # the solver's state too: Levenberg–Marquardt's carries the Jacobian's normal equations
+    # the solver's state too: it may carry values of the fit's loss (as Levenberg–Marquardt's)
     finite = _all_finite(loss, grad, params, opt_state)
     return FitState(
         params=params,

@@ -39,14 +39,15 @@ LOWEST, HIGHEST = 1e-12, 1e12
 
 
 def ordered(params: Params) -> Params:
-    """``params`` by sorted name: the order of a step's columns of ``J`` and of a
-    ``Normal`` (a dict's pytree order, so it survives every ``jit`` and loop)."""
+    """``params`` by sorted name: the order of a step's columns of ``J`` and of the
+    carried normal equations (a dict's pytree order, so it survives every ``jit`` and
+    loop)."""
     return {n: params[n] for n in sorted(params)}
 
 
 def carries(dtype: object, k: int) -> bool:
-    """Whether a fit of ``k`` parameters in ``dtype`` carries its ``Normal`` (the
-    module docstring)."""
+    """Whether a fit of ``k`` parameters in ``dtype`` carries its normal equations
+    (``normal_of``; the module docstring)."""
     return jnp.dtype(dtype) == jnp.float32 and k <= UNROLLED
 
 
