@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxfit.core.status import Status
-from jaxfit.run.batching.fits import Chunk, Inputs, Program, Stepping, stats_of_normal
+from jaxfit.run.batching.fits import Chunk, Fits, Inputs, Program, Stepping, stats_of_normal
 from jaxfit.run.batching.layout import Layout
 
 
@@ -18,7 +18,17 @@ def fit_block(stepping: Stepping, program: Program, inputs: Inputs, index: jax.A
     fits = stepping.start(program, inputs, index)
     step = stepping.stepper(program, inputs, fits)
     state = lax.while_loop(lambda s: jnp.any(s.status == Status.RUNNING), step, fits.state)
-    fits = fits._replace(state=state)
+    return finished(stepping, program, inputs, fits._replace(state=state))
+
+
+def unstepped(stepping: Stepping, program: Program, inputs: Inputs, index: jax.Array) -> Chunk:
+    """``fit_block``'s results with no step taken: its shapes, for a fraction of its
+    trace (``sharded.chunk_buffers``)."""
+    return finished(stepping, program, inputs, stepping.start(program, inputs, index))
+
+
+def finished(stepping: Stepping, program: Program, inputs: Inputs, fits: Fits) -> Chunk:
+    """The results of ``fits`` as they stand, with their statistics where asked for."""
     chunk = stepping.finish(program, inputs, fits)
     normal = stepping.normal(program, fits)
     if normal is not None:  # what the fits carry: no pass over their data

@@ -81,7 +81,7 @@ def chunk_buffers(program: Program, layout: Layout, devices: Sequence[jax.Device
     """Output buffers for one call of ``compiled_chunk`` (zeros, on the devices)."""
     index = jax.ShapeDtypeStruct((1,), jnp.int32)
     one = jax.eval_shape(
-        lambda inputs, index: blocks.fit_block(vmapped, program, inputs, index), inputs, index
+        lambda inputs, index: blocks.unstepped(vmapped, program, inputs, index), inputs, index
     )
     sharding = jax.sharding.NamedSharding(mesh_of(devices), P(AXIS))
     zeros = jax.tree.map(lambda a: np.zeros((layout.chunk, *a.shape[1:]), a.dtype), one)
