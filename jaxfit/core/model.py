@@ -197,28 +197,20 @@ def residuals(params: Params, data: Data, model: Model = SEED_MODEL) -> jax.Arra
 
 
 ROWS = 64
-"""Data sets up to this many points are summed by elementwise adds of rows (pairwise,
-``sum_points``), which XLA fuses and vectorises across the fits, on the vector lanes
+"""Data sets up to this many points are summed row by row: a chain of elementwise
+adds, which XLA fuses and vectorises across the fits, on the vector lanes
 (``core.lanes``, where a reduction over the major axis is not vectorised on CPU) and
 under ``vmap`` (where a reduction over a few points on the minor axis is slow)."""
 
 
 def sum_points(a: jax.Array) -> jax.Array:
-    """The sum over the points (axis 0) in ``a``'s dtype. Up to ``ROWS`` points: split
-    into powers of two of rows (the binary digits of their number), each summed by
-    halving (rows ``i`` and ``i + half`` added) and the parts added in order — a
-    pairwise sum, rounding error growing with ``log n``, in ``2·log n`` operations
-    instead of a chain of ``n``; three points are ``(a0 + a1) + a2``, as in order."""
-    n = a.shape[0]
-    if n > ROWS:
-        return jnp.sum(a, axis=0, dtype=a.dtype)
-    total, start = None, 0
-    for size in (1 << b for b in reversed(range(n.bit_length())) if n >> b & 1):
-        part = a[start : start + size]  # a power of two of rows, halved until one is left
-        while part.shape[0] > 1:
-            part = part[: part.shape[0] // 2] + part[part.shape[0] // 2 :]
-        total, start = part[0] if total is None else total + part[0], start + size
-    return total
+    """The sum over the points (axis 0), in order, in ``a``'s dtype."""
+    if a.shape[0] <= ROWS:
+        out = a[0]
+        for i in range(1, a.shape[0]):
+            out = out + a[i]
+        return out
+    return jnp.sum(a, axis=0, dtype=a.dtype)
 
 
 def masked_x(x: jax.Array, mask: jax.Array, model: Model) -> jax.Array:

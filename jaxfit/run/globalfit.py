@@ -154,8 +154,8 @@ def _blocks(
     """One data set's ``A``, ``B``, ``C`` blocks and gradients from its loss's
     least-squares form ``(r̃, J̃)`` (``core.losses.linearized``), each entry a dot
     product of two columns by ``jnp.sum`` (under ``vmap``: elementwise work across the
-    data sets, then one reduction over the points; ``core.model.sum_points``'s adds
-    of rows, made for fits on the lanes, ran twice as slow here). A padding set (``real``
+    data sets, then one reduction over the points; ``core.lm.gram``'s chain of adds,
+    made for fits on the lanes, runs twice as slow here). A padding set (``real``
     False: no points) gets ``A = I`` (its locals stay put, nothing is shared)."""
     J = [cols[i] for i in li + si]
     k, n_l = len(J), len(li)
