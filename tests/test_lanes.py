@@ -79,7 +79,7 @@ def _grouped(folder):
 def test_every_layout_of_the_lanes_gives_every_fit_the_same_bits(curves):
     folder, _ = curves
     plan = plan_batch(_grouped(folder))
-    default = _run(plan, Layout(1, 32, 256, refill=32, on_lanes=True))
+    default = _run(plan, Layout(1, 32, 256, refill=64, on_lanes=True))
     assert set(default.status.tolist()) == {jaxfit.Status.CONVERGED}
     assert 0 < np.sum(default.params["k"] == np.float32(0.3)) < plan.fits  # some end on the bound
     for layout in (
