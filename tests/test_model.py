@@ -48,7 +48,7 @@ def test_a_sum_over_points_is_the_in_order_sum_within_its_bound_of_the_float64_s
     # of one sign and of mixed sign
     rng = np.random.default_rng(n)
     a = np.concatenate([rng.uniform(0, 1, (n, 50)), rng.normal(0, 1, (n, 50))], axis=1).astype(np.float32)
-    # and 1 then half an ulp of 1 at every other point: added in order, each is lost
+    # and 1, then half an ulp of 1 at each later point: added in order, each is lost
     # (in order, not pairwise: with pairwise sums the lanes' layouts gave 5% of a
     # batch's fits other bits, test_lanes' every-layout test)
     a = np.concatenate([a, np.r_[1.0, np.full(n - 1, 2.0**-24)].astype(np.float32)[:, None]], axis=1)
