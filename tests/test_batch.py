@@ -208,6 +208,31 @@ def test_reused_output_buffers_never_leak_an_earlier_batch(trainable):
         np.testing.assert_array_equal(again.params[name], first.params[name])
 
 
+def test_batches_of_alternating_programs_trace_each_ones_output_shapes_once(monkeypatch):
+    # only the last batch's output buffers are kept: a batch after another program's
+    # makes new ones, from shapes traced once per program (a trace is ~0.2 s)
+    from collections import OrderedDict
+
+    from jaxfit.run.batching import blocks, sharded
+
+    monkeypatch.setattr(sharded, "_SHAPES", OrderedDict())
+    traced, unstepped = [], blocks.unstepped
+    monkeypatch.setattr(blocks, "unstepped", lambda *args: traced.append(args[1]) or unstepped(*args))
+    configs = [
+        {"train": {"trainable": trainable}, "batch": {"init": {"b2": {"linspace": [-1, 1, 7]}}}}
+        for trainable in (["b2"], ["w4", "b2"])  # blocks, streamed lanes
+    ]
+    first = [jaxfit.fit_batch(cfg) for cfg in configs]
+    again = [jaxfit.fit_batch(cfg) for cfg in configs * 2][2:]
+    assert len(traced) == 2 and traced[0] != traced[1]
+    for a, b in zip(first, again):
+        for field in ("loss", "steps", "status"):
+            np.testing.assert_array_equal(getattr(b, field), getattr(a, field))
+        for name in a.trainable:
+            np.testing.assert_array_equal(b.params[name], a.params[name])
+            np.testing.assert_array_equal(b.stderr[name], a.stderr[name])
+
+
 def test_kept_output_buffers_serve_only_batches_of_their_own_precision():
     cfg = {"train": {"trainable": ["w3", "b1"]}, "batch": {"init": {"b1": {"linspace": [-2, 2, 300]}}}}
     jaxfit.fit_batch(cfg)  # float32, leaving its buffers to the next batch of this program

@@ -66,9 +66,10 @@ def test_clear_caches_releases_programs_buffers_and_pooled_memory():
 
     r = jaxfit.fit_batch({"batch": {"init": {"b3": {"linspace": [-1, 1, 64]}}}})
     del r
-    assert aot._CACHE and pipeline._SPARE and sharded.compiled_chunk.cache_info().currsize
+    assert aot._CACHE and pipeline._SPARE and sharded._SHAPES and sharded.compiled_chunk.cache_info().currsize
     jaxfit.clear_caches()
-    assert not aot._CACHE and not pipeline._SPARE and sharded.compiled_chunk.cache_info().currsize == 0
+    assert not aot._CACHE and not pipeline._SPARE and not sharded._SHAPES
+    assert sharded.compiled_chunk.cache_info().currsize == 0
     assert hostmem.pooled() == 0
     again = jaxfit.fit_batch({"batch": {"init": {"b3": {"linspace": [-1, 1, 64]}}}})
     assert again.status_counts()["converged"] == 64

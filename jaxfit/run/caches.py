@@ -109,6 +109,7 @@ def clear_caches() -> None:
             fn.cache_clear()
     if "jaxfit.run.batching.pipeline" in modules:
         modules["jaxfit.run.batching.sharded"].compiled_chunk.cache_clear()
+        modules["jaxfit.run.batching.sharded"]._SHAPES.clear()
         modules["jaxfit.run.batching.pipeline"]._SPARE.clear()
     if "jaxfit.run.hostmem" in modules:
         modules["jaxfit.run.hostmem"].clear()

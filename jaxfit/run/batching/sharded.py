@@ -4,6 +4,7 @@ each device running its share of the chunk's fits in the layout's way (``blocks`
 
 from __future__ import annotations
 
+import collections
 import functools
 from collections.abc import Callable, Sequence
 
@@ -13,7 +14,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from jaxfit.run.aot import jit
+from jaxfit.run.aot import jit, signature
 from jaxfit.run.batching import blocks, streamed, vector, vmapped
 from jaxfit.run.batching.fits import Chunk, Inputs, Program, Stepping
 from jaxfit.run.batching.layout import Layout
@@ -77,12 +78,29 @@ def compiled_chunk(program: Program, layout: Layout, devices: tuple[jax.Device, 
     return jit(sharded, donate_argnums=3)
 
 
+_SHAPES: collections.OrderedDict[tuple, Chunk] = collections.OrderedDict()
+"""``result_shapes`` by program and inputs' signature (the 64 most recently used)."""
+
+
+def result_shapes(program: Program, inputs: Inputs) -> Chunk:
+    """The shapes and dtypes of one fit's results, traced once per program and inputs'
+    signature: a trace costs ~0.2 s, which a batch would pay at every call that finds no
+    spare output buffers (any call after another program's)."""
+    key = (program, signature((inputs,)))
+    if key not in _SHAPES:
+        index = jax.ShapeDtypeStruct((1,), jnp.int32)
+        _SHAPES[key] = jax.eval_shape(
+            lambda inputs, index: blocks.unstepped(vmapped, program, inputs, index), inputs, index
+        )
+        if len(_SHAPES) > 64:
+            _SHAPES.popitem(last=False)
+    _SHAPES.move_to_end(key)
+    return _SHAPES[key]
+
+
 def chunk_buffers(program: Program, layout: Layout, devices: Sequence[jax.Device], inputs: Inputs) -> Chunk:
     """Output buffers for one call of ``compiled_chunk`` (zeros, on the devices)."""
-    index = jax.ShapeDtypeStruct((1,), jnp.int32)
-    one = jax.eval_shape(
-        lambda inputs, index: blocks.unstepped(vmapped, program, inputs, index), inputs, index
-    )
+    one = result_shapes(program, inputs)
     sharding = jax.sharding.NamedSharding(mesh_of(devices), P(AXIS))
     zeros = jax.tree.map(lambda a: np.zeros((layout.chunk, *a.shape[1:]), a.dtype), one)
     return jax.device_put(zeros, sharding)  # copied, not compiled

@@ -41,8 +41,7 @@ def fit_stream(
     def index(j: jax.Array) -> jax.Array:
         return first + j * stride
 
-    # Lanes start idle (stopped, holding no fit) and fill `group` at a time: one
-    # place in the program starts fits, which keeps it small to compile.
+    # lanes start idle (no fit), fill `group` at a time: one place starts fits (a small program)
     shapes = jax.eval_shape(lambda index: stepping.start(program, inputs, index), jnp.zeros(width, jnp.int32))
     current = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     current = current._replace(state=current.state._replace(status=jnp.full(width, Status.PADDING)))
